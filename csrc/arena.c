@@ -1,0 +1,257 @@
+/*
+ * arena.c -- the node arena: context life, growth, allocation, reference
+ * counting, iterative freeing, accessors and statistics.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <assert.h>
+#include "arena.h"
+
+#define AG_INITIAL_CAP 4096
+#define AG_MAX_CAP ((size_t)INT32_MAX)
+
+static _Thread_local int grad_disabled;  /* 0: recording (the default) */
+
+const char *ag_status_str(int status) {
+    switch (status) {
+    case AG_OK: return "ok";
+    case AG_ERR_NOMEM: return "out of memory: the node arena could not grow";
+    case AG_ERR_LIMIT: return "node limit reached";
+    case AG_ERR_ZERODIV: return "0.0 cannot be raised to a negative power";
+    case AG_ERR_OVERFLOW: return "math range error: result too large";
+    case AG_ERR_INT_RANGE: return "int result too large for a double";
+    case AG_ERR_DOMAIN: return "math domain error";
+    case AG_ERR_COMPLEX:
+        return "negative number cannot be raised to a fractional power "
+               "(the result would be complex)";
+    case AG_ERR_ARG: return "invalid argument";
+    case AG_ERR_NOT_LEAF: return "input is not a leaf of the graph";
+    default: return "unknown status";
+    }
+}
+
+int ag_set_grad_enabled(int enabled) {
+    int was = !grad_disabled;
+    grad_disabled = !enabled;
+    return was;
+}
+
+int ag_is_grad_enabled(void) { return !grad_disabled; }
+
+/* Bytes of all per-node arrays for one slot. */
+static size_t bytes_per_slot(void) {
+    return 3 * sizeof(double) + 4 * sizeof(int32_t) + sizeof(uint32_t) + 2;
+}
+
+ag_ctx *ag_ctx_new(void) {
+    ag_ctx *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    if (pthread_mutex_init(&c->lock, NULL) != 0) { free(c); return NULL; }
+    c->free_head = AG_NONE;
+    return c;
+}
+
+void ag_ctx_free(ag_ctx *c) {
+    if (!c) return;
+    free(c->data); free(c->grad); free(c->k); free(c->a); free(c->b);
+    free(c->refs); free(c->op); free(c->flags); free(c->order);
+    free(c->stack);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* realloc *p to n elements of size sz; on failure *p stays as it was. */
+static int grow_array(void **p, size_t n, size_t sz) {
+    void *q = realloc(*p, n * sz);
+    if (!q) return 0;
+    *p = q;
+    return 1;
+}
+
+/* Grow every array to new_cap slots.  Arrays that grew before a failure
+ * keep their larger size; cap only moves once all have. */
+static int grow(ag_ctx *c, size_t new_cap) {
+    if (!grow_array((void **)&c->data, new_cap, sizeof(double)) ||
+        !grow_array((void **)&c->grad, new_cap, sizeof(double)) ||
+        !grow_array((void **)&c->k, new_cap, sizeof(double)) ||
+        !grow_array((void **)&c->a, new_cap, sizeof(int32_t)) ||
+        !grow_array((void **)&c->b, new_cap, sizeof(int32_t)) ||
+        !grow_array((void **)&c->refs, new_cap, sizeof(uint32_t)) ||
+        !grow_array((void **)&c->op, new_cap, 1) ||
+        !grow_array((void **)&c->flags, new_cap, 1) ||
+        !grow_array((void **)&c->order, new_cap, sizeof(int32_t)) ||
+        !grow_array((void **)&c->stack, new_cap, sizeof(int32_t)))
+        return AG_ERR_NOMEM;
+    c->cap = new_cap;
+    return AG_OK;
+}
+
+int ag__reserve(ag_ctx *c, size_t n) {
+    if (c->limit && c->live + n > c->limit) return AG_ERR_LIMIT;
+    if (c->live + n <= c->cap) return AG_OK;  /* free list + fresh slots */
+    size_t need = c->used + n;
+    if (need > AG_MAX_CAP) return AG_ERR_NOMEM;
+    size_t new_cap = c->cap ? c->cap : AG_INITIAL_CAP;
+    while (new_cap < need) new_cap *= 2;
+    if (new_cap > AG_MAX_CAP) new_cap = AG_MAX_CAP;
+    return grow(c, new_cap);
+}
+
+int32_t ag__alloc(ag_ctx *c, int op, double v, int flags, int32_t a,
+                  int32_t b) {
+    int32_t id;
+    if (c->free_head != AG_NONE) {
+        id = c->free_head;
+        c->free_head = c->a[id];
+    } else {
+        assert(c->used < c->cap);
+        id = (int32_t)c->used++;
+    }
+    c->live++;
+    c->data[id] = v;
+    c->grad[id] = 0.0;
+    c->k[id] = 0.0;
+    c->a[id] = a;
+    c->b[id] = b;
+    c->refs[id] = 0;
+    c->op[id] = (uint8_t)op;
+    c->flags[id] = (uint8_t)(flags | AG_GRAD_INT);  /* grad starts as int 0 */
+    if (a != AG_NONE) c->refs[a]++;
+    if (b != AG_NONE) c->refs[b]++;
+    return id;
+}
+
+/* Freed nodes wait on a "dying" list threaded through refs[] (which is 0
+ * for them and so free to reuse); each is then put on the free list and its
+ * children lose one reference.  No recursion, no allocation. */
+void ag__unref(ag_ctx *c, int32_t id) {
+    assert(c->refs[id] > 0 && c->op[id] != AG_FREE_OP);
+    if (--c->refs[id]) return;
+    uint32_t top = (uint32_t)id;
+    c->refs[id] = AG_REFS_END;
+    while (top != AG_REFS_END) {
+        int32_t x = (int32_t)top;
+        top = c->refs[x];
+        int32_t kids[2] = {c->a[x], c->b[x]};
+        c->refs[x] = 0;
+        c->op[x] = AG_FREE_OP;
+        c->a[x] = c->free_head;
+        c->free_head = x;
+        c->live--;
+        for (int i = 0; i < 2; i++) {
+            int32_t ch = kids[i];
+            if (ch != AG_NONE && --c->refs[ch] == 0) {
+                c->refs[ch] = top;
+                top = (uint32_t)ch;
+            }
+        }
+    }
+}
+
+void ag_set_limit(ag_ctx *c, size_t max_nodes) {
+    AG_LOCK(c);
+    c->limit = max_nodes;
+    AG_UNLOCK(c);
+}
+
+void ag_get_stats(ag_ctx *c, ag_stats *out) {
+    AG_LOCK(c);
+    out->live_nodes = c->live;
+    out->capacity = c->cap;
+    out->bytes = c->cap * bytes_per_slot();
+    out->limit = c->limit;
+    AG_UNLOCK(c);
+}
+
+int64_t ag_leaf(ag_ctx *c, double v, int is_int) {
+    AG_LOCK(c);
+    int st = ag__reserve(c, 1);
+    int64_t id = -st;
+    if (st == AG_OK) {
+        id = ag__alloc(c, AG_LEAF, v, is_int ? AG_DATA_INT : 0, AG_NONE,
+                       AG_NONE);
+        c->refs[id] = 1;
+    }
+    AG_UNLOCK(c);
+    return id;
+}
+
+int64_t ag_opaque(ag_ctx *c, double v, int is_int, int32_t a, int32_t b) {
+    AG_LOCK(c);
+    int st = ag__reserve(c, 1);
+    int64_t id = -st;
+    if (st == AG_OK) {
+        id = ag__alloc(c, AG_OPAQUE, v, is_int ? AG_DATA_INT : 0, a, b);
+        c->refs[id] = 1;
+    }
+    AG_UNLOCK(c);
+    return id;
+}
+
+void ag_retain(ag_ctx *c, int32_t id) {
+    AG_LOCK(c);
+    c->refs[id]++;
+    AG_UNLOCK(c);
+}
+
+void ag_release(ag_ctx *c, int32_t id) {
+    AG_LOCK(c);
+    ag__unref(c, id);
+    AG_UNLOCK(c);
+}
+
+void ag_release_many(ag_ctx *c, const int32_t *ids, size_t n) {
+    AG_LOCK(c);
+    for (size_t i = 0; i < n; i++) ag__unref(c, ids[i]);
+    AG_UNLOCK(c);
+}
+
+double ag_data(ag_ctx *c, int32_t id) {
+    AG_LOCK(c);
+    double v = c->data[id];
+    AG_UNLOCK(c);
+    return v;
+}
+
+double ag_grad(ag_ctx *c, int32_t id) {
+    AG_LOCK(c);
+    double v = c->grad[id];
+    AG_UNLOCK(c);
+    return v;
+}
+
+int ag_flags(ag_ctx *c, int32_t id) {
+    AG_LOCK(c);
+    int f = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
+    AG_UNLOCK(c);
+    return f;
+}
+
+/* Ints are stored with +0.0 for zero (Python's int 0 has no sign). */
+void ag_set_data(ag_ctx *c, int32_t id, double v, int is_int) {
+    AG_LOCK(c);
+    c->data[id] = is_int ? v + 0.0 : v;
+    c->flags[id] = (uint8_t)((c->flags[id] & ~AG_DATA_INT) |
+                             (is_int ? AG_DATA_INT : 0));
+    AG_UNLOCK(c);
+}
+
+void ag_set_grad(ag_ctx *c, int32_t id, double v, int is_int) {
+    AG_LOCK(c);
+    c->grad[id] = is_int ? v + 0.0 : v;
+    c->flags[id] = (uint8_t)((c->flags[id] & ~AG_GRAD_INT) |
+                             (is_int ? AG_GRAD_INT : 0));
+    AG_UNLOCK(c);
+}
+
+void ag_node_info(ag_ctx *c, int32_t id, ag_node *out) {
+    AG_LOCK(c);
+    out->op = c->op[id];
+    out->a = c->a[id];
+    out->b = c->b[id];
+    out->k = c->k[id];
+    out->flags = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
+    AG_UNLOCK(c);
+}
+
+int ag__grad_disabled(void) { return grad_disabled; }

@@ -1,0 +1,62 @@
+/*
+ * arena.h -- internals shared by the engine's C files (not public).
+ *
+ * The arena is a struct-of-arrays: node i is data[i], grad[i], op[i], ...
+ * Every array has `cap` slots and moves as a whole when the arena grows
+ * (realloc, doubling), so code keeps ids, never pointers, across a call that
+ * may allocate.  Free slots form a list threaded through a[].
+ */
+#ifndef AG_ARENA_H
+#define AG_ARENA_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "autograd_c.h"
+
+#define AG_NONE (-1)
+#define AG_FREE_OP 255          /* op[] of a slot on the free list        */
+#define AG_MARK 128             /* flags[] bit: visited by a traversal    */
+#define AG_REFS_END UINT32_MAX  /* end of the dying list threaded in refs */
+
+struct ag_ctx {
+    pthread_mutex_t lock;
+    /* node arrays, cap slots each */
+    double *data;       /* value                                        */
+    double *grad;       /* gradient                                     */
+    double *k;          /* POW_CONST exponent                           */
+    int32_t *a, *b;     /* children (AG_NONE if absent); a[] links free */
+    uint32_t *refs;     /* handles + parent links                       */
+    uint8_t *op;        /* ag_op, AG_FREE_OP when free                  */
+    uint8_t *flags;     /* AG_DATA_INT | AG_GRAD_INT | AG_K_INT | MARK  */
+    /* traversal scratch, cap slots each, so traversals never allocate */
+    int32_t *order;     /* topological order (children first)           */
+    int32_t *stack;     /* DFS stack                                    */
+    size_t cap;         /* slots allocated                              */
+    size_t used;        /* slots ever handed out (high-water mark)      */
+    size_t live;        /* slots in use                                 */
+    size_t limit;       /* max live nodes, 0 = none                     */
+    int32_t free_head;  /* first free slot below `used`, or AG_NONE     */
+};
+
+/* Make room for n more nodes (grow and/or check the limit).  Locked. */
+int ag__reserve(ag_ctx *c, size_t n);
+/* Take a slot (room reserved) with refs = 0.  Locked. */
+int32_t ag__alloc(ag_ctx *c, int op, double v, int flags, int32_t a, int32_t b);
+/* Drop one reference; frees what nothing reaches any more.  Locked. */
+void ag__unref(ag_ctx *c, int32_t id);
+/* Nonzero while this thread records no graph (ag_set_grad_enabled). */
+int ag__grad_disabled(void);
+/* Topological order of what root reaches, children first, into c->order;
+ * returns the count.  Clears its marks before returning.  Locked. */
+size_t ag__topo(ag_ctx *c, int32_t root);
+/* Value of op over child values (x, y) and exponent k; Python's errors.
+ * Writes *out and *out_int; returns AG_OK or an error status. */
+int ag__eval(int op, double x, int x_int, double y, int y_int, double k,
+             int k_int, double *out, int *out_int);
+/* Add node id's gradient contributions to its children.  Locked. */
+void ag__backprop_node(ag_ctx *c, int32_t id);
+
+#define AG_LOCK(c) pthread_mutex_lock(&(c)->lock)
+#define AG_UNLOCK(c) pthread_mutex_unlock(&(c)->lock)
+
+#endif /* AG_ARENA_H */

@@ -1,0 +1,171 @@
+/*
+ * autograd_c.h -- the one public header of the autograd_c engine.
+ *
+ * A scalar reverse-mode autograd engine.  Every graph node lives in an
+ * arena owned by an opaque context (ag_ctx) and is named by an integer id.
+ * Nodes are reference counted: the caller owns one reference for every id a
+ * constructor returns (its "handle") and gives it back with ag_release().
+ * A node also holds one reference on each of its children, so a node lives
+ * while any handle reaches it, directly or through the graph.
+ *
+ * Every public function locks the context, so several threads may call into
+ * the same context at once.  No function calls exit() or abort() on a path a
+ * caller can reach; failures come back as a status (ag_status) and change
+ * nothing.  Constructors return the new id (>= 0) or a negated status (< 0).
+ *
+ * Number types follow Python's: every value carries an "is int" flag, so a
+ * facade can give back int where Python would have kept int.  Int values are
+ * stored as doubles: exact within +-2**53.
+ *
+ * The declarations between the CDEF markers are read verbatim by the cffi
+ * builder (autograd_c/_cffi_build.py): keep them plain C, no macros.
+ */
+#ifndef AUTOGRAD_C_H
+#define AUTOGRAD_C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CDEF BEGIN */
+typedef struct ag_ctx ag_ctx;
+
+typedef enum ag_status {
+    AG_OK = 0,
+    AG_ERR_NOMEM = 1,      /* the arena could not grow (MemoryError)            */
+    AG_ERR_LIMIT = 2,      /* the node limit set by ag_set_limit was reached    */
+    AG_ERR_ZERODIV = 3,    /* zero raised to a negative power                    */
+    AG_ERR_OVERFLOW = 4,   /* float result out of range (as math.exp / float **) */
+    AG_ERR_INT_RANGE = 5,  /* int result beyond the range of a double            */
+    AG_ERR_DOMAIN = 6,     /* math domain error (log of x <= 0)                  */
+    AG_ERR_COMPLEX = 7,    /* negative base to a fractional power                */
+    AG_ERR_ARG = 8,        /* bad argument: unknown op, bad id, wrong shape      */
+    AG_ERR_NOT_LEAF = 9    /* a replay input that is not a leaf of the graph     */
+} ag_status;
+
+/* Ops.  A node's children are a (and b for binary ops); POW_CONST keeps its
+ * exponent k on the node.  LEAF and OPAQUE have no backward rule. */
+typedef enum ag_op {
+    AG_LEAF = 0,
+    AG_ADD = 1,        /* a + b                          */
+    AG_MUL = 2,        /* a * b                          */
+    AG_POW_CONST = 3,  /* a ** k, k a number             */
+    AG_POW = 4,        /* a ** b, b a node               */
+    AG_RELU = 5,       /* 0 if a < 0 else a (micrograd)  */
+    AG_TANH = 6,
+    AG_EXP = 7,
+    AG_LOG = 8,
+    AG_SIGMOID = 9,
+    AG_OPAQUE = 10,    /* user-built node: children kept, gradient stops   */
+    AG_OP_COUNT = 11
+} ag_op;
+
+/* Flags of a node, as returned by ag_flags(). */
+enum {
+    AG_DATA_INT = 1,   /* data holds a Python int       */
+    AG_GRAD_INT = 2,   /* grad holds a Python int       */
+    AG_K_INT = 4       /* POW_CONST exponent is an int  */
+};
+
+/* A node as seen from outside (ag_node_info). */
+typedef struct ag_node {
+    int op;            /* ag_op                                  */
+    int32_t a, b;      /* children, -1 where absent              */
+    double k;          /* POW_CONST exponent                     */
+    int flags;         /* AG_DATA_INT | AG_GRAD_INT | AG_K_INT    */
+} ag_node;
+
+/* Arena statistics (ag_stats). */
+typedef struct ag_stats {
+    size_t live_nodes;     /* nodes in use                        */
+    size_t capacity;       /* node slots allocated                */
+    size_t bytes;          /* bytes held by the arena             */
+    size_t limit;          /* node limit, 0 = none                */
+} ag_stats;
+
+/* Human-readable text of a status; never NULL, static storage. */
+const char *ag_status_str(int status);
+
+/* Create a context with an empty arena.  Returns NULL when out of memory.
+ * The caller owns it and frees it with ag_ctx_free. */
+ag_ctx *ag_ctx_new(void);
+
+/* Free a context and every node in it.  Ids of that context become invalid.
+ * NULL is accepted. */
+void ag_ctx_free(ag_ctx *ctx);
+
+/* Limit the number of live nodes (0 = no limit).  Constructors that would go
+ * beyond it fail with AG_ERR_LIMIT.  Always succeeds. */
+void ag_set_limit(ag_ctx *ctx, size_t max_nodes);
+
+/* Fill *out with the arena's statistics. */
+void ag_get_stats(ag_ctx *ctx, ag_stats *out);
+
+/* Per-thread switch of graph recording (like torch.no_grad).  While off, op
+ * constructors on this thread return leaves holding the computed value.
+ * Returns the previous setting.  Applies to every context. */
+int ag_set_grad_enabled(int enabled);
+int ag_is_grad_enabled(void);
+
+/* A new leaf holding v (is_int: v is a Python int).  Returns its id, with
+ * one handle owned by the caller, or -status. */
+int64_t ag_leaf(ag_ctx *ctx, double v, int is_int);
+
+/* A new node op(a, b).  b is ignored (pass -1) for unary ops; k and k_int are
+ * the exponent of AG_POW_CONST and ignored otherwise.  a and b must be live
+ * ids of ctx.  The value is computed now, with Python's float errors
+ * (AG_ERR_ZERODIV, AG_ERR_OVERFLOW, AG_ERR_DOMAIN, AG_ERR_COMPLEX): on error
+ * nothing is created.  Returns the id (one handle for the caller) or -status. */
+int64_t ag_apply(ag_ctx *ctx, int op, int32_t a, int32_t b, double k, int k_int);
+
+/* op(a, leaf(v)) -- or op(leaf(v), a) when const_first -- in one call: the
+ * binary op of a node with a fresh constant leaf, as micrograd builds
+ * `a + 2`.  Same contract as ag_apply; on error neither node is created. */
+int64_t ag_apply_const(ag_ctx *ctx, int op, int32_t a, double v, int v_int,
+                    int const_first);
+
+/* A node holding v whose children are a and b (-1 where absent) and whose
+ * gradient does not flow to them (micrograd's Value(data, children, op)). */
+int64_t ag_opaque(ag_ctx *ctx, double v, int is_int, int32_t a, int32_t b);
+
+/* Take one more handle on a live id / give one back.  When the last
+ * reference to a node goes, the node is freed, then every child that nothing
+ * else reaches, iteratively (no recursion, any depth). */
+void ag_retain(ag_ctx *ctx, int32_t id);
+void ag_release(ag_ctx *ctx, int32_t id);
+void ag_release_many(ag_ctx *ctx, const int32_t *ids, size_t n);
+
+/* Read or write a node's value and gradient.  is_int gives the Python type. */
+double ag_data(ag_ctx *ctx, int32_t id);
+double ag_grad(ag_ctx *ctx, int32_t id);
+int ag_flags(ag_ctx *ctx, int32_t id);
+void ag_set_data(ag_ctx *ctx, int32_t id, double v, int is_int);
+void ag_set_grad(ag_ctx *ctx, int32_t id, double v, int is_int);
+
+/* Fill *out with the op, children, exponent and flags of a live id. */
+void ag_node_info(ag_ctx *ctx, int32_t id, ag_node *out);
+
+/* micrograd's backward(): set root's grad to int 1, then, in reverse
+ * topological order of every node reachable from root, add each node's
+ * contribution to its children's grads.  Grads are never zeroed.
+ * Iterative, any depth; needs no memory beyond the arena.  Returns AG_OK. */
+int ag_backward(ag_ctx *ctx, int32_t root);
+
+/* One micrograd Layer applied to nodes: for each of n_out neurons j,
+ *   act = b[j] + w[j*n_in+0]*x[0] + ... + w[j*n_in+n_in-1]*x[n_in-1]
+ * built left to right exactly as micrograd's Neuron, then relu'd when
+ * nonlin.  w: n_out*n_in ids, b: n_out ids, x: n_in ids, out: n_out slots
+ * that receive the output ids (one handle each).  On error nothing is
+ * created and AG_ERR_* is returned. */
+int ag_layer(ag_ctx *ctx, const int32_t *w, const int32_t *b,
+             const int32_t *x, int32_t n_in, int32_t n_out, int nonlin,
+             int32_t *out);
+/* CDEF END */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AUTOGRAD_C_H */

@@ -1,0 +1,319 @@
+/*
+ * ops.c -- what each op computes (forward, with Python's number rules and
+ * errors) and contributes (backward, micrograd's rules), the node
+ * constructors, topological sort and backward.
+ *
+ * Adding an op: one case in ag__eval, one in ag__backprop_node, one line in
+ * the Python facade.
+ */
+#include <math.h>
+#include <assert.h>
+#include "arena.h"
+
+#define DATA_IS_INT(c, i) (((c)->flags[i] & AG_DATA_INT) != 0)
+#define GRAD_IS_INT(c, i) (((c)->flags[i] & AG_GRAD_INT) != 0)
+
+/* x ** k for an int x and an int k >= 0, by squaring: exact while every
+ * product stays within 2**53, like Python's int power there. */
+static double int_pow(double x, double k) {
+    if (x == 0.0) return k == 0.0 ? 1.0 : 0.0;
+    if (x == 1.0) return 1.0;
+    if (x == -1.0) return fmod(k, 2.0) == 0.0 ? 1.0 : -1.0;
+    if (k > 4096.0) return x > 0 || fmod(k, 2.0) == 0.0 ? INFINITY : -INFINITY;
+    unsigned long e = (unsigned long)k;
+    double r = 1.0;
+    while (e) {
+        if (e & 1) r *= x;
+        e >>= 1;
+        if (e) x *= x;
+    }
+    return r;
+}
+
+/* Python's x ** y for numbers whose types are given by x_int, y_int. */
+static int python_pow(double x, int x_int, double y, int y_int, double *out,
+                      int *out_int) {
+    if (x_int && y_int && y >= 0) {          /* int ** non-negative int */
+        double r = int_pow(x, y);
+        if (!isfinite(r)) return AG_ERR_INT_RANGE;
+        *out = r + 0.0;
+        *out_int = 1;
+        return AG_OK;
+    }
+    *out_int = 0;                            /* float semantics */
+    if (isfinite(x) && isfinite(y)) {
+        if (x == 0.0 && y < 0.0) return AG_ERR_ZERODIV;
+        if (x < 0.0 && y != floor(y)) return AG_ERR_COMPLEX;
+    }
+    double r = pow(x, y);
+    if (isinf(r) && isfinite(x) && isfinite(y)) return AG_ERR_OVERFLOW;
+    *out = r;
+    return AG_OK;
+}
+
+/* An int result that left the range of doubles is an error; an int zero is
+ * stored as +0.0 (Python's int 0 has no sign). */
+static int int_result(double r, double *out) {
+    if (!isfinite(r)) return AG_ERR_INT_RANGE;
+    *out = r + 0.0;
+    return AG_OK;
+}
+
+static double sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+int ag__eval(int op, double x, int x_int, double y, int y_int, double k,
+             int k_int, double *out, int *out_int) {
+    *out_int = 0;
+    switch (op) {
+    case AG_ADD:
+        if (x_int && y_int) { *out_int = 1; return int_result(x + y, out); }
+        *out = x + y;
+        return AG_OK;
+    case AG_MUL:
+        if (x_int && y_int) { *out_int = 1; return int_result(x * y, out); }
+        *out = x * y;
+        return AG_OK;
+    case AG_POW_CONST:
+        return python_pow(x, x_int, k, k_int, out, out_int);
+    case AG_POW:
+        return python_pow(x, x_int, y, y_int, out, out_int);
+    case AG_RELU:                            /* 0 if x < 0 else x */
+        if (x < 0) { *out = 0.0; *out_int = 1; }
+        else { *out = x; *out_int = x_int; }
+        return AG_OK;
+    case AG_TANH:
+        *out = tanh(x);
+        return AG_OK;
+    case AG_EXP:
+        *out = exp(x);
+        return isinf(*out) && isfinite(x) ? AG_ERR_OVERFLOW : AG_OK;
+    case AG_LOG:
+        if (x <= 0.0) return AG_ERR_DOMAIN;  /* NaN passes through */
+        *out = log(x);
+        return AG_OK;
+    case AG_SIGMOID:
+        *out = sigmoid(x);
+        return AG_OK;
+    default:
+        return AG_ERR_ARG;
+    }
+}
+
+/* grad[ch] += v, with Python's int/float rule for the sum.  An int sum that
+ * overflows a double becomes a float (inf). */
+static inline void accumulate(ag_ctx *c, int32_t ch, double v, int v_int) {
+    int is_int = GRAD_IS_INT(c, ch) && v_int;
+    double r = c->grad[ch] + (v_int ? v + 0.0 : v);
+    if (is_int) {
+        r += 0.0;
+        if (!isfinite(r)) is_int = 0;
+    }
+    c->grad[ch] = r;
+    c->flags[ch] = (uint8_t)(is_int ? c->flags[ch] | AG_GRAD_INT
+                                    : c->flags[ch] & ~AG_GRAD_INT);
+}
+
+/* micrograd's (k * x**(k-1)) * g: the contribution of x ** k. */
+static void accumulate_pow(ag_ctx *c, int32_t ch, double k, int k_int,
+                           double g, int g_int) {
+    double x = c->data[ch], e = k - 1.0, p;
+    int p_int = DATA_IS_INT(c, ch) && k_int && e >= 0;
+    p = p_int ? int_pow(x, e) : pow(x, e);
+    int d_int = k_int && p_int;
+    double d = k * p;
+    if (d_int) d += 0.0;
+    accumulate(c, ch, d * g, d_int && g_int);
+}
+
+void ag__backprop_node(ag_ctx *c, int32_t id) {
+    double g = c->grad[id];
+    int g_int = GRAD_IS_INT(c, id);
+    int32_t a = c->a[id], b = c->b[id];
+    double out = c->data[id];
+    switch (c->op[id]) {
+    case AG_ADD:
+        accumulate(c, a, g, g_int);
+        accumulate(c, b, g, g_int);
+        break;
+    case AG_MUL:
+        accumulate(c, a, c->data[b] * g, DATA_IS_INT(c, b) && g_int);
+        accumulate(c, b, c->data[a] * g, DATA_IS_INT(c, a) && g_int);
+        break;
+    case AG_POW_CONST:
+        accumulate_pow(c, a, c->k[id], (c->flags[id] & AG_K_INT) != 0, g,
+                       g_int);
+        break;
+    case AG_POW: {
+        double x = c->data[a], y = c->data[b];
+        accumulate_pow(c, a, y, DATA_IS_INT(c, b), g, g_int);
+        /* d(x**y)/dy = x**y * ln x; 0 where x == 0 and y >= 0 (as PyTorch) */
+        double dy = (x == 0.0 && y >= 0.0) ? 0.0 : out * log(x);
+        accumulate(c, b, dy * g, 0);
+        break;
+    }
+    case AG_RELU:                            /* (out > 0) * g */
+        accumulate(c, a, (out > 0 ? 1.0 : 0.0) * g, g_int);
+        break;
+    case AG_TANH:
+        accumulate(c, a, (1.0 - out * out) * g, 0);
+        break;
+    case AG_EXP:
+        accumulate(c, a, out * g, 0);
+        break;
+    case AG_LOG:
+        accumulate(c, a, g / c->data[a], 0);
+        break;
+    case AG_SIGMOID:
+        accumulate(c, a, out * (1.0 - out) * g, 0);
+        break;
+    default:                                 /* LEAF, OPAQUE: no rule */
+        break;
+    }
+}
+
+size_t ag__topo(ag_ctx *c, int32_t root) {
+    size_t n = 0, sp = 0;
+    c->stack[sp++] = root;
+    c->flags[root] |= AG_MARK;
+    while (sp) {                             /* post-order DFS, a before b */
+        int32_t x = c->stack[sp - 1];
+        int32_t a = c->a[x], b = c->b[x];
+        if (a != AG_NONE && !(c->flags[a] & AG_MARK)) {
+            c->flags[a] |= AG_MARK;
+            c->stack[sp++] = a;
+        } else if (b != AG_NONE && !(c->flags[b] & AG_MARK)) {
+            c->flags[b] |= AG_MARK;
+            c->stack[sp++] = b;
+        } else {
+            c->order[n++] = x;
+            sp--;
+        }
+    }
+    for (size_t i = 0; i < n; i++) c->flags[c->order[i]] &= ~AG_MARK;
+    return n;
+}
+
+int ag_backward(ag_ctx *c, int32_t root) {
+    AG_LOCK(c);
+    size_t n = ag__topo(c, root);
+    c->grad[root] = 1.0;
+    c->flags[root] |= AG_GRAD_INT;
+    for (size_t i = n; i-- > 0;) ag__backprop_node(c, c->order[i]);
+    AG_UNLOCK(c);
+    return AG_OK;
+}
+
+static int is_live(const ag_ctx *c, int32_t id) {
+    return id >= 0 && (size_t)id < c->used && c->op[id] != AG_FREE_OP;
+}
+
+static int arity(int op) {
+    switch (op) {
+    case AG_ADD: case AG_MUL: case AG_POW: return 2;
+    case AG_POW_CONST: case AG_RELU: case AG_TANH: case AG_EXP: case AG_LOG:
+    case AG_SIGMOID: return 1;
+    default: return 0;                       /* not built by ag_apply */
+    }
+}
+
+/* op(a, b) as a new node with refs = 0 -- or, while recording is off, a
+ * leaf with its value.  Room must be reserved.  Returns id or -status. */
+static int64_t make_node(ag_ctx *c, int op, int32_t a, int32_t b, double k,
+                         int k_int) {
+    double r;
+    int r_int;
+    int binary = b != AG_NONE;
+    int st = ag__eval(op, c->data[a], DATA_IS_INT(c, a),
+                      binary ? c->data[b] : 0.0,
+                      binary ? DATA_IS_INT(c, b) : 0, k, k_int, &r, &r_int);
+    if (st != AG_OK) return -st;
+    int flags = r_int ? AG_DATA_INT : 0;
+    if (ag__grad_disabled())
+        return ag__alloc(c, AG_LEAF, r, flags, AG_NONE, AG_NONE);
+    int32_t id = ag__alloc(c, op, r, flags | (k_int ? AG_K_INT : 0), a, b);
+    c->k[id] = k;
+    return id;
+}
+
+int64_t ag_apply(ag_ctx *c, int op, int32_t a, int32_t b, double k, int k_int) {
+    AG_LOCK(c);
+    int64_t id = -AG_ERR_ARG;
+    int n = arity(op);
+    if (n && is_live(c, a) && (n == 1 || is_live(c, b))) {
+        int st = ag__reserve(c, 1);
+        id = st ? -st : make_node(c, op, a, n == 2 ? b : AG_NONE, k, k_int);
+        if (id >= 0) c->refs[id] = 1;
+    }
+    AG_UNLOCK(c);
+    return id;
+}
+
+int64_t ag_apply_const(ag_ctx *c, int op, int32_t a, double v, int v_int,
+                    int const_first) {
+    AG_LOCK(c);
+    int64_t id = -AG_ERR_ARG;
+    if (arity(op) == 2 && is_live(c, a)) {
+        int st = ag__reserve(c, 2);
+        id = -st;
+        if (st == AG_OK) {
+            int32_t leaf = ag__alloc(c, AG_LEAF, v, v_int ? AG_DATA_INT : 0,
+                                     AG_NONE, AG_NONE);
+            c->refs[leaf] = 1;               /* held while building */
+            id = const_first ? make_node(c, op, leaf, a, 0.0, 0)
+                             : make_node(c, op, a, leaf, 0.0, 0);
+            if (id >= 0) c->refs[id] = 1;
+            ag__unref(c, leaf);              /* the node's link keeps it */
+        }
+    }
+    AG_UNLOCK(c);
+    return id;
+}
+
+/* Replace the held node *acc by op(*acc, b): the new node is held, the old
+ * hold given back.  Returns AG_OK or a status (then *acc is unchanged). */
+static int fold(ag_ctx *c, int op, int32_t *acc, int32_t b) {
+    int64_t id = make_node(c, op, *acc, b, 0.0, 0);
+    if (id < 0) return (int)-id;
+    c->refs[id]++;
+    ag__unref(c, *acc);
+    *acc = (int32_t)id;
+    return AG_OK;
+}
+
+int ag_layer(ag_ctx *c, const int32_t *w, const int32_t *b, const int32_t *x,
+             int32_t n_in, int32_t n_out, int nonlin, int32_t *out) {
+    AG_LOCK(c);
+    int st = AG_OK;
+    int32_t j = 0;
+    if (n_in < 0 || n_out < 0) st = AG_ERR_ARG;
+    for (int32_t i = 0; st == AG_OK && i < n_in; i++)
+        if (!is_live(c, x[i])) st = AG_ERR_ARG;
+    for (int32_t i = 0; st == AG_OK && i < n_out * n_in; i++)
+        if (!is_live(c, w[i])) st = AG_ERR_ARG;
+    for (int32_t i = 0; st == AG_OK && i < n_out; i++)
+        if (!is_live(c, b[i])) st = AG_ERR_ARG;
+    if (st == AG_OK)
+        st = ag__reserve(c, (size_t)n_out * (2 * (size_t)n_in + 1));
+    for (; st == AG_OK && j < n_out; j++) {
+        int32_t acc = b[j];                  /* sum((w*x ...), b) */
+        c->refs[acc]++;
+        for (int32_t i = 0; st == AG_OK && i < n_in; i++) {
+            int64_t prod = make_node(c, AG_MUL, w[j * n_in + i], x[i], 0.0, 0);
+            if (prod < 0) { st = (int)-prod; break; }
+            c->refs[prod]++;
+            st = fold(c, AG_ADD, &acc, (int32_t)prod);
+            ag__unref(c, (int32_t)prod);     /* the sum's link keeps it */
+        }
+        if (st == AG_OK && nonlin) st = fold(c, AG_RELU, &acc, AG_NONE);
+        if (st != AG_OK) { ag__unref(c, acc); break; }
+        out[j] = acc;                        /* the hold becomes the handle */
+    }
+    if (st != AG_OK)
+        while (j-- > 0) ag__unref(c, out[j]);
+    AG_UNLOCK(c);
+    return st;
+}
