@@ -6,6 +6,7 @@ grad and the graph live in C.  Graphs are built micrograd's way (`a - b` is
 """
 import numbers
 import os
+import threading
 
 from ._autograd_c import ffi, lib
 
@@ -27,6 +28,37 @@ def _fail(status, what=""):
     status = abs(status)
     message = ffi.string(lib.ag_status_str(status)).decode()
     raise _ERRORS.get(status, RuntimeError)(f"{what}: {message}" if what else message)
+
+
+# Handles of dead Values, given back to C in batches: one call per batch
+# instead of one per Value.  Any failed allocation flushes them first.
+_dead = []
+_DEAD_BATCH = 512
+_release_lock = threading.Lock()
+
+
+def _release_dead():
+    """Give the handles of dead Values back to the arena (never blocks)."""
+    if not _release_lock.acquire(False):
+        return  # another thread (or this one, re-entered) is releasing
+    try:
+        n = len(_dead)
+        ids = _dead[:n]
+        del _dead[:n]
+        lib.ag_release_many(_ctx, ids, n)
+    finally:
+        _release_lock.release()
+
+
+def _retry(status, fn, *args):
+    """After fn(*args) returned -status: if memory ran out, release the dead
+    Values and call once more.  Returns the new id or raises."""
+    if -status in (lib.AG_ERR_NOMEM, lib.AG_ERR_LIMIT):
+        _release_dead()
+        status = fn(*args)
+        if status >= 0:
+            return status
+    _fail(status)
 
 
 def _new_context():
@@ -62,35 +94,49 @@ def _number(x):
 
 
 _new = object.__new__
+_POW_VALUE = None  # Value.__pow__ for a Value exponent, set below
 _apply, _apply_const = lib.ag_apply, lib.ag_apply_const
 _ADD, _MUL, _POW, _POWK = lib.AG_ADD, lib.AG_MUL, lib.AG_POW, lib.AG_POW_CONST
 
 
 def _wrap(i):
-    """A Value for the node id (or negated status) i, which owns one handle."""
-    if i < 0:
-        _fail(i)
+    """A Value for the node id i, which owns one handle."""
     v = _new(Value)
     v._i = i
     return v
 
 
-def _binary(op, a, b, const_first=0):
-    """op(a, b) for a Value a and a Value or number b."""
-    if isinstance(b, Value):
-        return _wrap(_apply(_ctx, op, b._i, a._i, 0.0, 0) if const_first
-                     else _apply(_ctx, op, a._i, b._i, 0.0, 0))
-    t = type(b)
-    if t is float:
-        return _wrap(_apply_const(_ctx, op, a._i, b, 0, const_first))
-    if t is int:
-        return _wrap(_apply_const(_ctx, op, a._i, b, 1, const_first))
-    x, x_int = _number(b)
-    return _wrap(_apply_const(_ctx, op, a._i, x, x_int, const_first))
+def _binary_op(op, const_first=0):
+    """The method a.op(b) for a Value a and a Value or number b: one call into C."""
+    def method(a, b):
+        t = type(b)
+        if t is Value or (t is not float and t is not int and isinstance(b, Value)):
+            args = (_ctx, op, a._i, b._i, 0.0, 0)
+            i = _apply(*args)
+            if i < 0:
+                i = _retry(i, _apply, *args)
+        else:
+            x, x_int = (b, 0) if t is float else (b, 1) if t is int else _number(b)
+            i = _apply_const(_ctx, op, a._i, x, x_int, const_first)
+            if i < 0:
+                i = _retry(i, _apply_const, _ctx, op, a._i, x, x_int, const_first)
+        v = _new(Value)
+        v._i = i
+        return v
+    return method
 
 
-def _unary(op, a, k=0.0, k_int=0):
-    return _wrap(_apply(_ctx, op, a._i, -1, k, k_int))
+def _apply_checked(op, a, k, k_int):
+    """A Value for op(a) (k: the exponent of **)."""
+    i = _apply(_ctx, op, a._i, -1, k, k_int)
+    return _wrap(i if i >= 0 else _retry(i, _apply, _ctx, op, a._i, -1, k, k_int))
+
+
+def _unary_op(op):
+    """The method a.op() of a one-child op."""
+    def method(a):
+        return _apply_checked(op, a, 0.0, 0)
+    return method
 
 
 class Value:
@@ -103,26 +149,28 @@ class Value:
         kids = tuple(_children if children is None else children)
         op = _op if op is None else op
         if not kids:
-            i = lib.ag_leaf(_ctx, x, x_int)
+            args = (lib.ag_leaf, _ctx, x, x_int)
         else:
             if len(kids) > 2 or not all(isinstance(k, Value) for k in kids):
                 raise ValueError("Value(data, children): children must be at most two Values")
             ids = [k._i for k in kids] + [-1, -1]
-            i = lib.ag_opaque(_ctx, x, x_int, ids[0], ids[1])
+            args = (lib.ag_opaque, _ctx, x, x_int, ids[0], ids[1])
+        i = args[0](*args[1:])
         if i < 0:
-            _fail(i, "Value")
+            i = _retry(i, *args)
         self._i = i
         if kids:
             _opaque_op_names[i] = str(op)
         if label:
             self.label = label
 
-    def __del__(self, _release=lib.ag_release, _ctx=_ctx):
+    def __del__(self, _append=_dead.append, _dead=_dead):
         try:
-            i = self._i
+            _append(self._i)
         except AttributeError:  # __init__ raised before a node existed
             return
-        _release(_ctx, i)
+        if len(_dead) >= _DEAD_BATCH:
+            _release_dead()
 
     # -- data and grad: Python int where micrograd keeps int ------------------
     @property
@@ -186,10 +234,15 @@ class Value:
         self._label = text
 
     # -- ops: micrograd's, built the same way -----------------------------------
-    def __add__(self, other): return _binary(_ADD, self, other)
-    def __mul__(self, other): return _binary(_MUL, self, other)
-    def __radd__(self, other): return _binary(_ADD, self, other)  # self + other
-    def __rmul__(self, other): return _binary(_MUL, self, other)  # self * other
+    __add__ = __radd__ = _binary_op(_ADD)  # micrograd's radd is self + other
+    __mul__ = __rmul__ = _binary_op(_MUL)
+    __rpow__ = _binary_op(_POW, const_first=1)
+    relu = _unary_op(lib.AG_RELU)
+    tanh = _unary_op(lib.AG_TANH)
+    exp = _unary_op(lib.AG_EXP)
+    log = _unary_op(lib.AG_LOG)
+    sigmoid = _unary_op(lib.AG_SIGMOID)
+
     def __neg__(self): return self * -1
     def __sub__(self, other): return self + (-other)
     def __rsub__(self, other): return other + (-self)
@@ -198,15 +251,8 @@ class Value:
 
     def __pow__(self, other):
         if isinstance(other, Value):
-            return _binary(_POW, self, other)
-        return _unary(_POWK, self, *_number(other))
-
-    def __rpow__(self, other): return _binary(_POW, self, other, const_first=1)
-    def relu(self): return _unary(lib.AG_RELU, self)
-    def tanh(self): return _unary(lib.AG_TANH, self)
-    def exp(self): return _unary(lib.AG_EXP, self)
-    def log(self): return _unary(lib.AG_LOG, self)
-    def sigmoid(self): return _unary(lib.AG_SIGMOID, self)
+            return _POW_VALUE(self, other)
+        return _apply_checked(_POWK, self, *_number(other))
 
     def backward(self):
         """micrograd's backward: grad of self = 1, accumulated into all it reaches."""
@@ -214,3 +260,26 @@ class Value:
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
+
+
+_POW_VALUE = _binary_op(_POW)
+
+
+def stats():
+    """The arena's numbers after releasing dead Values: a dict with
+    live_nodes, capacity (node slots), bytes (held by the arena) and limit."""
+    _release_dead()
+    s = ffi.new("ag_stats *")
+    lib.ag_get_stats(_ctx, s)
+    return {"live_nodes": s.live_nodes, "capacity": s.capacity,
+            "bytes": s.bytes, "limit": s.limit}
+
+
+def set_node_limit(max_nodes):
+    """Cap the number of live nodes (0 or None: no cap).  Building beyond it
+    raises MemoryError; also set by the environment variable
+    AUTOGRAD_C_MAX_NODES at import."""
+    max_nodes = 0 if max_nodes is None else int(max_nodes)
+    if max_nodes < 0:
+        raise ValueError(f"node limit must be >= 0, got {max_nodes}")
+    lib.ag_set_limit(_ctx, max_nodes)

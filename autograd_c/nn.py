@@ -5,7 +5,7 @@ the nodes micrograd's Neuron makes, in the same order."""
 import random
 
 from ._autograd_c import ffi, lib
-from .engine import Value, _ctx, _fail, _wrap
+from .engine import Value, _ctx, _retry, _wrap
 
 
 class Module:
@@ -68,9 +68,10 @@ class Layer(Module):
         nout = len(self.neurons)
         xs = ffi.new("int32_t[]", [xi._i for xi in x] or [0])
         out = ffi.new("int32_t[]", nout)
-        status = lib.ag_layer(_ctx, w, b, xs, nin, nout, 1 if nonlin[0] else 0, out)
+        args = (_ctx, w, b, xs, nin, nout, 1 if nonlin[0] else 0, out)
+        status = lib.ag_layer(*args)
         if status:
-            _fail(status, "Layer")
+            _retry(-status, lambda *a: -lib.ag_layer(*a), *args)
         return [_wrap(i) for i in out]
 
     def parameters(self):
