@@ -109,14 +109,17 @@ def _wrap(i):
 def _binary_op(op, const_first=0):
     """The method a.op(b) for a Value a and a Value or number b: one call into C."""
     def method(a, b):
-        t = type(b)
-        if t is Value or (t is not float and t is not int and isinstance(b, Value)):
-            args = (_ctx, op, a._i, b._i, 0.0, 0)
-            i = _apply(*args)
+        t = type(b)  # the common types first, without isinstance
+        if t is float:
+            x, x_int = b, 0
+        elif t is Value or (t is not int and isinstance(b, Value)):
+            i = _apply(_ctx, op, a._i, b._i, 0.0, 0)
             if i < 0:
-                i = _retry(i, _apply, *args)
+                i = _retry(i, _apply, _ctx, op, a._i, b._i, 0.0, 0)
+            x_int = None
         else:
-            x, x_int = (b, 0) if t is float else (b, 1) if t is int else _number(b)
+            x, x_int = (b, 1) if t is int else _number(b)
+        if x_int is not None:
             i = _apply_const(_ctx, op, a._i, x, x_int, const_first)
             if i < 0:
                 i = _retry(i, _apply_const, _ctx, op, a._i, x, x_int, const_first)
