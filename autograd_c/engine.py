@@ -264,6 +264,22 @@ class Value:
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
 
+    def detach(self):
+        """A new leaf with the same data (int stays int): gradient stops here."""
+        return Value(self.data)
+
+    def __reduce__(self):
+        """Pickle (and copy) this node alone, as a leaf with its data, grad
+        and label: the graph behind it is not pickled."""
+        return _leaf, (self.data, self.grad, self.label)
+
+
+def _leaf(data, grad=0, label=""):
+    """The leaf an unpickled Value becomes (see Value.__reduce__)."""
+    v = Value(data, label=label)
+    v.grad = grad
+    return v
+
 
 _POW_VALUE = _binary_op(_POW)
 

@@ -1,0 +1,132 @@
+"""PyTorch-style autograd controls: no_grad / enable_grad, grad(), trace().
+
+Recording is switched per thread in C (ag_set_grad_enabled): while it is off,
+every op on that thread returns a leaf holding the computed value, so no
+graph is kept and backward() through the result reaches nothing else.
+"""
+import functools
+import numbers
+import threading
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar, Union
+
+from ._autograd_c import lib
+from .engine import Value
+
+F = TypeVar("F", bound=Callable[..., Any])
+Values = Union[Value, Sequence[Value]]
+
+_saved = threading.local()  # .stack: this thread's settings before each __enter__
+
+
+class _GradMode:
+    """Set this thread's recording to `enabled` inside a with-block or a
+    decorated function, then restore what it was (nesting works)."""
+
+    enabled = True
+
+    def __new__(cls, func: Optional[Callable[..., Any]] = None) -> Any:
+        self = super().__new__(cls)
+        return self if func is None else self(func)  # bare @no_grad
+
+    def __enter__(self) -> None:
+        stack = _saved.__dict__.setdefault("stack", [])
+        stack.append(lib.ag_set_grad_enabled(self.enabled))
+
+    def __exit__(self, *exc: Any) -> None:
+        lib.ag_set_grad_enabled(_saved.stack.pop())
+
+    def __call__(self, func: F) -> F:
+        if not callable(func):
+            raise TypeError(f"{type(self).__name__}() decorates a function, got {func!r}")
+        mode = type(self)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with mode():
+                return func(*args, **kwargs)
+        return wrapper  # type: ignore[return-value]
+
+
+class no_grad(_GradMode):
+    """Record no graph on this thread: ops return leaves (torch.no_grad).
+    Use as `with no_grad():`, `@no_grad()` or `@no_grad`."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Record the graph again inside a no_grad block (torch.enable_grad)."""
+
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True unless this thread is inside no_grad."""
+    return bool(lib.ag_is_grad_enabled())
+
+
+def _as_values(x: Values, what: str) -> List[Value]:
+    seq = [x] if isinstance(x, Value) else list(x) if isinstance(x, Iterable) else None
+    if not seq or not all(isinstance(v, Value) for v in seq):
+        raise TypeError(f"{what} must be a Value or a non-empty sequence of Values, got {x!r}")
+    return seq
+
+
+def trace(roots: Values) -> Tuple[List[Value], List[Tuple[Value, Value]]]:
+    """Every node reachable from roots (via _prev) and every (child, parent)
+    link, each once: a node shared by several parents is one node.  Iterative,
+    so graphs of any depth; nodes in depth-first discovery order."""
+    nodes: List[Value] = []
+    edges: List[Tuple[Value, Value]] = []
+    seen: Set[Value] = set()
+    stack = _as_values(roots, "roots")
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        nodes.append(v)
+        for child in sorted(v._prev, key=lambda c: c._i):  # a stable order
+            edges.append((child, v))
+            if child not in seen:
+                stack.append(child)
+    return nodes, edges
+
+
+def grad(outputs: Values, inputs: Values, grad_outputs: Any = None, *,
+         allow_unused: bool = False) -> Tuple[Optional[Union[int, float]], ...]:
+    """d(outputs)/d(inputs) as a tuple of numbers, like torch.autograd.grad:
+    no .grad anywhere is changed.  Several outputs are summed, weighted by
+    grad_outputs (numbers) when given.  An input that outputs do not reach
+    raises RuntimeError, or gives None with allow_unused=True.
+
+    Works by saving the .grad of every node the outputs reach, zeroing them,
+    running backward() and restoring every saved .grad (int or float as it
+    was), so it must not race with another thread's backward() on the same
+    nodes."""
+    outs, ins = _as_values(outputs, "outputs"), _as_values(inputs, "inputs")
+    weights = None if grad_outputs is None else (
+        [grad_outputs] if isinstance(grad_outputs, numbers.Real) else list(grad_outputs))
+    if weights is not None and len(weights) != len(outs):
+        raise ValueError(f"grad_outputs has {len(weights)} entries for {len(outs)} outputs")
+    nodes, _ = trace(outs)
+    reached = set(nodes)
+    unused = [i for i, v in enumerate(ins) if v not in reached]
+    if unused and not allow_unused:
+        raise RuntimeError(f"inputs {unused} are not reached from the outputs; "
+                           "pass allow_unused=True to get None for them")
+    saved = [(v, v.grad) for v in nodes]
+    try:
+        for v in nodes:
+            v.grad = 0
+        if len(outs) == 1 and weights is None:
+            root = outs[0]
+        else:
+            with enable_grad():  # a temporary sum node, freed on return
+                terms = outs if weights is None else [o * w for o, w in zip(outs, weights)]
+                root = sum(terms[1:], terms[0])
+        root.backward()
+        return tuple(v.grad if v in reached else None for v in ins)
+    finally:
+        for v, g in saved:
+            v.grad = g
