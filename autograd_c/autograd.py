@@ -86,7 +86,8 @@ def trace(roots: Values) -> Tuple[List[Value], List[Tuple[Value, Value]]]:
             continue
         seen.add(v)
         nodes.append(v)
-        for child in sorted(v._prev, key=lambda c: c._i):  # a stable order
+        first = v._node().a
+        for child in sorted(v._prev, key=lambda c: c._i != first):  # operand order
             edges.append((child, v))
             if child not in seen:
                 stack.append(child)
