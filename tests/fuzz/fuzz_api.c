@@ -1,0 +1,385 @@
+/*
+ * fuzz_api.c -- a coverage-guided fuzzer (libFuzzer) for the public C API.
+ *
+ * The input bytes are a program: each step reads an opcode byte, then the
+ * step's arguments, from the input.  The program works on one context and a
+ * small pool of handles; it keeps its own count of the handles it holds, so
+ * it only releases what it holds (the API has no status for releasing what
+ * one does not own), while constructors also get invalid ids and op codes,
+ * where the API promises AG_ERR_ARG.
+ *
+ * After every step it checks invariants:
+ *   - statuses are in range, a failed constructor changes nothing;
+ *   - stats: live nodes == nodes reachable from the held handles (walked
+ *     through ag_node_info), live <= capacity, live <= limit after a
+ *     successful constructor;
+ *   - node_info of held nodes is well formed;
+ * and at the end, after releasing every handle, live_nodes == 0.
+ * A failed check aborts, which libFuzzer (or replay_corpus.c) reports.
+ *
+ * Adding a step (e.g. graph replay): write `static void step_x(fz *f)` and
+ * add it to STEPS[] -- nothing else changes (old corpus files keep their
+ * meaning as long as new steps go at the end).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd_c.h"
+
+#define POOL 16        /* handle slots of the program        */
+#define MAX_STEPS 512  /* steps per input, whatever its size */
+
+#define CHECK(cond)                                                        \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "fuzz_api: check failed: %s (%s:%d)\n", #cond, \
+                    __FILE__, __LINE__);                                   \
+            abort();                                                       \
+        }                                                                  \
+    } while (0)
+
+typedef struct {
+    int32_t id;      /* node id, -1 when the slot is empty   */
+    uint32_t held;   /* handles the program owns on it       */
+} slot;
+
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+    ag_ctx *ctx;
+    slot pool[POOL];
+    uint8_t *seen;   /* reachability scratch: cap flags ...    */
+    int32_t *stack;  /* ... and a DFS stack of POOL + 2 * cap */
+    size_t cap;
+} fz;
+
+/* ---- reading the input ---------------------------------------------------- */
+
+static uint8_t u8(fz *f) {
+    if (!f->n) return 0;
+    f->n--;
+    return *f->p++;
+}
+
+static uint32_t u32(fz *f) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v = v << 8 | u8(f);
+    return v;
+}
+
+/* A number: mostly the awkward ones, sometimes any bit pattern. */
+static double number(fz *f) {
+    static const double special[] = {
+        0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, 1e308, -1e308,
+        5e-324, 9007199254740992.0 /* 2**53 */, 9007199254740994.0,
+        1.7976931348623157e308, 709.0, 710.0, -745.0, 1e-300, 4096.0,
+        4097.0, 1e16, NAN, INFINITY, -INFINITY, 0.1, -3.0, 100.0};
+    uint8_t sel = u8(f);
+    size_t n = sizeof special / sizeof *special;
+    if (sel < n) return special[sel];
+    if (sel < 200) return (double)((int)sel - 128);   /* small ints */
+    uint64_t bits = (uint64_t)u32(f) << 32 | u32(f);
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* ---- the handle pool ------------------------------------------------------ */
+
+static slot *pick(fz *f) { return &f->pool[u8(f) % POOL]; }
+
+/* An id for an argument: a held one, an empty slot's -1, or any int. */
+static int32_t any_id(fz *f) {
+    uint8_t sel = u8(f);
+    if (sel < 0xE0) return f->pool[sel % POOL].id;
+    if (sel < 0xF0) return (int32_t)(sel - 0xF0);     /* small negatives */
+    return (int32_t)u32(f);
+}
+
+/* Take ownership of one new handle on id. */
+static void hold(fz *f, int32_t id) {
+    slot *empty = NULL;
+    for (int i = 0; i < POOL; i++) {
+        if (f->pool[i].id == id) { f->pool[i].held++; return; }
+        if (!empty && f->pool[i].id < 0) empty = &f->pool[i];
+    }
+    if (!empty) { ag_release(f->ctx, id); return; }  /* pool full: give back */
+    empty->id = id;
+    empty->held = 1;
+}
+
+static void drop(fz *f, slot *s) {
+    if (s->id < 0) return;
+    ag_release(f->ctx, s->id);
+    if (--s->held == 0) s->id = -1;
+}
+
+/* ---- invariants ------------------------------------------------------------- */
+
+static ag_stats stats(fz *f) {
+    ag_stats s;
+    ag_get_stats(f->ctx, &s);
+    CHECK(s.live_nodes <= s.capacity);
+    return s;
+}
+
+static void check_status(int64_t st) {
+    CHECK(st >= AG_ERR_NOMEM && st <= AG_ERR_NOT_LEAF);
+    CHECK(ag_status_str((int)st) != NULL);
+}
+
+/* Nodes reachable from the held handles, walked through ag_node_info. */
+static size_t reachable(fz *f, size_t cap) {
+    if (cap > f->cap) {
+        free(f->seen);
+        free(f->stack);
+        f->seen = malloc(cap);
+        f->stack = malloc((POOL + 2 * cap) * sizeof *f->stack);
+        CHECK(f->seen != NULL && f->stack != NULL);
+        f->cap = cap;
+    }
+    if (cap) memset(f->seen, 0, cap);
+    int32_t *stack = f->stack;
+    size_t sp = 0, count = 0;
+    for (int i = 0; i < POOL; i++)
+        if (f->pool[i].id >= 0) {
+            CHECK((size_t)f->pool[i].id < cap);
+            stack[sp++] = f->pool[i].id;
+        }
+    while (sp) {
+        int32_t x = stack[--sp];
+        CHECK(x >= 0 && (size_t)x < cap);
+        if (f->seen[x]) continue;
+        f->seen[x] = 1;
+        count++;
+        ag_node n;
+        ag_node_info(f->ctx, x, &n);
+        CHECK(n.op >= 0 && n.op < AG_OP_COUNT);
+        CHECK((n.flags & ~(AG_DATA_INT | AG_GRAD_INT | AG_K_INT)) == 0);
+        int32_t kids[2] = {n.a, n.b};
+        for (int k = 0; k < 2; k++) {
+            CHECK(kids[k] >= -1 && (kids[k] < 0 || (size_t)kids[k] < cap));
+            if (kids[k] >= 0 && !f->seen[kids[k]]) {
+                CHECK(sp < POOL + 2 * cap);
+                stack[sp++] = kids[k];
+            }
+        }
+    }
+    return count;
+}
+
+static void check_invariants(fz *f) {
+    ag_stats s = stats(f);
+    CHECK(reachable(f, s.capacity) == s.live_nodes);
+}
+
+/* The result of a constructor: on success hold it (and respect the limit),
+ * on failure a status in range and no node created. */
+static void constructed(fz *f, int64_t r, size_t live_before) {
+    ag_stats s = stats(f);
+    if (r >= 0) {
+        CHECK((size_t)r < s.capacity);
+        CHECK(s.limit == 0 || s.live_nodes <= s.limit);
+        hold(f, (int32_t)r);
+    } else {
+        check_status(-r);
+        CHECK(s.live_nodes == live_before);
+    }
+}
+
+static int is_int_value(double v) { return isfinite(v) && v == floor(v); }
+
+/* ---- the steps ---------------------------------------------------------------- */
+
+static void step_leaf(fz *f) {
+    double v = number(f);
+    int is_int = u8(f) & 1;
+    if (is_int && !is_int_value(v) && (u8(f) & 1)) v = floor(v);
+    size_t live = stats(f).live_nodes;
+    int64_t r = ag_leaf(f->ctx, v, is_int);
+    constructed(f, r, live);
+    if (r >= 0) {
+        CHECK(ag_flags(f->ctx, (int32_t)r) == (is_int ? AG_DATA_INT : 0) + AG_GRAD_INT);
+        CHECK(ag_grad(f->ctx, (int32_t)r) == 0.0);
+    }
+}
+
+/* A held node's int flag, and whether it really is an int value. */
+static int proper_int(fz *f, int32_t id) {
+    return (ag_flags(f->ctx, id) & AG_DATA_INT) && is_int_value(ag_data(f->ctx, id));
+}
+
+static int held(fz *f, int32_t id) {
+    for (int i = 0; i < POOL; i++)
+        if (id >= 0 && f->pool[i].id == id) return 1;
+    return 0;
+}
+
+/* An int result of int operands must be an int value (or INT_RANGE). */
+static void check_int_result(fz *f, int64_t r, int op, int ints) {
+    if (r < 0 || !ints) return;
+    int flags = ag_flags(f->ctx, (int32_t)r);
+    if (op == AG_ADD || op == AG_MUL || op == AG_RELU) CHECK(flags & AG_DATA_INT);
+    if (flags & AG_DATA_INT) CHECK(is_int_value(ag_data(f->ctx, (int32_t)r)));
+}
+
+static void step_apply(fz *f) {
+    int op = (int8_t)u8(f) % (AG_OP_COUNT + 3);
+    int32_t a = any_id(f), b = any_id(f);
+    double k = number(f);
+    int k_int = u8(f) & 1;
+    int ints = held(f, a) && proper_int(f, a) && (op != AG_POW_CONST || (k_int && is_int_value(k))) &&
+               (op != AG_ADD && op != AG_MUL && op != AG_POW ? 1 : held(f, b) && proper_int(f, b));
+    size_t live = stats(f).live_nodes;
+    int64_t r = ag_apply(f->ctx, op, a, b, k, k_int);
+    constructed(f, r, live);
+    check_int_result(f, r, op, ints);
+}
+
+static void step_apply_const(fz *f) {
+    int op = (int8_t)u8(f) % (AG_OP_COUNT + 3);
+    int32_t a = any_id(f);
+    double v = number(f);
+    int v_int = u8(f) & 1, first = u8(f) & 1;
+    int ints = held(f, a) && proper_int(f, a) && v_int && is_int_value(v);
+    size_t live = stats(f).live_nodes;
+    int64_t r = ag_apply_const(f->ctx, op, a, v, v_int, first);
+    constructed(f, r, live);
+    check_int_result(f, r, op, ints);
+}
+
+static void step_opaque(fz *f) {
+    double v = number(f);
+    int is_int = u8(f) & 1;
+    int32_t a = any_id(f), b = any_id(f);
+    size_t live = stats(f).live_nodes;
+    constructed(f, ag_opaque(f->ctx, v, is_int, a, b), live);
+}
+
+static void step_retain(fz *f) {
+    slot *s = pick(f);
+    if (s->id < 0) return;
+    ag_retain(f->ctx, s->id);
+    s->held++;
+}
+
+static void step_release(fz *f) { drop(f, pick(f)); }
+
+/* Give back up to 4 held handles in one ag_release_many. */
+static void step_release_many(fz *f) {
+    int32_t ids[4];
+    size_t n = 0, want = u8(f) % 5;
+    for (size_t i = 0; i < want; i++) {
+        slot *s = pick(f);
+        if (s->id < 0) continue;
+        ids[n++] = s->id;
+        if (--s->held == 0) s->id = -1;
+    }
+    ag_release_many(f->ctx, ids, n);
+}
+
+/* Retain a child of a held node (as Value._prev does) and hold it. */
+static void step_take_child(fz *f) {
+    slot *s = pick(f);
+    if (s->id < 0) return;
+    ag_node n;
+    ag_node_info(f->ctx, s->id, &n);
+    int32_t child = (u8(f) & 1) ? n.b : n.a;
+    if (child < 0) return;
+    ag_retain(f->ctx, child);
+    hold(f, child);
+}
+
+static void step_backward(fz *f) {
+    slot *s = pick(f);
+    if (s->id < 0) return;
+    CHECK(ag_backward(f->ctx, s->id) == AG_OK);
+    CHECK(ag_grad(f->ctx, s->id) == 1.0);
+    CHECK(ag_flags(f->ctx, s->id) & AG_GRAD_INT);
+}
+
+static void step_set(fz *f) {
+    slot *s = pick(f);
+    int which = u8(f) & 1;
+    double v = number(f);
+    int is_int = u8(f) & 1;
+    if (s->id < 0) return;
+    if (is_int && !is_int_value(v)) v = 0;    /* ints are finite integers */
+    if (which) ag_set_grad(f->ctx, s->id, v, is_int);
+    else ag_set_data(f->ctx, s->id, v, is_int);
+    double got = which ? ag_grad(f->ctx, s->id) : ag_data(f->ctx, s->id);
+    CHECK(got == v || (isnan(got) && isnan(v)));
+    int flag = which ? AG_GRAD_INT : AG_DATA_INT;
+    CHECK(!(ag_flags(f->ctx, s->id) & flag) == !is_int);
+}
+
+/* ag_layer on ids from the pool (sometimes invalid), shapes up to 3 x 3. */
+static void step_layer(fz *f) {
+    int32_t n_in = u8(f) % 4, n_out = u8(f) % 4, w[9], b[3], x[3], out[3];
+    int nonlin = u8(f) & 1;
+    if (u8(f) == 0xFF) n_in = -1;             /* a bad shape */
+    for (int i = 0; i < 9; i++) w[i] = any_id(f);
+    for (int i = 0; i < 3; i++) b[i] = any_id(f), x[i] = any_id(f), out[i] = -7;
+    size_t live = stats(f).live_nodes;
+    int st = ag_layer(f->ctx, w, b, x, n_in, n_out, nonlin, out);
+    if (st != AG_OK) {
+        check_status(st);
+        CHECK(stats(f).live_nodes == live);
+        return;
+    }
+    ag_stats s = stats(f);
+    CHECK(s.limit == 0 || s.live_nodes <= s.limit);
+    for (int j = 0; j < n_out; j++) {
+        CHECK(out[j] >= 0 && (size_t)out[j] < s.capacity);
+        hold(f, out[j]);
+    }
+}
+
+static void step_limit(fz *f) {
+    uint8_t sel = u8(f);
+    size_t live = stats(f).live_nodes;
+    size_t limit = sel < 128 ? 0 : sel < 192 ? live + sel % 8 : (size_t)sel % 32;
+    ag_set_limit(f->ctx, limit);
+    CHECK(stats(f).limit == limit);
+}
+
+static void step_grad_mode(fz *f) {
+    int on = u8(f) & 1;
+    int was = ag_is_grad_enabled();
+    CHECK(ag_set_grad_enabled(on) == was);
+    CHECK(ag_is_grad_enabled() == on);
+}
+
+static void step_status_str(fz *f) {
+    CHECK(ag_status_str((int)u32(f)) != NULL);
+}
+
+typedef void (*step_fn)(fz *f);
+static const step_fn STEPS[] = {
+    step_leaf, step_apply, step_apply_const, step_opaque, step_retain,
+    step_release, step_release_many, step_take_child, step_backward,
+    step_set, step_layer, step_limit, step_grad_mode, step_status_str,
+    /* new steps (ag_graph_* replay, ...) go here, at the end */
+};
+#define N_STEPS (sizeof STEPS / sizeof *STEPS)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fz f = {.p = data, .n = size};
+    for (int i = 0; i < POOL; i++) f.pool[i].id = -1;
+    f.ctx = ag_ctx_new();
+    CHECK(f.ctx != NULL);
+    for (int i = 0; f.n && i < MAX_STEPS; i++) {
+        STEPS[u8(&f) % N_STEPS](&f);
+        check_invariants(&f);
+    }
+    for (int i = 0; i < POOL; i++)
+        while (f.pool[i].id >= 0) drop(&f, &f.pool[i]);
+    CHECK(stats(&f).live_nodes == 0);
+    ag_set_grad_enabled(1);                   /* per thread: reset it */
+    ag_ctx_free(f.ctx);
+    free(f.seen);
+    free(f.stack);
+    return 0;
+}
