@@ -191,15 +191,33 @@ static void constructed(fz *f, int64_t r, size_t live_before) {
 
 static int is_int_value(double v) { return isfinite(v) && v == floor(v); }
 
+/* Whether id is a live node: the last invariant check walked them all. */
+static int live(const fz *f, int32_t id) {
+    return id >= 0 && (size_t)id < f->cap && f->seen[id];
+}
+
+static int binary(int op) { return op == AG_ADD || op == AG_MUL || op == AG_POW; }
+
+static int unary(int op) {
+    return op == AG_POW_CONST || (op >= AG_RELU && op <= AG_SIGMOID);
+}
+
+/* The status of a constructor whose arguments were valid (args_ok) or not:
+ * bad arguments give AG_ERR_ARG, good ones never do. */
+static void check_args_status(int64_t r, int args_ok) {
+    if (!args_ok) CHECK(r == -AG_ERR_ARG);
+    else CHECK(r >= 0 || (r != -AG_ERR_ARG && r != -AG_ERR_NOT_LEAF));
+}
+
 /* ---- the steps ---------------------------------------------------------------- */
 
 static void step_leaf(fz *f) {
     double v = number(f);
     int is_int = u8(f) & 1;
     if (is_int && !is_int_value(v) && (u8(f) & 1)) v = floor(v);
-    size_t live = stats(f).live_nodes;
+    size_t before = stats(f).live_nodes;
     int64_t r = ag_leaf(f->ctx, v, is_int);
-    constructed(f, r, live);
+    constructed(f, r, before);
     if (r >= 0) {
         CHECK(ag_flags(f->ctx, (int32_t)r) == (is_int ? AG_DATA_INT : 0) + AG_GRAD_INT);
         CHECK(ag_grad(f->ctx, (int32_t)r) == 0.0);
@@ -232,9 +250,11 @@ static void step_apply(fz *f) {
     int k_int = u8(f) & 1;
     int ints = held(f, a) && proper_int(f, a) && (op != AG_POW_CONST || (k_int && is_int_value(k))) &&
                (op != AG_ADD && op != AG_MUL && op != AG_POW ? 1 : held(f, b) && proper_int(f, b));
-    size_t live = stats(f).live_nodes;
+    int args_ok = live(f, a) && (unary(op) || (binary(op) && live(f, b)));
+    size_t before = stats(f).live_nodes;
     int64_t r = ag_apply(f->ctx, op, a, b, k, k_int);
-    constructed(f, r, live);
+    check_args_status(r, args_ok);
+    constructed(f, r, before);
     check_int_result(f, r, op, ints);
 }
 
@@ -244,9 +264,10 @@ static void step_apply_const(fz *f) {
     double v = number(f);
     int v_int = u8(f) & 1, first = u8(f) & 1;
     int ints = held(f, a) && proper_int(f, a) && v_int && is_int_value(v);
-    size_t live = stats(f).live_nodes;
+    size_t before = stats(f).live_nodes;
     int64_t r = ag_apply_const(f->ctx, op, a, v, v_int, first);
-    constructed(f, r, live);
+    check_args_status(r, binary(op) && live(f, a));
+    constructed(f, r, before);
     check_int_result(f, r, op, ints);
 }
 
@@ -254,8 +275,10 @@ static void step_opaque(fz *f) {
     double v = number(f);
     int is_int = u8(f) & 1;
     int32_t a = any_id(f), b = any_id(f);
-    size_t live = stats(f).live_nodes;
-    constructed(f, ag_opaque(f->ctx, v, is_int, a, b), live);
+    size_t before = stats(f).live_nodes;
+    int64_t r = ag_opaque(f->ctx, v, is_int, a, b);
+    check_args_status(r, (a == -1 || live(f, a)) && (b == -1 || live(f, b)));
+    constructed(f, r, before);
 }
 
 static void step_retain(fz *f) {
@@ -322,11 +345,16 @@ static void step_layer(fz *f) {
     if (u8(f) == 0xFF) n_in = -1;             /* a bad shape */
     for (int i = 0; i < 9; i++) w[i] = any_id(f);
     for (int i = 0; i < 3; i++) b[i] = any_id(f), x[i] = any_id(f), out[i] = -7;
-    size_t live = stats(f).live_nodes;
+    int args_ok = n_in >= 0;
+    for (int i = 0; i < n_in * n_out; i++) args_ok &= live(f, w[i]);
+    for (int i = 0; i < n_out; i++) args_ok &= live(f, b[i]);
+    for (int i = 0; i < n_in; i++) args_ok &= live(f, x[i]);
+    size_t before = stats(f).live_nodes;
     int st = ag_layer(f->ctx, w, b, x, n_in, n_out, nonlin, out);
+    check_args_status(-st, args_ok);
     if (st != AG_OK) {
         check_status(st);
-        CHECK(stats(f).live_nodes == live);
+        CHECK(stats(f).live_nodes == before);
         return;
     }
     ag_stats s = stats(f);
@@ -339,8 +367,8 @@ static void step_layer(fz *f) {
 
 static void step_limit(fz *f) {
     uint8_t sel = u8(f);
-    size_t live = stats(f).live_nodes;
-    size_t limit = sel < 128 ? 0 : sel < 192 ? live + sel % 8 : (size_t)sel % 32;
+    size_t n_live = stats(f).live_nodes;
+    size_t limit = sel < 128 ? 0 : sel < 192 ? n_live + sel % 8 : (size_t)sel % 32;
     ag_set_limit(f->ctx, limit);
     CHECK(stats(f).limit == limit);
 }
