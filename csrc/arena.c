@@ -176,9 +176,15 @@ int64_t ag_leaf(ag_ctx *c, double v, int is_int) {
     return id;
 }
 
+/* A child id of ag_opaque: absent (AG_NONE) or a live node of c. */
+static int child_ok(const ag_ctx *c, int32_t id) {
+    return id == AG_NONE ||
+           (id >= 0 && (size_t)id < c->used && c->op[id] != AG_FREE_OP);
+}
+
 int64_t ag_opaque(ag_ctx *c, double v, int is_int, int32_t a, int32_t b) {
     AG_LOCK(c);
-    int st = ag__reserve(c, 1);
+    int st = child_ok(c, a) && child_ok(c, b) ? ag__reserve(c, 1) : AG_ERR_ARG;
     int64_t id = -st;
     if (st == AG_OK) {
         id = ag__alloc(c, AG_OPAQUE, v, is_int ? AG_DATA_INT : 0, a, b);
