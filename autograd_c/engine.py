@@ -7,6 +7,7 @@ grad and the graph live in C.  Graphs are built micrograd's way (`a - b` is
 import numbers
 import os
 import threading
+import weakref
 
 from ._autograd_c import ffi, lib
 
@@ -77,6 +78,7 @@ _OP_NAMES = {lib.AG_LEAF: "", lib.AG_ADD: "+", lib.AG_MUL: "*", lib.AG_POW: "**"
              lib.AG_RELU: "ReLU", lib.AG_TANH: "tanh", lib.AG_EXP: "exp",
              lib.AG_LOG: "log", lib.AG_SIGMOID: "sigmoid"}
 _opaque_op_names = {}  # node id -> the _op string a user gave Value(...)
+_labelled = weakref.WeakValueDictionary()  # node id -> the Value its label was set on
 
 
 def _number(x):
@@ -230,11 +232,18 @@ class Value:
 
     @property
     def label(self):
-        return getattr(self, "_label", "")
+        """A name for pictures.  Seen on every Value of the same node (those
+        _prev gives) while the Value it was set on is alive."""
+        try:
+            return self._label
+        except AttributeError:
+            owner = _labelled.get(self._i)
+            return "" if owner is None else owner._label
 
     @label.setter
     def label(self, text):
         self._label = text
+        _labelled[self._i] = self  # it holds the node: the id is not reused meanwhile
 
     # -- ops: micrograd's, built the same way -----------------------------------
     __add__ = __radd__ = _binary_op(_ADD)  # micrograd's radd is self + other

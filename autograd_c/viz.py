@@ -1,0 +1,108 @@
+"""Pictures: the graph behind a Value (micrograd notebook style) and a model's
+decision boundary.
+
+to_dot(root) gives DOT text and needs nothing; draw_dot(root) gives a
+graphviz.Digraph (the `graphviz` package: pip install 'autograd_c[viz]';
+rendering it needs Graphviz's `dot` program).  Both draw the same thing: one
+record box per node (label | data | grad), an op node feeding each non-leaf.
+plot_decision_boundary needs matplotlib (pip install 'autograd_c[plot]').
+"""
+import importlib
+import math
+from types import ModuleType
+from typing import Any, List, Sequence, Tuple, Union
+
+from .autograd import no_grad, trace
+from .engine import Value
+
+Roots = Union[Value, Sequence[Value]]
+
+# importable name -> (pip name, this package's extra that brings it)
+_EXTRAS = {"graphviz": ("graphviz", "viz"), "tqdm": ("tqdm", "progress"),
+           "matplotlib": ("matplotlib", "plot"), "matplotlib.figure": ("matplotlib", "plot")}
+
+
+def require(module: str, what: str = "this") -> ModuleType:
+    """import module, or raise ImportError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        pip_name, extra = _EXTRAS[module]
+        raise ImportError(f"{what} needs the {pip_name} package: "
+                          f"pip install 'autograd_c[{extra}]' (or pip install {pip_name})") from None
+
+
+def _escape(text: str, record: bool) -> str:
+    """text inside a quoted DOT label; in a record label {}|<> are fields."""
+    special = '\\"{}|<>' if record else '\\"'
+    text = "".join("\\" + c if c in special else c for c in str(text))
+    return text.replace("\n", "\\n")
+
+
+_RANKDIRS = ("LR", "TB", "RL", "BT")
+
+
+def _dot_items(root: Roots, rankdir: str) -> Tuple[List[Tuple[str, str, str]], List[Tuple[str, str]]]:
+    """The one description both to_dot and draw_dot render: boxes
+    (name, escaped label, shape) and edges (tail, head), in drawing order."""
+    if rankdir not in _RANKDIRS:
+        raise ValueError(f"rankdir must be one of {_RANKDIRS}, got {rankdir!r}")
+    nodes, links = trace(root)
+    boxes, edges, op_box = [], [], {}
+    for n in nodes:
+        name, op = f"n{n._i}", n._op
+        label = "{ %s | data %.4f | grad %.4f }" % (_escape(n.label, True), n.data, n.grad)
+        boxes.append((name, label, "record"))
+        if op:
+            op_box[n] = name + "op"
+            boxes.append((name + "op", _escape(op, False), ""))
+            edges.append((name + "op", name))
+    edges += [(f"n{child._i}", op_box.get(parent, f"n{parent._i}")) for child, parent in links]
+    return boxes, edges
+
+
+def to_dot(root: Roots, rankdir: str = "LR") -> str:
+    """The graph behind root (a Value or several) as DOT text."""
+    boxes, edges = _dot_items(root, rankdir)
+    lines = ["digraph {", f"\tgraph [rankdir={rankdir}]"]
+    lines += [f'\t{name} [label="{label}"' + (f" shape={shape}]" if shape else "]")
+              for name, label, shape in boxes]
+    lines += [f"\t{tail} -> {head}" for tail, head in edges]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def draw_dot(root: Roots, format: str = "svg", rankdir: str = "LR") -> Any:
+    """The graph behind root as a graphviz.Digraph (micrograd's draw_dot):
+    display it in a notebook, or .render() / .pipe() it."""
+    graphviz = require("graphviz", "draw_dot")
+    boxes, edges = _dot_items(root, rankdir)
+    dot = graphviz.Digraph(format=format, graph_attr={"rankdir": rankdir})
+    for name, label, shape in boxes:
+        dot.node(name, label=graphviz.nohtml(label), **({"shape": shape} if shape else {}))
+    for tail, head in edges:
+        dot.edge(tail, head)
+    return dot
+
+
+def plot_decision_boundary(model: Any, X: Sequence[Sequence[float]], y: Sequence[int],
+                           path: str, step: float = 0.05) -> None:
+    """Save a picture of where model(x) > 0 over the plane around the 2-d
+    points X, with the points coloured by their labels y (micrograd's demo
+    plot).  The grid is evaluated under no_grad."""
+    figure = require("matplotlib.figure", "plotting")
+    xs, ys = [p[0] for p in X], [p[1] for p in X]
+    x0, y0 = min(xs) - 1, min(ys) - 1
+    nx = int(math.ceil((max(xs) + 1 - x0) / step)) + 1
+    ny = int(math.ceil((max(ys) + 1 - y0) / step)) + 1
+    gx = [x0 + i * step for i in range(nx)]
+    gy = [y0 + j * step for j in range(ny)]
+    with no_grad():
+        z = [[1 if model([Value(a), Value(b)]).data > 0 else 0 for a in gx] for b in gy]
+    fig = figure.Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    ax.contourf(gx, gy, z, levels=[-0.5, 0.5, 1.5], cmap="Spectral", alpha=0.8)
+    ax.scatter(xs, ys, c=list(y), s=40, cmap="Spectral", edgecolors="k")
+    ax.set_xlim(gx[0], gx[-1])
+    ax.set_ylim(gy[0], gy[-1])
+    ax.set_title("decision boundary")
+    fig.savefig(path)
