@@ -1,30 +1,60 @@
 """python -m autograd_c: train micrograd's moons MLP with autograd_c."""
 import argparse
+import sys
 import time
 
 from . import Value
 from .datasets import make_moons
 from .nn import MLP
 from .train import make_model, train_step
+from .viz import plot_decision_boundary, require
+
+
+def _progress_bar(total):
+    """A tqdm bar when stdout is a terminal and tqdm is installed, else None
+    (then the demo prints plain lines)."""
+    if not sys.stdout.isatty():
+        return None
+    try:
+        tqdm = require("tqdm").tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, file=sys.stdout, unit="step")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m autograd_c", description=__doc__)
     parser.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
     parser.add_argument("--samples", type=int, default=100, help="data points (default 100)")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="save the decision boundary with the points (needs matplotlib)")
     args = parser.parse_args(argv)
+    if args.plot:
+        try:
+            require("matplotlib.figure", "--plot")
+        except ImportError as e:
+            parser.error(str(e))
 
     X, y = make_moons(args.samples, noise=0.1)
     model = make_model(MLP)
     print(f"{model}\n{len(model.parameters())} parameters, {len(X)} points")
     start = time.perf_counter()
+    bar = _progress_bar(args.steps)
     for k in range(args.steps):
         loss, acc = train_step(Value, model, X, y, k, args.steps)
-        if k % 10 == 0 or k == args.steps - 1:
+        if bar is not None:
+            bar.set_postfix_str(f"loss {loss:.6f}, accuracy {acc * 100:.1f}%", refresh=False)
+            bar.update()
+        elif k % 10 == 0 or k == args.steps - 1:
             print(f"step {k:3d} loss {loss:.6f}, accuracy {acc * 100:.1f}%")
+    if bar is not None:
+        bar.close()
     elapsed = time.perf_counter() - start
     print(f"final accuracy {acc * 100:.1f}% in {elapsed:.2f} s "
           f"({elapsed / args.steps * 1e3:.1f} ms per step)")
+    if args.plot:
+        plot_decision_boundary(model, X, y, args.plot)
+        print(f"decision boundary saved to {args.plot}")
     return 0 if acc >= 0.95 else 1
 
 

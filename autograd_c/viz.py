@@ -97,11 +97,12 @@ def plot_decision_boundary(model: Any, X: Sequence[Sequence[float]], y: Sequence
     gx = [x0 + i * step for i in range(nx)]
     gy = [y0 + j * step for j in range(ny)]
     with no_grad():
-        z = [[1 if model([Value(a), Value(b)]).data > 0 else 0 for a in gx] for b in gy]
+        z = [[1 if model([Value(a), Value(b)]).data > 0 else -1 for a in gx] for b in gy]
     fig = figure.Figure(figsize=(6, 5))
     ax = fig.subplots()
-    ax.contourf(gx, gy, z, levels=[-0.5, 0.5, 1.5], cmap="Spectral", alpha=0.8)
-    ax.scatter(xs, ys, c=list(y), s=40, cmap="Spectral", edgecolors="k")
+    colours = {"cmap": "Spectral", "vmin": -1, "vmax": 1}  # a region in its points' colour
+    ax.contourf(gx, gy, z, levels=[-2, 0, 2], alpha=0.4, **colours)
+    ax.scatter(xs, ys, c=[1 if label > 0 else -1 for label in y], s=40, edgecolors="k", **colours)
     ax.set_xlim(gx[0], gx[-1])
     ax.set_ylim(gy[0], gy[-1])
     ax.set_title("decision boundary")
