@@ -6,7 +6,7 @@ from cffi import FFI
 
 CSRC = "csrc"  # relative to the project root, where setuptools runs this file
 HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", CSRC, "autograd_c.h")
-SOURCES = ["arena.c", "ops.c"]
+SOURCES = ["arena.c", "ops.c", "replay.c"]
 
 
 def read_cdef(path=HEADER):

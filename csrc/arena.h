@@ -9,6 +9,7 @@
 #ifndef AG_ARENA_H
 #define AG_ARENA_H
 
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include "autograd_c.h"
@@ -55,6 +56,35 @@ int ag__eval(int op, double x, int x_int, double y, int y_int, double k,
              int k_int, double *out, int *out_int);
 /* Add node id's gradient contributions to its children.  Locked. */
 void ag__backprop_node(ag_ctx *c, int32_t id);
+/* micrograd's backward over a given topological order (children first,
+ * order[n-1] == root): root's grad = int 1, then each node's contributions
+ * from order[n-1] down to order[0].  ag_backward passes ag__topo's order, a
+ * captured graph (replay.c) the order it copied at capture.  Locked. */
+void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
+                        size_t n);
+
+/* A live node id of c (not free, within the arena).  Locked. */
+static inline int ag__is_live(const ag_ctx *c, int32_t id) {
+    return id >= 0 && (size_t)id < c->used && c->op[id] != AG_FREE_OP;
+}
+
+/* Float rules shared by the eager ops (ops.c) and the batched replay
+ * (replay.c), so both compute the same bits: an op's value where it is more
+ * than one C operator, and local derivatives (of out = op(x[, y]); chain
+ * rule: child grad += derivative * out grad). */
+static inline double ag__relu(double x) { return x < 0 ? 0.0 : x; }
+static inline double ag__sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+static inline double ag__drelu(double out) { return out > 0 ? 1.0 : 0.0; }
+static inline double ag__dtanh(double out) { return 1.0 - out * out; }
+static inline double ag__dsigmoid(double out) { return out * (1.0 - out); }
+/* d(x**y)/dy = x**y * ln x; 0 where x == 0 and y >= 0 (as PyTorch). */
+static inline double ag__dpow_exponent(double x, double y, double out) {
+    return (x == 0.0 && y >= 0.0) ? 0.0 : out * log(x);
+}
 
 #define AG_LOCK(c) pthread_mutex_lock(&(c)->lock)
 #define AG_UNLOCK(c) pthread_mutex_unlock(&(c)->lock)

@@ -163,6 +163,79 @@ int ag_backward(ag_ctx *ctx, int32_t root);
 int ag_layer(ag_ctx *ctx, const int32_t *w, const int32_t *b,
              const int32_t *x, int32_t n_in, int32_t n_out, int nonlin,
              int32_t *out);
+
+/* ---- Captured graphs (csrc/replay.c) -------------------------------------
+ * A graph captured once as a flat program -- op codes and operand positions
+ * in topological order -- and replayed in C: forward/backward with exactly
+ * the eager rules, and a batched run over many input rows in plain doubles.
+ * A graph belongs to the context it was captured from.  Calls on one graph
+ * are serialised by the graph's own lock; graphs of one context replay in
+ * parallel, taking the context's lock only briefly (see each function). */
+typedef struct ag_graph ag_graph;
+
+/* Capture everything root reaches.  The program lists the nodes children
+ * first, root last, in the order ag_backward visits them.  The graph takes
+ * one reference on root, which keeps every captured node alive until
+ * ag_graph_free.  Returns the graph (owned by the caller) or NULL with
+ * *status = AG_ERR_ARG (root is not a live id) or AG_ERR_NOMEM. */
+ag_graph *ag_graph_new(ag_ctx *ctx, int32_t root, int *status);
+
+/* Free a graph and give back its reference on the root (which may free the
+ * nodes).  NULL is accepted.  The graph must not be in use. */
+void ag_graph_free(ag_graph *g);
+
+/* Number of nodes in the program (>= 1). */
+int32_t ag_graph_size(const ag_graph *g);
+
+/* Program position of node id, or -1 when id is not in the graph. */
+int32_t ag_graph_position(const ag_graph *g, int32_t id);
+
+/* Recompute every node from its leaves, as building the graph anew would:
+ * the value of each op node (with Python's int/float types and errors, as
+ * ag_apply), its grad reset to int 0 (a fresh node's).  LEAF and OPAQUE
+ * nodes are sources: their data and grads are read, never written.  Sources
+ * are read under the context lock, the program is evaluated without it, the
+ * results written back under it.  Returns AG_OK, or the status of the first
+ * failing node in program order -- then no node has changed. */
+int ag_graph_forward(ag_graph *g);
+
+/* ag_backward(root) without the topological sort: root's grad = int 1, then
+ * every node's contributions in reverse program order, accumulated into the
+ * grads as they are (never zeroed).  Bit-identical to ag_backward.  Holds
+ * the context lock for the pass.  Returns AG_OK. */
+int ag_graph_backward(ag_graph *g);
+
+/* Batched replay in plain doubles (no Python int semantics and no errors:
+ * log(-1) is nan, overflow is inf).  Row r gives input i the value
+ * rows[r * row_stride + i]; inputs are n_inputs distinct LEAF nodes of the
+ * graph.  Every other source node keeps its current data for all rows.  For
+ * each row the root is computed into out[r] (out may be NULL) and, when
+ * n_grads > 0, back-propagated from a root grad of 1; grad_out[j] receives
+ * the gradient of node grads[j] (any node of the graph) summed over all
+ * rows.  No node's data or grad changes (see ag_add_grads).  Rows are done
+ * in blocks, vectorised across the rows of a block; threads > 1 splits the
+ * rows over that many threads (each with its own scratch), whose sums are
+ * added in thread order -- equal to threads = 1 up to floating-point
+ * reassociation.  The context lock is held only to read source data.
+ * Returns AG_OK; AG_ERR_NOT_LEAF (an input is not a leaf of the graph),
+ * AG_ERR_ARG (a grads id not in the graph, a repeated input, a negative
+ * count, row_stride < n_inputs, threads < 1, NULL where data is needed) or
+ * AG_ERR_NOMEM, with nothing written. */
+int ag_graph_run(ag_graph *g, const int32_t *inputs, int32_t n_inputs,
+                 const double *rows, int64_t n_rows, int64_t row_stride,
+                 const int32_t *grads, int32_t n_grads, double *out,
+                 double *grad_out, int threads);
+
+/* Bulk parameter updates, one lock for n nodes.  ids must be live nodes of
+ * ctx; otherwise AG_ERR_ARG and nothing changes.  Return AG_OK. */
+/* grad = int 0, for each id (Module.zero_grad()). */
+int ag_zero_grads(ag_ctx *ctx, const int32_t *ids, size_t n);
+/* grad = grad + v[i] as a float, for each ids[i] (a repeated id adds
+ * twice). */
+int ag_add_grads(ag_ctx *ctx, const int32_t *ids, size_t n, const double *v);
+/* data = data - lr * grad as a float, for each id: micrograd's SGD update
+ * `p.data -= lr * p.grad` for a float lr, bit for bit. */
+int ag_sgd(ag_ctx *ctx, const int32_t *ids, size_t n, double lr);
 /* CDEF END */
 
 #ifdef __cplusplus

@@ -59,12 +59,6 @@ static int int_result(double r, double *out) {
     return AG_OK;
 }
 
-static double sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
 int ag__eval(int op, double x, int x_int, double y, int y_int, double k,
              int k_int, double *out, int *out_int) {
     *out_int = 0;
@@ -82,8 +76,8 @@ int ag__eval(int op, double x, int x_int, double y, int y_int, double k,
     case AG_POW:
         return python_pow(x, x_int, y, y_int, out, out_int);
     case AG_RELU:                            /* 0 if x < 0 else x */
-        if (x < 0) { *out = 0.0; *out_int = 1; }
-        else { *out = x; *out_int = x_int; }
+        *out = ag__relu(x);
+        *out_int = x < 0 ? 1 : x_int;
         return AG_OK;
     case AG_TANH:
         *out = tanh(x);
@@ -96,7 +90,7 @@ int ag__eval(int op, double x, int x_int, double y, int y_int, double k,
         *out = log(x);
         return AG_OK;
     case AG_SIGMOID:
-        *out = sigmoid(x);
+        *out = ag__sigmoid(x);
         return AG_OK;
     default:
         return AG_ERR_ARG;
@@ -150,16 +144,14 @@ void ag__backprop_node(ag_ctx *c, int32_t id) {
     case AG_POW: {
         double x = c->data[a], y = c->data[b];
         accumulate_pow(c, a, y, DATA_IS_INT(c, b), g, g_int);
-        /* d(x**y)/dy = x**y * ln x; 0 where x == 0 and y >= 0 (as PyTorch) */
-        double dy = (x == 0.0 && y >= 0.0) ? 0.0 : out * log(x);
-        accumulate(c, b, dy * g, 0);
+        accumulate(c, b, ag__dpow_exponent(x, y, out) * g, 0);
         break;
     }
     case AG_RELU:                            /* (out > 0) * g */
-        accumulate(c, a, (out > 0 ? 1.0 : 0.0) * g, g_int);
+        accumulate(c, a, ag__drelu(out) * g, g_int);
         break;
     case AG_TANH:
-        accumulate(c, a, (1.0 - out * out) * g, 0);
+        accumulate(c, a, ag__dtanh(out) * g, 0);
         break;
     case AG_EXP:
         accumulate(c, a, out * g, 0);
@@ -168,7 +160,7 @@ void ag__backprop_node(ag_ctx *c, int32_t id) {
         accumulate(c, a, g / c->data[a], 0);
         break;
     case AG_SIGMOID:
-        accumulate(c, a, out * (1.0 - out) * g, 0);
+        accumulate(c, a, ag__dsigmoid(out) * g, 0);
         break;
     default:                                 /* LEAF, OPAQUE: no rule */
         break;
@@ -197,19 +189,22 @@ size_t ag__topo(ag_ctx *c, int32_t root) {
     return n;
 }
 
+void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
+                        size_t n) {
+    c->grad[root] = 1.0;
+    c->flags[root] |= AG_GRAD_INT;
+    for (size_t i = n; i-- > 0;) ag__backprop_node(c, order[i]);
+}
+
 int ag_backward(ag_ctx *c, int32_t root) {
     AG_LOCK(c);
     size_t n = ag__topo(c, root);
-    c->grad[root] = 1.0;
-    c->flags[root] |= AG_GRAD_INT;
-    for (size_t i = n; i-- > 0;) ag__backprop_node(c, c->order[i]);
+    ag__backward_order(c, root, c->order, n);
     AG_UNLOCK(c);
     return AG_OK;
 }
 
-static int is_live(const ag_ctx *c, int32_t id) {
-    return id >= 0 && (size_t)id < c->used && c->op[id] != AG_FREE_OP;
-}
+static int is_live(const ag_ctx *c, int32_t id) { return ag__is_live(c, id); }
 
 static int arity(int op) {
     switch (op) {

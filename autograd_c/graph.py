@@ -1,0 +1,283 @@
+"""Captured graphs: build a graph once, replay it in C as often as you like.
+
+    x = [Value(0.0), Value(0.0)]; y = Value(0.0)        # input leaves
+    loss = (1 + -y * model(x)).relu()
+    g = Graph(loss)                  # capture: a flat C program, once
+    for xi, yi in data:
+        x[0].data, x[1].data = xi; y.data = yi
+        g.forward()                  # recompute every node from its leaves
+        model.zero_grad(); g.backward()   # the grads building anew would give
+
+    # many rows at once, in C, vectorised over rows (plain doubles):
+    out = g.run(inputs=[x[0], x[1], y], rows=X_rows, grads=model.parameters())
+
+forward() and backward() follow the eager engine bit for bit (Python int and
+float types included); run() computes in plain doubles.  Replay touches no
+Python object per node and runs with the GIL released, so graphs replay in
+parallel Python threads.  Params does the per-parameter loops of a training
+step (zero_grad, the SGD update) in one C call each.
+"""
+import os
+import sys
+
+from ._autograd_c import ffi, lib
+from .engine import Value, _ctx, _fail
+
+__all__ = ["Graph", "Params"]
+
+# memoryview formats read in place as C doubles
+_DOUBLE_FORMATS = {"d", "@d", "=d", "<d" if sys.byteorder == "little" else ">d"}
+
+
+def _id_array(values, what):
+    """(tuple of the Values, C int32 array of their node ids)."""
+    values = tuple(values)
+    for i, v in enumerate(values):
+        if not isinstance(v, Value):
+            raise TypeError(f"{what}[{i}] is a {type(v).__name__}, not a Value")
+    return values, ffi.new("int32_t[]", [v._i for v in values] or [0])
+
+
+class Params:
+    """A fixed list of Values (typically model.parameters()) whose training
+    loops run in one C call each: zero_grad() and sgd(lr).  Also accepted
+    wherever Graph.run takes grads, saving the conversion each call."""
+
+    __slots__ = ("values", "_ids", "_distinct")
+
+    def __init__(self, values):
+        self.values, self._ids = _id_array(values, "values")
+        self._distinct = len({v._i for v in self.values}) == len(self.values)
+
+    def __len__(self):
+        return len(self.values)
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __getitem__(self, i):
+        return self.values[i]
+
+    def zero_grad(self):
+        """p.grad = 0 (int, as Module.zero_grad) for every p."""
+        lib.ag_zero_grads(_ctx, self._ids, len(self.values))
+
+    def sgd(self, lr):
+        """p.data -= lr * p.grad for every p, as micrograd's update loop does
+        and with the same bits for a float lr (the data becomes a float)."""
+        lib.ag_sgd(_ctx, self._ids, len(self.values), float(lr))
+
+    def __repr__(self):
+        return f"Params({len(self.values)} values)"
+
+
+def _flat_doubles(cells, where):
+    """A C double array of the numbers in cells (a flat list); where(k) names
+    cell k for the TypeError raised when one is not a number."""
+    try:
+        return ffi.new("double[]", cells or 1)
+    except (TypeError, OverflowError):
+        for k, x in enumerate(cells):
+            try:
+                ffi.new("double *", x)
+            except TypeError:
+                raise TypeError(f"{where(k)} is not a number: {x!r}") from None
+            except OverflowError:
+                raise OverflowError(f"{where(k)} is too large for a float: {x!r}") from None
+        raise
+
+
+def _buffer_rows(rows, view, width):
+    """(C doubles, row count) for a buffer: 2-D (rows x width) or flat 1-D
+    row-major.  Contiguous native float64 is used in place; anything else is
+    copied once."""
+    if view.ndim == 2:
+        n, m = view.shape
+        if m != width:
+            raise ValueError(f"rows has {m} columns, but there are {width} inputs")
+    elif view.ndim == 1:
+        size = view.shape[0]
+        if width == 0 or size % width:
+            if size or width:
+                raise ValueError(f"a flat buffer of {size} numbers is not whole rows "
+                                 f"of {width} (one number per input)")
+            return ffi.new("double[]", 1), 0
+        n = size // width
+    else:
+        raise ValueError(f"rows must be a 1-D (flat, row-major) or 2-D buffer, "
+                         f"not {view.ndim}-D")
+    if view.format in _DOUBLE_FORMATS and view.c_contiguous:
+        return ffi.from_buffer("double[]", rows), n
+    try:
+        cells = view.tolist()
+    except NotImplementedError:
+        raise TypeError(f"rows buffer of format {view.format!r} is not a buffer of numbers") from None
+    if view.ndim == 2:
+        cells = [x for row in cells for x in row]
+    return _flat_doubles(cells, lambda k: f"rows[{k // width}][{k % width}]" if width else "?"), n
+
+
+def _sequence_rows(rows, width):
+    """(C doubles, row count) for a sequence (or iterable) of rows."""
+    cells = []
+    n = 0
+    for i, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)):
+            try:
+                row = list(row)
+            except TypeError:
+                raise TypeError(f"rows[{i}] is a {type(row).__name__}, not a sequence "
+                                f"of numbers") from None
+        if len(row) != width:
+            raise ValueError(f"rows[{i}] has {len(row)} numbers, but there are {width} inputs")
+        cells += row
+        n += 1
+    return _flat_doubles(cells, lambda k: f"rows[{k // width}][{k % width}]"), n
+
+
+def _as_rows(rows, width):
+    try:
+        view = memoryview(rows)
+    except TypeError:
+        return _sequence_rows(rows, width)
+    with view:
+        return _buffer_rows(rows, view, width)
+
+
+class Graph:
+    """The graph a root Value reaches, captured as a flat program in C.
+
+    Capturing holds a reference on the root, so every captured node stays
+    alive (and keeps its identity: your Values see the replayed numbers)
+    until the Graph is dropped.  The graph's shape is fixed; what changes
+    between replays is the data of its leaves (and of Values built as
+    Value(data, children), which replay treats as leaves too)."""
+
+    __slots__ = ("_g", "_root", "_n", "_cache", "__weakref__")
+
+    def __init__(self, root):
+        if not isinstance(root, Value):
+            raise TypeError(f"Graph needs a Value to capture, not {type(root).__name__}")
+        status = ffi.new("int *")
+        g = lib.ag_graph_new(_ctx, root._i, status)
+        if g == ffi.NULL:
+            _fail(status[0], "Graph")
+        self._g = ffi.gc(g, lib.ag_graph_free)
+        self._root = root
+        self._n = lib.ag_graph_size(g)
+        self._cache = {}  # "inputs" / "grads" -> (Values, C id array)
+
+    def __len__(self):
+        """Number of captured nodes."""
+        return self._n
+
+    @property
+    def root(self):
+        return self._root
+
+    def __repr__(self):
+        return f"Graph({self._n} nodes, root={self._root!r})"
+
+    def forward(self):
+        """Recompute every node from the current data of the leaves, as
+        building the graph anew with the same code would: the same floats,
+        bit for bit, and the same int/float types.  Every non-leaf node's
+        grad becomes int 0, as a freshly built node's; leaves keep theirs.
+        Returns the root's data.
+
+        Raises what building anew would raise (ZeroDivisionError,
+        OverflowError, ValueError -- e.g. log of a negative number) for the
+        first failing node in topological order; then no Value has changed:
+        every node keeps the data and grad it had before the call."""
+        status = lib.ag_graph_forward(self._g)
+        if status:
+            _fail(status, "Graph.forward")
+        return self._root.data
+
+    def backward(self):
+        """root.backward(), without re-sorting the graph: root's grad = 1,
+        gradients accumulated (never zeroed) into every captured node."""
+        lib.ag_graph_backward(self._g)
+
+    def _ids(self, kind, values):
+        """The cached (Values, id array) for inputs or grads."""
+        if isinstance(values, Params):
+            if not values._distinct:
+                raise ValueError(f"{kind} lists a Value twice")
+            return values.values, values._ids
+        key = tuple(values)
+        hit = self._cache.get(kind)
+        if hit is not None and hit[0] == key:
+            return hit
+        key, ids = _id_array(key, kind)
+        if len({v._i for v in key}) != len(key):
+            raise ValueError(f"{kind} lists a Value twice")
+        self._cache[kind] = (key, ids)
+        return key, ids
+
+    def run(self, inputs, rows, grads=(), *, threads=1, out=None):
+        """Replay the graph once per row, in C, and return the root's value
+        for each row.
+
+        inputs  leaf Values of this graph, distinct; column i of the rows
+                feeds inputs[i].  Every other leaf keeps its current data.
+        rows    the input values: a sequence of sequences of numbers (rows x
+                len(inputs)), or a buffer of numbers -- 2-D (a numpy array) or
+                flat row-major 1-D (array.array('d')).  A C-contiguous float64
+                buffer is read in place, without copying.
+        grads   Values of this graph (e.g. model.parameters(), or a Params):
+                the gradient of the root with respect to each, summed over
+                all rows, is ADDED into its .grad, as per-row backward()
+                calls would accumulate it (.grad becomes a float).
+                No grads: forward only.
+        threads split the rows over this many threads (None: one per CPU).
+                The grads then equal the single-threaded ones up to the
+                order of the floating-point additions; outputs are equal.
+        out     optional writable float64 buffer of len(rows) to fill (and
+                return) instead of a new list.
+
+        Computes in plain doubles, not Python's numbers: no int results and
+        no exceptions -- log of x <= 0 gives nan or -inf, overflow inf.  No
+        Value's data changes, nor any grad outside grads.  Raises ValueError
+        (an input is not a leaf of the graph or is given twice, a grads
+        Value is not in the graph, a row has the wrong length) or TypeError
+        (a cell is not a number) before anything is computed or changed."""
+        in_values, in_ids = self._ids("inputs", inputs)
+        grad_values, grad_ids = self._ids("grads", grads)
+        if threads is None:
+            threads = os.cpu_count() or 1
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        width = len(in_values)
+        cells, n_rows = _as_rows(rows, width)
+        if out is None:
+            out_buf = ffi.new("double[]", n_rows or 1)
+        else:
+            out_buf = ffi.from_buffer("double[]", out, require_writable=True)
+            if len(out_buf) < n_rows:
+                raise ValueError(f"out holds {len(out_buf)} numbers, {n_rows} rows need more")
+        n_grads = len(grad_values)
+        sums = ffi.new("double[]", n_grads or 1)
+        status = lib.ag_graph_run(self._g, in_ids, width, cells, n_rows, width,
+                                  grad_ids, n_grads, out_buf, sums, threads)
+        if status:
+            self._run_error(status, in_values, grad_values)
+        if n_grads:
+            lib.ag_add_grads(_ctx, grad_ids, n_grads, sums)
+        return out if out is not None else ffi.unpack(out_buf, n_rows)
+
+    def _run_error(self, status, inputs, grads):
+        """Raise the exception for a failed run, naming the culprit."""
+        for i, v in enumerate(inputs):
+            p = lib.ag_graph_position(self._g, v._i)
+            if p < 0:
+                raise ValueError(f"inputs[{i}] is not a node of this graph")
+            info = ffi.new("ag_node *")
+            lib.ag_node_info(_ctx, v._i, info)
+            if info.op != lib.AG_LEAF:
+                raise ValueError(f"inputs[{i}] is not a leaf of this graph: it is computed "
+                                 f"from other Values (op {v._op!r})")
+        for j, v in enumerate(grads):
+            if lib.ag_graph_position(self._g, v._i) < 0:
+                raise ValueError(f"grads[{j}] is not a node of this graph")
+        _fail(status, "Graph.run")
