@@ -106,7 +106,7 @@ def grad(outputs: Values, inputs: Values, grad_outputs: Any = None, *,
     was), so it must not race with another thread's backward() on the same
     nodes."""
     outs, ins = _as_values(outputs, "outputs"), _as_values(inputs, "inputs")
-    weights = None if grad_outputs is None else (
+    weights: Optional[List[Any]] = None if grad_outputs is None else (
         [grad_outputs] if isinstance(grad_outputs, numbers.Real) else list(grad_outputs))
     if weights is not None and len(weights) != len(outs):
         raise ValueError(f"grad_outputs has {len(weights)} entries for {len(outs)} outputs")
@@ -125,7 +125,9 @@ def grad(outputs: Values, inputs: Values, grad_outputs: Any = None, *,
         else:
             with enable_grad():  # a temporary sum node, freed on return
                 terms = outs if weights is None else [o * w for o, w in zip(outs, weights)]
-                root = sum(terms[1:], terms[0])
+                root = terms[0]
+                for term in terms[1:]:
+                    root = root + term
         root.backward()
         return tuple(v.grad if v in reached else None for v in ins)
     finally:

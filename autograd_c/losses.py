@@ -6,7 +6,7 @@ A mean is built as micrograd's demo builds it: sum(terms) * (1.0 / n).
 """
 import math
 import numbers
-from typing import List, Sequence, Union
+from typing import Any, List, Sequence, Union
 
 from .engine import Value
 
@@ -16,11 +16,11 @@ Scalars = Union[Scalar, Sequence[Scalar]]
 Result = Union[Scalar, List[Scalar]]
 
 
-def _seq(x: Scalars) -> list:
+def _seq(x: Any) -> list:
     return [x] if isinstance(x, (Value, numbers.Real)) else list(x)
 
 
-def _pairs(preds: Scalars, targets: Scalars) -> List[tuple]:
+def _pairs(preds: Any, targets: Any) -> List[tuple]:
     """[(pred, target)] from two scalars or two sequences of the same length."""
     preds, targets = _seq(preds), _seq(targets)
     if not preds or len(preds) != len(targets):
@@ -68,7 +68,7 @@ def binary_cross_entropy_with_logits(logits: Scalars, targets: Scalars,
 
 
 def cross_entropy(logits: Union[Sequence[Value], Sequence[Sequence[Value]]],
-                  target: Union[int, Sequence[int]], reduction: str = "mean") -> Result:
+                  target: Any, reduction: str = "mean") -> Result:
     """Multi-class cross entropy from logits: log(sum(exp(logits))) - logits[target].
     One sample: a list of logit Values and a class index; a batch: a list of
     such lists and a list of indices (then reduced).  The log-sum-exp shifts
@@ -82,7 +82,7 @@ def cross_entropy(logits: Union[Sequence[Value], Sequence[Sequence[Value]]],
     return _cross_entropy_one(logits, target)
 
 
-def _cross_entropy_one(logits: Sequence[Value], target: int) -> Value:
+def _cross_entropy_one(logits: Any, target: int) -> Value:
     logits = list(logits)
     if not logits or not all(isinstance(x, Value) for x in logits):
         raise TypeError(f"logits must be a non-empty list of Values, got {logits!r}")

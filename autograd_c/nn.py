@@ -185,9 +185,10 @@ class MLP(Module):
                        for i in range(len(nouts))]
 
     def __call__(self, x: Sequence[Union[Value, Number]]) -> Union[Value, List[Value]]:
+        out: Any = x
         for layer in self.layers:
-            x = layer(x)
-        return x
+            out = layer(out)
+        return out
 
     def parameters(self) -> List[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
