@@ -29,6 +29,7 @@
 #include "autograd_c.h"
 
 #define POOL 16        /* handle slots of the program        */
+#define GRAPHS 3       /* captured graphs held at once       */
 #define MAX_STEPS 512  /* steps per input, whatever its size */
 
 #define CHECK(cond)                                                        \
@@ -50,8 +51,10 @@ typedef struct {
     size_t n;
     ag_ctx *ctx;
     slot pool[POOL];
+    ag_graph *graph[GRAPHS];  /* each holds a reference on its root */
+    int32_t graph_root[GRAPHS];
     uint8_t *seen;   /* reachability scratch: cap flags ...    */
-    int32_t *stack;  /* ... and a DFS stack of POOL + 2 * cap */
+    int32_t *stack;  /* ... and a DFS stack, POOL + GRAPHS + 2 * cap */
     size_t cap;
 } fz;
 
@@ -136,18 +139,21 @@ static size_t reachable(fz *f, size_t cap) {
         free(f->seen);
         free(f->stack);
         f->seen = malloc(cap);
-        f->stack = malloc((POOL + 2 * cap) * sizeof *f->stack);
+        f->stack = malloc((POOL + GRAPHS + 2 * cap) * sizeof *f->stack);
         CHECK(f->seen != NULL && f->stack != NULL);
         f->cap = cap;
     }
     if (cap) memset(f->seen, 0, cap);
     int32_t *stack = f->stack;
     size_t sp = 0, count = 0;
-    for (int i = 0; i < POOL; i++)
-        if (f->pool[i].id >= 0) {
-            CHECK((size_t)f->pool[i].id < cap);
-            stack[sp++] = f->pool[i].id;
+    for (int i = 0; i < POOL + GRAPHS; i++) {
+        int32_t id = i < POOL ? f->pool[i].id
+                   : f->graph[i - POOL] ? f->graph_root[i - POOL] : -1;
+        if (id >= 0) {
+            CHECK((size_t)id < cap);
+            stack[sp++] = id;
         }
+    }
     while (sp) {
         int32_t x = stack[--sp];
         CHECK(x >= 0 && (size_t)x < cap);
@@ -162,7 +168,7 @@ static size_t reachable(fz *f, size_t cap) {
         for (int k = 0; k < 2; k++) {
             CHECK(kids[k] >= -1 && (kids[k] < 0 || (size_t)kids[k] < cap));
             if (kids[k] >= 0 && !f->seen[kids[k]]) {
-                CHECK(sp < POOL + 2 * cap);
+                CHECK(sp < POOL + GRAPHS + 2 * cap);
                 stack[sp++] = kids[k];
             }
         }
@@ -384,12 +390,74 @@ static void step_status_str(fz *f) {
     CHECK(ag_status_str((int)u32(f)) != NULL);
 }
 
+/* Captured graphs (ag_graph_*): capture, forward, backward, batched run,
+ * position lookups and free, on ids from the pool (sometimes invalid). */
+static int replay_status(int st) {
+    return st == AG_OK || st == AG_ERR_ZERODIV || st == AG_ERR_OVERFLOW ||
+           st == AG_ERR_INT_RANGE || st == AG_ERR_DOMAIN || st == AG_ERR_COMPLEX;
+}
+
+static int same_bits(double x, double y) { return memcmp(&x, &y, sizeof x) == 0; }
+
+/* ag_graph_run over up to 40 rows of up to 3 inputs; it changes no node. */
+static void graph_run(fz *f, ag_graph *g, int32_t root) {
+    int32_t n_in = u8(f) % 4, n_grads = u8(f) % 4, inputs[3], grads[3];
+    int64_t n_rows = u8(f) % 40;          /* several blocks, sometimes */
+    int threads = 1 + u8(f) % 3;
+    double rows[3 * 40], out[40], grad_out[3];
+    for (int i = 0; i < 3; i++) inputs[i] = any_id(f), grads[i] = any_id(f);
+    for (int i = 0; i < 3 * 40; i++) rows[i] = i < 12 ? number(f) : rows[i - 12] + 1.0;
+    double data = ag_data(f->ctx, root), grad = ag_grad(f->ctx, root);
+    int st = ag_graph_run(g, inputs, n_in, rows, n_rows, 3, grads, n_grads, out,
+                          grad_out, threads);
+    CHECK(st == AG_OK || st == AG_ERR_NOT_LEAF || st == AG_ERR_ARG || st == AG_ERR_NOMEM);
+    CHECK(same_bits(ag_data(f->ctx, root), data) && same_bits(ag_grad(f->ctx, root), grad));
+}
+
+static void step_graph(fz *f) {
+    int k = u8(f) % GRAPHS, what = u8(f) % 6;
+    ag_graph *g = f->graph[k];
+    if (what == 0 || !g) {                    /* capture (replacing slot k) */
+        int32_t root = any_id(f);
+        int st = -1;
+        ag_graph_free(g);
+        f->graph[k] = NULL;
+        check_invariants(f);                  /* freeing may free nodes */
+        int ok = live(f, root);
+        g = ag_graph_new(f->ctx, root, &st);
+        CHECK((g != NULL) == ok || (!g && st == AG_ERR_NOMEM));
+        if (!g) { CHECK(st == AG_ERR_ARG || st == AG_ERR_NOMEM); return; }
+        CHECK(ag_graph_size(g) >= 1);
+        CHECK(ag_graph_position(g, root) == ag_graph_size(g) - 1);
+        f->graph[k] = g;
+        f->graph_root[k] = root;
+    } else if (what == 1) {
+        int32_t root = f->graph_root[k];
+        double data = ag_data(f->ctx, root);
+        int st = ag_graph_forward(g);
+        CHECK(replay_status(st));
+        if (st != AG_OK) CHECK(same_bits(ag_data(f->ctx, root), data));  /* unchanged */
+    } else if (what == 2) {
+        CHECK(ag_graph_backward(g) == AG_OK);
+        CHECK(ag_grad(f->ctx, f->graph_root[k]) == 1.0);
+    } else if (what == 3) {
+        graph_run(f, g, f->graph_root[k]);
+    } else if (what == 4) {
+        int32_t id = any_id(f), p = ag_graph_position(g, id);
+        CHECK(p >= -1 && p < ag_graph_size(g));
+    } else {
+        ag_graph_free(g);
+        f->graph[k] = NULL;
+    }
+}
+
 typedef void (*step_fn)(fz *f);
 static const step_fn STEPS[] = {
     step_leaf, step_apply, step_apply_const, step_opaque, step_retain,
     step_release, step_release_many, step_take_child, step_backward,
     step_set, step_layer, step_limit, step_grad_mode, step_status_str,
-    /* new steps (ag_graph_* replay, ...) go here, at the end */
+    step_graph,
+    /* new steps go here, at the end */
 };
 #define N_STEPS (sizeof STEPS / sizeof *STEPS)
 
@@ -402,6 +470,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         STEPS[u8(&f) % N_STEPS](&f);
         check_invariants(&f);
     }
+    for (int i = 0; i < GRAPHS; i++) ag_graph_free(f.graph[i]);
     for (int i = 0; i < POOL; i++)
         while (f.pool[i].id >= 0) drop(&f, &f.pool[i]);
     CHECK(stats(&f).live_nodes == 0);
