@@ -379,7 +379,8 @@ static void *run_rows(void *arg) {
         for (size_t r = 0; r < B; r++) vp[r] = g->val[p];
         memset(gp, 0, B * sizeof(double));
     }
-    memset(s->acc, 0, (size_t)j->n_acc * B * sizeof(double));
+    if (j->n_acc)                              /* acc is NULL until needed */
+        memset(s->acc, 0, (size_t)j->n_acc * B * sizeof(double));
     for (int64_t r = j->r0; r < j->r1; r += (int64_t)B) {
         int64_t nr = j->r1 - r < (int64_t)B ? j->r1 - r : (int64_t)B;
         run_block(j, r, (int)nr);
