@@ -1,12 +1,22 @@
 # autograd_c -- C tests, Python tests, benchmarks.
 #   make test     C unit tests (no Python), then the pytest suite
+#   make ctest    C unit tests only: tests/c/test_engine.c, public API, no Python
+#   make pytest   the pytest suite (needs the extension: python3 setup.py build_ext --inplace)
 #   make bench    C microbenchmarks (ns per node), then the Python benchmarks
+#   make cbench   benchmarks/bench_engine.c: ns per node to build/backprop/free 10^6 nodes
+#   make pybench  benchmarks/bench_engine.py: autograd_c vs micrograd (vs PyTorch if
+#                 importable); PYBENCH_FLAGS=--quick for fewer repeats
 PYTHON ?= python3
-CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
 CFLAGS ?= -std=c11 -O2 -g -Wall -Wextra -Werror
 CSRC := $(wildcard csrc/*.c)
 CHDR := $(wildcard csrc/*.h)
 BUILD := build/c
+# The benchmark is built as the extension is (autograd_c/_cffi_build.py).
+BENCH_CFLAGS := -std=c11 -O3 -fno-math-errno -g -Wall -Wextra -Werror
+PYBENCH_FLAGS ?=
 
 .PHONY: test ctest pytest bench cbench pybench clean
 
@@ -24,13 +34,13 @@ pytest:
 
 $(BUILD)/bench_engine: benchmarks/bench_engine.c $(CSRC) $(CHDR)
 	@mkdir -p $(BUILD)
-	$(CC) -std=c11 -O3 -g -Wall -Icsrc -o $@ benchmarks/bench_engine.c $(CSRC) -lm -lpthread
+	$(CC) $(BENCH_CFLAGS) -Icsrc -o $@ benchmarks/bench_engine.c $(CSRC) -lm -lpthread
 
 cbench: $(BUILD)/bench_engine
 	./$(BUILD)/bench_engine
 
 pybench:
-	$(PYTHON) benchmarks/bench_engine.py
+	$(PYTHON) benchmarks/bench_engine.py $(PYBENCH_FLAGS)
 
 bench: cbench pybench
 
