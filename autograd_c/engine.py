@@ -5,6 +5,7 @@ grad and the graph live in C.  Graphs are built micrograd's way (`a - b` is
 `a + (-b)`, `a / b` is `a * b**-1`, ...) so every number comes out the same.
 """
 import numbers
+import operator
 import os
 import threading
 import weakref
@@ -307,7 +308,7 @@ def set_node_limit(max_nodes):
     """Cap the number of live nodes (0 or None: no cap).  Building beyond it
     raises MemoryError; also set by the environment variable
     AUTOGRAD_C_MAX_NODES at import."""
-    max_nodes = 0 if max_nodes is None else int(max_nodes)
+    max_nodes = 0 if max_nodes is None else operator.index(max_nodes)  # 1.5, '3': TypeError
     if max_nodes < 0:
         raise ValueError(f"node limit must be >= 0, got {max_nodes}")
     lib.ag_set_limit(_ctx, max_nodes)
