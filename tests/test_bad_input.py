@@ -1,0 +1,309 @@
+"""Bad input: every public function and operator against wrong types, NaN,
++-inf, -0.0, huge and tiny floats, ints beyond 2**53, bools, numpy scalars,
+Values of a dropped Graph -- each with its documented result or exception.
+
+Each row of TABLE is (what, call, expected):
+  * expected an exception class: call(ref) must raise it, create no node
+    and change no Value;
+  * expected a str: repr of what call(ref) returns (types show: 1 vs 1.0);
+  * expected a function: it must return True for what call(ref) returns.
+`ref` is a reference graph built (and backpropagated) before every row;
+after every row, failing or not, its data and grads must be unchanged.
+"""
+import decimal
+import gc
+import math
+import random
+from types import SimpleNamespace
+
+import micrograd.nn as mg_nn
+import pytest
+
+import autograd_c
+from autograd_c import Graph, Value, set_node_limit
+from autograd_c.nn import MLP
+
+try:  # numpy is optional: its rows are left out without it
+    import numpy as np
+except ImportError:
+    np = None
+
+nan, inf = math.nan, math.inf
+HUGE, TINY = 1.7976931348623157e308, 5e-324
+WRONG_TYPES = ["x", None, [1.0], 1 + 2j, decimal.Decimal("1.5")]
+
+
+def reference_graph():
+    x, w, b = Value(2.0), Value(-3), Value(0.5)
+    out = ((x * w + b).relu() + x.tanh() * w ** 2 - x / b).exp() + w.sigmoid()
+    out.backward()
+    return SimpleNamespace(x=x, w=w, b=b, out=out)
+
+
+def snapshot(ref):
+    """repr of every node the reference graph reaches (order-free)."""
+    seen, stack = set(), [ref.out]
+    while stack:
+        v = stack.pop()
+        if v not in seen:
+            seen.add(v)
+            stack.extend(v._prev)
+    return sorted(repr(v) for v in seen)
+
+
+def live():
+    gc.collect()
+    return autograd_c.stats()["live_nodes"]
+
+
+# -- helpers the rows call ----------------------------------------------------
+def set_data(v, x):
+    v.data = x
+    return v
+
+
+def set_grad(v, g):
+    v.grad = g
+    return v
+
+
+def backward(v):
+    v.backward()
+    return v
+
+
+def grad_of(leaf, make):
+    """leaf.grad after make(leaf).backward()."""
+    make(leaf).backward()
+    return leaf.grad
+
+
+def pow_grads(base, exponent):
+    b, e = Value(base), Value(exponent)
+    (b ** e).backward()
+    return b.grad, e.grad
+
+
+def limit_after(n):
+    set_node_limit(n)
+    return autograd_c.stats()["limit"]
+
+
+def dropped_graph_value():
+    """The root and a leaf of a Graph that has been dropped: still Values."""
+    x = Value(3.0)
+    graph = Graph(x * x + 1)
+    root = graph.root
+    graph.forward()
+    del graph
+    gc.collect()
+    return x, root
+
+
+def dropped_graph_backward():
+    x, root = dropped_graph_value()
+    root.backward()
+    return x.grad, root.data, (root * 2).data
+
+
+def mlp_like_micrograd(inputs):
+    """A check: MLP(2, [3, 1]) on inputs gives micrograd's result (same
+    weights, same seed), or both raise the same exception type."""
+    def run(make):
+        random.seed(7)
+        model = make(2, [3, 1])
+        try:
+            out = model(inputs)
+        except Exception as e:  # noqa: BLE001 -- compared below
+            return type(e)
+        return repr(out.data)
+    expected = run(mg_nn.MLP)
+    return lambda got: got == expected
+
+
+def mlp_call(inputs):
+    random.seed(7)
+    model = MLP(2, [3, 1])
+    try:
+        return repr(model(inputs).data)
+    except Exception as e:  # noqa: BLE001 -- compared with micrograd's
+        return type(e)
+
+
+def is_nan(x):
+    return isinstance(x, float) and math.isnan(x)
+
+
+# -- the table ---------------------------------------------------------------
+TABLE = [
+    # Value(): numbers only
+    ("Value(nan)", lambda r: Value(nan), "Value(data=nan, grad=0)"),
+    ("Value(inf)", lambda r: Value(inf), "Value(data=inf, grad=0)"),
+    ("Value(-inf)", lambda r: Value(-inf), "Value(data=-inf, grad=0)"),
+    ("Value(-0.0)", lambda r: Value(-0.0), "Value(data=-0.0, grad=0)"),
+    ("Value(max float)", lambda r: Value(HUGE), "Value(data=1.7976931348623157e+308, grad=0)"),
+    ("Value(5e-324)", lambda r: Value(TINY), "Value(data=5e-324, grad=0)"),
+    ("Value(2**53 + 1): nearest double, still int", lambda r: Value(2**53 + 1),
+     "Value(data=9007199254740992, grad=0)"),
+    ("Value(-(2**53) - 1)", lambda r: Value(-(2**53) - 1), "Value(data=-9007199254740992, grad=0)"),
+    ("Value(2**1024): beyond double range", lambda r: Value(2**1024), OverflowError),
+    ("Value(True): an int", lambda r: Value(True), "Value(data=1, grad=0)"),
+    ("Value(False)", lambda r: Value(False), "Value(data=0, grad=0)"),
+    ("Value(Value(1))", lambda r: Value(Value(1)), TypeError),
+    ("Value(1, children=(1, 2))", lambda r: Value(1, (1, 2)), ValueError),
+    ("Value(1, children of 3 Values)", lambda r: Value(1, (r.x, r.w, r.b)), ValueError),
+    # operators with special numbers: Python's float arithmetic, micrograd's way
+    ("2.0 + nan", lambda r: Value(2.0) + nan, "Value(data=nan, grad=0)"),
+    ("2.0 * inf", lambda r: Value(2.0) * inf, "Value(data=inf, grad=0)"),
+    ("0.0 * inf", lambda r: Value(0.0) * inf, "Value(data=nan, grad=0)"),
+    ("inf - inf", lambda r: Value(inf) - inf, "Value(data=nan, grad=0)"),
+    ("max float + max float: inf, no error", lambda r: Value(HUGE) + HUGE, "Value(data=inf, grad=0)"),
+    ("5e-324 * 0.5: underflow to 0", lambda r: Value(TINY) * 0.5, "Value(data=0.0, grad=0)"),
+    ("-(-0.0): -0.0 * -1", lambda r: -Value(-0.0), "Value(data=0.0, grad=0)"),
+    ("-0.0 + 0", lambda r: Value(-0.0) + 0, "Value(data=0.0, grad=0)"),
+    ("2.0 / 0", lambda r: Value(2.0) / 0, ZeroDivisionError),
+    ("2.0 / -0.0", lambda r: Value(2.0) / -0.0, ZeroDivisionError),
+    ("2.0 / Value(0.0)", lambda r: Value(2.0) / Value(0.0), ZeroDivisionError),
+    ("1 / Value(0)", lambda r: 1 / Value(0), ZeroDivisionError),
+    ("2.0 / inf", lambda r: Value(2.0) / inf, "Value(data=0.0, grad=0)"),
+    ("Value(0) ** -1", lambda r: Value(0) ** -1, ZeroDivisionError),
+    ("Value(2.0) ** 5000", lambda r: Value(2.0) ** 5000, OverflowError),
+    ("Value(2) ** 5000: int beyond double range", lambda r: Value(2) ** 5000, OverflowError),
+    ("Value(2) ** 60: exact int", lambda r: Value(2) ** 60, "Value(data=1152921504606846976, grad=0)"),
+    ("Value(2**53) * Value(2**53): int, rounded", lambda r: Value(2**53) * Value(2**53),
+     "Value(data=81129638414606681695789005144064, grad=0)"),
+    ("Value(10**200) * Value(10**200)", lambda r: Value(10**200) * Value(10**200), OverflowError),
+    ("Value(-8.0) ** (1/3): complex in Python", lambda r: Value(-8.0) ** (1 / 3), ValueError),
+    ("Value(-2.0) ** Value(0.5)", lambda r: Value(-2.0) ** Value(0.5), ValueError),
+    ("Value(-2.0) ** Value(2.0)", lambda r: Value(-2.0) ** Value(2.0), "Value(data=4.0, grad=0)"),
+    ("grads of Value(-2.0) ** Value(2.0): d/dexp = 4 ln(-2) = nan",
+     lambda r: pow_grads(-2.0, 2.0), lambda g: g[0] == -4.0 and is_nan(g[1])),
+    ("(-2) ** Value(0.5)", lambda r: (-2) ** Value(0.5), ValueError),
+    ("2 ** Value(3)", lambda r: 2 ** Value(3), "Value(data=8, grad=0)"),
+    ("nan ** Value(0)", lambda r: nan ** Value(0), "Value(data=1.0, grad=0)"),
+    ("Value(nan) ** 0", lambda r: Value(nan) ** 0, "Value(data=1.0, grad=0)"),
+    ("2.0 + True: True is 1", lambda r: Value(2.0) + True, "Value(data=3.0, grad=0)"),
+    ("Value(1) + True", lambda r: Value(1) + True, "Value(data=2, grad=0)"),
+    ("Value(2) ** True", lambda r: Value(2) ** True, "Value(data=2, grad=0)"),
+    # unary ops
+    ("relu(nan)", lambda r: Value(nan).relu(), "Value(data=nan, grad=0)"),
+    ("relu(-0.0): micrograd's 0 if x < 0 else x", lambda r: Value(-0.0).relu(), "Value(data=-0.0, grad=0)"),
+    ("relu(-inf)", lambda r: Value(-inf).relu(), "Value(data=0, grad=0)"),
+    ("tanh(inf)", lambda r: Value(inf).tanh(), "Value(data=1.0, grad=0)"),
+    ("tanh(nan)", lambda r: Value(nan).tanh(), "Value(data=nan, grad=0)"),
+    ("exp(1000.0)", lambda r: Value(1000.0).exp(), OverflowError),
+    ("exp(inf)", lambda r: Value(inf).exp(), "Value(data=inf, grad=0)"),
+    ("exp(-inf)", lambda r: Value(-inf).exp(), "Value(data=0.0, grad=0)"),
+    ("exp(-1000.0)", lambda r: Value(-1000.0).exp(), "Value(data=0.0, grad=0)"),
+    ("log(0.0)", lambda r: Value(0.0).log(), ValueError),
+    ("log(-0.0)", lambda r: Value(-0.0).log(), ValueError),
+    ("log(-1)", lambda r: Value(-1).log(), ValueError),
+    ("log(nan)", lambda r: Value(nan).log(), "Value(data=nan, grad=0)"),
+    ("log(inf)", lambda r: Value(inf).log(), "Value(data=inf, grad=0)"),
+    ("log(5e-324)", lambda r: Value(TINY).log(), "Value(data=-744.4400719213812, grad=0)"),
+    ("sigmoid(-1000.0)", lambda r: Value(-1000.0).sigmoid(), "Value(data=0.0, grad=0)"),
+    ("sigmoid(1000.0)", lambda r: Value(1000.0).sigmoid(), "Value(data=1.0, grad=0)"),
+    ("sigmoid(nan)", lambda r: Value(nan).sigmoid(), "Value(data=nan, grad=0)"),
+    ("-Value(nan)", lambda r: -Value(nan), "Value(data=nan, grad=0)"),
+    # backward through special values: IEEE, never an exception
+    ("grad of x in x * 0.0, x = inf", lambda r: grad_of(Value(inf), lambda x: x * 0.0), "0.0"),
+    ("grad of x in x ** 0.5, x = 0.0: inf", lambda r: grad_of(Value(0.0), lambda x: x ** 0.5), "inf"),
+    ("grad of x in x ** -1, x set to 0.0 after building",
+     lambda r: grad_of(Value(1.0), lambda x: set_data(x, 0.0) and x ** -1), ZeroDivisionError),
+    ("grad of x in log(x), x set to 0.0 after building",
+     lambda r: grad_of(Value(1.0), lambda x: (lambda y: set_data(x, 0.0) and y)(x.log())), "inf"),
+    ("grad of x in tanh(x), x = nan", lambda r: grad_of(Value(nan), lambda x: x.tanh()), "nan"),
+    ("grad of x in x * x, x = 2**40 (int)", lambda r: grad_of(Value(2**40), lambda x: x * x),
+     "2199023255552"),
+    ("int grad beyond double range becomes float inf",
+     lambda r: grad_of(Value(1), lambda x: set_grad(x, 2**1023) and x * Value(2**1023)), "inf"),
+    ("backward() on a leaf", lambda r: backward(Value(nan)), "Value(data=nan, grad=1)"),
+    ("backward twice accumulates", lambda r: grad_of(Value(3), lambda x: backward(x * 2)), "4"),
+    ("v.backward(1)", lambda r: r.out.backward(1), TypeError),
+    # data / grad setters
+    ("v.data = nan", lambda r: set_data(Value(1.0), nan), "Value(data=nan, grad=0)"),
+    ("v.data = -0.0", lambda r: set_data(Value(1.0), -0.0), "Value(data=-0.0, grad=0)"),
+    ("v.data = True", lambda r: set_data(Value(1.0), True), "Value(data=1, grad=0)"),
+    ("v.data = 2**53 + 1", lambda r: set_data(Value(1.0), 2**53 + 1), "Value(data=9007199254740992, grad=0)"),
+    ("v.data = 2**1024", lambda r: set_data(r.x, 2**1024), OverflowError),
+    ("v.grad = inf", lambda r: set_grad(Value(1.0), inf), "Value(data=1.0, grad=inf)"),
+    ("v.grad = -0.0", lambda r: set_grad(Value(1.0), -0.0), "Value(data=1.0, grad=-0.0)"),
+    ("v.grad = False", lambda r: set_grad(Value(1.0), False), "Value(data=1.0, grad=0)"),
+    ("v.grad = 2**1024", lambda r: set_grad(r.x, 2**1024), OverflowError),
+    # nn.MLP(2, [3, 1]) with wrong inputs: as micrograd (zip truncates)
+    ("MLP(2,..)([1.0, 2.0, 3.0]): extra input ignored", lambda r: mlp_call([1.0, 2.0, 3.0]),
+     mlp_like_micrograd([1.0, 2.0, 3.0])),
+    ("MLP(2,..)([1.0]): missing input ignored", lambda r: mlp_call([1.0]), mlp_like_micrograd([1.0])),
+    ("MLP(2,..)([])", lambda r: mlp_call([]), mlp_like_micrograd([])),
+    ("MLP(2,..)([nan, inf])", lambda r: mlp_call([nan, inf]), mlp_like_micrograd([nan, inf])),
+    ("MLP(2,..)([Value(1.0), 2])", lambda r: mlp_call([Value(1.0), 2]), mlp_like_micrograd([1.0, 2])),
+    ("MLP(2,..)(['a', 'b'])", lambda r: MLP(2, [3, 1])(["a", "b"]), TypeError),
+    ("MLP(2,..)([Value(1.0), 'a'])", lambda r: MLP(2, [3, 1])([Value(1.0), "a"]), TypeError),
+    ("MLP(2,..)(None)", lambda r: MLP(2, [3, 1])(None), TypeError),
+    ("MLP(2,..)(5)", lambda r: MLP(2, [3, 1])(5), TypeError),
+    # set_node_limit (reset to 0 after every row)
+    ("set_node_limit(-1)", lambda r: set_node_limit(-1), ValueError),
+    ("set_node_limit(1.5)", lambda r: set_node_limit(1.5), TypeError),
+    ("set_node_limit('10')", lambda r: set_node_limit("10"), TypeError),
+    ("set_node_limit(nan)", lambda r: set_node_limit(nan), TypeError),
+    ("set_node_limit(2**70)", lambda r: set_node_limit(2**70), OverflowError),
+    ("set_node_limit(None): no limit", lambda r: limit_after(None), "0"),
+    ("set_node_limit(10**9)", lambda r: limit_after(10**9), "1000000000"),
+    # Values of a dropped Graph keep working
+    ("a dropped Graph's root and leaf", lambda r: dropped_graph_value(),
+     "(Value(data=3.0, grad=0), Value(data=10.0, grad=0))"),
+    ("backward through a dropped Graph's root", lambda r: dropped_graph_backward(), "(6.0, 10.0, 20.0)"),
+    ("Graph(5)", lambda r: Graph(5), TypeError),
+]
+
+OPERATORS = {
+    "v + {}": lambda v, o: v + o, "{} + v": lambda v, o: o + v,
+    "v - {}": lambda v, o: v - o, "{} - v": lambda v, o: o - v,
+    "v * {}": lambda v, o: v * o, "{} * v": lambda v, o: o * v,
+    "v / {}": lambda v, o: v / o, "{} / v": lambda v, o: o / v,
+    "v ** {}": lambda v, o: v ** o, "{} ** v": lambda v, o: o ** v,
+}
+SETTERS = {"v.data = {}": set_data, "v.grad = {}": set_grad}
+
+# every operator, setter and Value() with every wrong type: TypeError
+TABLE += [(name.format(repr(o)), lambda r, f=f, o=o: f(r.x, o), TypeError)
+          for name, f in {**OPERATORS, **SETTERS}.items() for o in WRONG_TYPES]
+TABLE += [(f"Value({o!r})", lambda r, o=o: Value(o), TypeError) for o in WRONG_TYPES]
+
+if np is not None:
+    TABLE += [
+        ("Value(np.float64(1.5)): a float", lambda r: Value(np.float64(1.5)), "Value(data=1.5, grad=0)"),
+        ("Value(np.int64(3)): an int", lambda r: Value(np.int64(3)), "Value(data=3, grad=0)"),
+        ("Value(np.float32(0.1)): its float value",
+         lambda r: Value(np.float32(0.1)), "Value(data=0.10000000149011612, grad=0)"),
+        ("Value(np.bool_(True)): not a number type", lambda r: Value(np.bool_(True)), TypeError),
+        ("Value(np.array(1.0))", lambda r: Value(np.array(1.0)), TypeError),
+        ("v + np.float64(1.0)", lambda r: Value(2.0) + np.float64(1.0), "Value(data=3.0, grad=0)"),
+        ("np.int64(1) + Value(1)", lambda r: np.int64(1) + Value(1), "Value(data=2, grad=0)"),
+        ("v ** np.int64(2)", lambda r: Value(3) ** np.int64(2), "Value(data=9, grad=0)"),
+        ("v.data = np.int64(7)", lambda r: set_data(Value(1.0), np.int64(7)), "Value(data=7, grad=0)"),
+        ("v.grad = np.float64(2.5)", lambda r: set_grad(Value(1.0), np.float64(2.5)),
+         "Value(data=1.0, grad=2.5)"),
+        ("set_node_limit(np.int64(10**9))", lambda r: limit_after(np.int64(10**9)), "1000000000"),
+    ]
+
+
+@pytest.mark.parametrize("what, call, expected", TABLE, ids=[row[0] for row in TABLE])
+def test_bad_input(what, call, expected):
+    ref = reference_graph()
+    before, live_before = snapshot(ref), live()
+    try:
+        if isinstance(expected, type) and issubclass(expected, BaseException):
+            with pytest.raises(expected):
+                call(ref)
+            assert live() == live_before, "a failed call created or freed nodes"
+        else:
+            got = call(ref)
+            if callable(expected):
+                assert expected(got), got
+            else:
+                assert repr(got) == expected
+            del got
+    finally:
+        set_node_limit(0)
+    assert snapshot(ref) == before, "the reference graph changed"
