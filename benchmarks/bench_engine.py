@@ -206,6 +206,7 @@ def print_table(rows, engines, repeats):
     head += f"{'micrograd/autograd_c':>22}  {'target':<12}"
     if torch is not None:
         head += f"{'PyTorch/autograd_c':>19}"
+    head = head.rstrip()
     print(head)
     print("-" * len(head))
     for label, med in rows.items():
