@@ -50,10 +50,6 @@ int ag__grad_disabled(void);
 /* Topological order of what root reaches, children first, into c->order;
  * returns the count.  Clears its marks before returning.  Locked. */
 size_t ag__topo(ag_ctx *c, int32_t root);
-/* Value of op over child values (x, y) and exponent k; Python's errors.
- * Writes *out and *out_int; returns AG_OK or an error status. */
-int ag__eval(int op, double x, int x_int, double y, int y_int, double k,
-             int k_int, double *out, int *out_int);
 /* Add node id's gradient contributions to its children.  Locked. */
 void ag__backprop_node(ag_ctx *c, int32_t id);
 /* micrograd's backward over a given topological order (children first,
@@ -84,6 +80,68 @@ static inline double ag__dsigmoid(double out) { return out * (1.0 - out); }
 /* d(x**y)/dy = x**y * ln x; 0 where x == 0 and y >= 0 (as PyTorch). */
 static inline double ag__dpow_exponent(double x, double y, double out) {
     return (x == 0.0 && y >= 0.0) ? 0.0 : out * log(x);
+}
+
+/* Python's x ** y for numbers whose types are given by x_int, y_int.  Writes
+ * *out and *out_int; returns AG_OK or an error status. */
+int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
+                   int *out_int);
+
+/* An int result that left the range of doubles is an error; an int zero is
+ * stored as +0.0 (Python's int 0 has no sign). */
+static inline int ag__int_result(double r, double *out) {
+    if (!isfinite(r)) return AG_ERR_INT_RANGE;
+    *out = r + 0.0;
+    return AG_OK;
+}
+
+/* Value of op over child values (x, y) and exponent k; Python's errors.
+ * Writes *out and *out_int; returns AG_OK or an error status.  Inline: the
+ * eager constructors (ops.c) and graph replay (replay.c) evaluate every node
+ * through it. */
+static inline int ag__eval(int op, double x, int x_int, double y, int y_int,
+                           double k, int k_int, double *out,
+                           int *out_int) {
+    *out_int = 0;
+    switch (op) {
+    case AG_ADD:
+        if (x_int && y_int) {
+            *out_int = 1;
+            return ag__int_result(x + y, out);
+        }
+        *out = x + y;
+        return AG_OK;
+    case AG_MUL:
+        if (x_int && y_int) {
+            *out_int = 1;
+            return ag__int_result(x * y, out);
+        }
+        *out = x * y;
+        return AG_OK;
+    case AG_POW_CONST:
+        return ag__python_pow(x, x_int, k, k_int, out, out_int);
+    case AG_POW:
+        return ag__python_pow(x, x_int, y, y_int, out, out_int);
+    case AG_RELU:                            /* 0 if x < 0 else x */
+        *out = ag__relu(x);
+        *out_int = x < 0 ? 1 : x_int;
+        return AG_OK;
+    case AG_TANH:
+        *out = tanh(x);
+        return AG_OK;
+    case AG_EXP:
+        *out = exp(x);
+        return isinf(*out) && isfinite(x) ? AG_ERR_OVERFLOW : AG_OK;
+    case AG_LOG:
+        if (x <= 0.0) return AG_ERR_DOMAIN;  /* NaN passes through */
+        *out = log(x);
+        return AG_OK;
+    case AG_SIGMOID:
+        *out = ag__sigmoid(x);
+        return AG_OK;
+    default:
+        return AG_ERR_ARG;
+    }
 }
 
 #define AG_LOCK(c) pthread_mutex_lock(&(c)->lock)

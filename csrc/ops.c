@@ -3,8 +3,8 @@
  * errors) and contributes (backward, micrograd's rules), the node
  * constructors, topological sort and backward.
  *
- * Adding an op: one case in ag__eval, one in ag__backprop_node, one line in
- * the Python facade.
+ * Adding an op: one case in ag__eval (arena.h), one in ag__backprop_node,
+ * one in each batched kernel of replay.c, one line in the Python facade.
  */
 #include <math.h>
 #include <assert.h>
@@ -30,9 +30,8 @@ static double int_pow(double x, double k) {
     return r;
 }
 
-/* Python's x ** y for numbers whose types are given by x_int, y_int. */
-static int python_pow(double x, int x_int, double y, int y_int, double *out,
-                      int *out_int) {
+int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
+                   int *out_int) {
     if (x_int && y_int && y >= 0) {          /* int ** non-negative int */
         double r = int_pow(x, y);
         if (!isfinite(r)) return AG_ERR_INT_RANGE;
@@ -51,55 +50,25 @@ static int python_pow(double x, int x_int, double y, int y_int, double *out,
     return AG_OK;
 }
 
-/* An int result that left the range of doubles is an error; an int zero is
- * stored as +0.0 (Python's int 0 has no sign). */
-static int int_result(double r, double *out) {
-    if (!isfinite(r)) return AG_ERR_INT_RANGE;
-    *out = r + 0.0;
-    return AG_OK;
-}
+/* The arena's node arrays, as the backward rules use them: a local copy of
+ * the pointers lets the compiler keep them in registers (a store to flags[],
+ * unsigned char, could otherwise change the ag_ctx fields). */
+typedef struct nodes {
+    double *data, *grad;
+    const double *k;
+    const int32_t *a, *b;
+    const uint8_t *op;
+    uint8_t *flags;
+} nodes;
 
-int ag__eval(int op, double x, int x_int, double y, int y_int, double k,
-             int k_int, double *out, int *out_int) {
-    *out_int = 0;
-    switch (op) {
-    case AG_ADD:
-        if (x_int && y_int) { *out_int = 1; return int_result(x + y, out); }
-        *out = x + y;
-        return AG_OK;
-    case AG_MUL:
-        if (x_int && y_int) { *out_int = 1; return int_result(x * y, out); }
-        *out = x * y;
-        return AG_OK;
-    case AG_POW_CONST:
-        return python_pow(x, x_int, k, k_int, out, out_int);
-    case AG_POW:
-        return python_pow(x, x_int, y, y_int, out, out_int);
-    case AG_RELU:                            /* 0 if x < 0 else x */
-        *out = ag__relu(x);
-        *out_int = x < 0 ? 1 : x_int;
-        return AG_OK;
-    case AG_TANH:
-        *out = tanh(x);
-        return AG_OK;
-    case AG_EXP:
-        *out = exp(x);
-        return isinf(*out) && isfinite(x) ? AG_ERR_OVERFLOW : AG_OK;
-    case AG_LOG:
-        if (x <= 0.0) return AG_ERR_DOMAIN;  /* NaN passes through */
-        *out = log(x);
-        return AG_OK;
-    case AG_SIGMOID:
-        *out = ag__sigmoid(x);
-        return AG_OK;
-    default:
-        return AG_ERR_ARG;
-    }
+static nodes nodes_of(ag_ctx *c) {
+    return (nodes){c->data, c->grad, c->k, c->a, c->b, c->op, c->flags};
 }
 
 /* grad[ch] += v, with Python's int/float rule for the sum.  An int sum that
  * overflows a double becomes a float (inf). */
-static inline void accumulate(ag_ctx *c, int32_t ch, double v, int v_int) {
+static inline void accumulate(const nodes *c, int32_t ch, double v,
+                              int v_int) {
     int is_int = GRAD_IS_INT(c, ch) && v_int;
     double r = c->grad[ch] + (v_int ? v + 0.0 : v);
     if (is_int) {
@@ -112,7 +81,7 @@ static inline void accumulate(ag_ctx *c, int32_t ch, double v, int v_int) {
 }
 
 /* micrograd's (k * x**(k-1)) * g: the contribution of x ** k. */
-static void accumulate_pow(ag_ctx *c, int32_t ch, double k, int k_int,
+static void accumulate_pow(const nodes *c, int32_t ch, double k, int k_int,
                            double g, int g_int) {
     double x = c->data[ch], e = k - 1.0, p;
     int p_int = DATA_IS_INT(c, ch) && k_int && e >= 0;
@@ -123,7 +92,7 @@ static void accumulate_pow(ag_ctx *c, int32_t ch, double k, int k_int,
     accumulate(c, ch, d * g, d_int && g_int);
 }
 
-void ag__backprop_node(ag_ctx *c, int32_t id) {
+static inline void backprop(const nodes *c, int32_t id) {
     double g = c->grad[id];
     int g_int = GRAD_IS_INT(c, id);
     int32_t a = c->a[id], b = c->b[id];
@@ -167,6 +136,11 @@ void ag__backprop_node(ag_ctx *c, int32_t id) {
     }
 }
 
+void ag__backprop_node(ag_ctx *c, int32_t id) {
+    nodes v = nodes_of(c);
+    backprop(&v, id);
+}
+
 size_t ag__topo(ag_ctx *c, int32_t root) {
     size_t n = 0, sp = 0;
     c->stack[sp++] = root;
@@ -191,9 +165,10 @@ size_t ag__topo(ag_ctx *c, int32_t root) {
 
 void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
                         size_t n) {
+    nodes v = nodes_of(c);
     c->grad[root] = 1.0;
     c->flags[root] |= AG_GRAD_INT;
-    for (size_t i = n; i-- > 0;) ag__backprop_node(c, order[i]);
+    for (size_t i = n; i-- > 0;) backprop(&v, order[i]);
 }
 
 int ag_backward(ag_ctx *c, int32_t root) {

@@ -40,6 +40,14 @@ typedef struct ag_scratch {
     size_t acc_cap; /* rows of acc allocated                                */
 } ag_scratch;
 
+/* An op node of the program, as forward evaluation reads it. */
+typedef struct ag_instr {
+    int32_t p;              /* its position                                 */
+    int32_t a, b;           /* operand positions, b = -1 when absent        */
+    uint8_t op;             /* ag_op                                        */
+    uint8_t k_int;          /* POW_CONST exponent g->k[p] is a Python int   */
+} ag_instr;
+
 struct ag_graph {
     ag_ctx *ctx;            /* borrowed: contexts outlive their graphs      */
     int32_t root;           /* arena id of the root; the graph holds a ref  */
@@ -53,6 +61,9 @@ struct ag_graph {
     /* Sources: positions of LEAF and OPAQUE nodes, read from the arena.    */
     int32_t *src;
     int32_t n_src;
+    /* The other nodes (op nodes), in program order.                        */
+    ag_instr *ins;
+    int32_t n_ins;
     /* Forward scratch, n each: the value and "is int" of each position.    */
     double *val;
     uint8_t *val_int;
@@ -88,7 +99,7 @@ int32_t ag_graph_size(const ag_graph *g) { return g->n; }
 
 static void free_arrays(ag_graph *g) {
     free(g->id); free(g->a); free(g->b); free(g->k); free(g->op);
-    free(g->k_int); free(g->src); free(g->val); free(g->val_int);
+    free(g->k_int); free(g->src); free(g->ins); free(g->val); free(g->val_int);
     free(g->hkey); free(g->hpos); free(g->slot);
     for (int t = 0; t < g->n_scratch; t++) {
         free(g->scratch[t].v); free(g->scratch[t].g); free(g->scratch[t].acc);
@@ -109,12 +120,13 @@ static int alloc_program(ag_graph *g, size_t n) {
     g->op = malloc(n);
     g->k_int = malloc(n);
     g->src = malloc(n * sizeof *g->src);
+    g->ins = malloc(n * sizeof *g->ins);
     g->val = malloc(n * sizeof *g->val);
     g->val_int = malloc(n);
     g->slot = malloc(n * sizeof *g->slot);
     g->hkey = malloc(h * sizeof *g->hkey);
     g->hpos = malloc(h * sizeof *g->hpos);
-    if (!g->id || !g->a || !g->b || !g->k || !g->op || !g->k_int || !g->src ||
+    if (!g->id || !g->a || !g->b || !g->k || !g->op || !g->k_int || !g->src || !g->ins ||
         !g->val || !g->val_int || !g->slot || !g->hkey || !g->hpos)
         return AG_ERR_NOMEM;
     return AG_OK;
@@ -124,7 +136,7 @@ static int alloc_program(ag_graph *g, size_t n) {
  * after ag__topo, maps arena id -> position for the ids in the order. */
 static void copy_program(ag_graph *g, ag_ctx *c, size_t n) {
     for (size_t p = 0; p < n; p++) c->stack[c->order[p]] = (int32_t)p;
-    g->n_src = 0;
+    g->n_src = g->n_ins = 0;
     for (size_t p = 0; p < n; p++) {
         int32_t id = c->order[p], a = c->a[id], b = c->b[id];
         g->id[p] = id;
@@ -136,7 +148,11 @@ static void copy_program(ag_graph *g, ag_ctx *c, size_t n) {
         g->val[p] = c->data[id];
         g->val_int[p] = (c->flags[id] & AG_DATA_INT) != 0;
         g->slot[p] = -1;
-        if (is_source(g->op[p])) g->src[g->n_src++] = (int32_t)p;
+        if (is_source(g->op[p]))
+            g->src[g->n_src++] = (int32_t)p;
+        else
+            g->ins[g->n_ins++] = (ag_instr){(int32_t)p, g->a[p], g->b[p],
+                                            g->op[p], g->k_int[p]};
     }
 }
 
@@ -212,32 +228,51 @@ static void read_sources(ag_graph *g) {
     AG_UNLOCK(c);
 }
 
+/* Evaluate the op nodes into val / val_int.  AG_OK or the first failure. */
+static int evaluate(const ag_graph *g) {
+    const ag_instr *ins = g->ins;
+    double *restrict val = g->val;
+    uint8_t *restrict val_int = g->val_int;
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        int32_t a = ins[i].a, b = ins[i].b, p = ins[i].p;
+        int out_int;
+        double y = 0.0, k = 0.0;
+        int y_int = 0;
+        if (b >= 0) { y = val[b]; y_int = val_int[b]; }
+        if (ins[i].op == AG_POW_CONST) k = g->k[p];
+        int st = ag__eval(ins[i].op, val[a], val_int[a], y, y_int, k,
+                          ins[i].k_int, &val[p], &out_int);
+        if (st != AG_OK) return st;
+        val_int[p] = (uint8_t)out_int;
+    }
+    return AG_OK;
+}
+
+/* Write the op nodes' values to the arena, grads reset to int 0.  Locked. */
+static void write_values(const ag_graph *g, ag_ctx *c) {
+    const ag_instr *ins = g->ins;
+    const int32_t *ids = g->id;
+    const double *val = g->val;
+    const uint8_t *val_int = g->val_int;
+    double *restrict data = c->data, *restrict grad = c->grad;
+    uint8_t *restrict flags = c->flags;
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        int32_t p = ins[i].p, id = ids[p];
+        data[id] = val[p];
+        grad[id] = 0.0;                      /* a fresh node's int 0 */
+        flags[id] = (uint8_t)((val_int[p] ? AG_DATA_INT : 0) | AG_GRAD_INT |
+                              (ins[i].k_int ? AG_K_INT : 0));
+    }
+}
+
 int ag_graph_forward(ag_graph *g) {
     ag_ctx *c = g->ctx;
-    int st = AG_OK;
     pthread_mutex_lock(&g->lock);
     read_sources(g);
-    for (int32_t p = 0; p < g->n && st == AG_OK; p++) {
-        int op = g->op[p];
-        if (is_source(op)) continue;
-        int32_t a = g->a[p], b = g->b[p];
-        int out_int;
-        st = ag__eval(op, g->val[a], g->val_int[a], b < 0 ? 0.0 : g->val[b],
-                      b < 0 ? 0 : g->val_int[b], g->k[p], g->k_int[p],
-                      &g->val[p], &out_int);
-        g->val_int[p] = (uint8_t)out_int;
-    }
-    if (st == AG_OK) {                        /* all or nothing */
+    int st = evaluate(g);
+    if (st == AG_OK) {                       /* all or nothing */
         AG_LOCK(c);
-        for (int32_t p = 0; p < g->n; p++) {
-            if (is_source(g->op[p])) continue;
-            int32_t id = g->id[p];
-            c->data[id] = g->val[p];
-            c->grad[id] = 0.0;                /* a fresh node's int 0 */
-            c->flags[id] = (uint8_t)((c->flags[id] & ~AG_DATA_INT) |
-                                     (g->val_int[p] ? AG_DATA_INT : 0) |
-                                     AG_GRAD_INT);
-        }
+        write_values(g, c);
         AG_UNLOCK(c);
     }
     pthread_mutex_unlock(&g->lock);

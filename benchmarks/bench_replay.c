@@ -1,0 +1,226 @@
+/*
+ * bench_replay.c -- captured-graph replay speed, in C alone (no Python).
+ *
+ *   gcc -std=c11 -O3 -Icsrc benchmarks/bench_replay.c csrc/*.c -lm -lpthread
+ *   ./a.out [points]
+ *
+ * 1. Single-row replay: micrograd's moons loss over `points` data points
+ *    (MLP(2, [16, 16, 1]) built as micrograd builds it, SVM hinge loss, mean,
+ *    L2 term): about 10**6 nodes for the default 1541 points.  Times
+ *    ag_graph_forward and ag_graph_backward (the eager rules: Python number
+ *    types and errors, bit-identical to building anew) and, for reference,
+ *    ag_backward (topological sort + the same pass).  Reports ns per node.
+ * 2. Batched replay: the one-point hinge graph (inputs x0, x1, y) run over
+ *    many rows by ag_graph_run with the gradients of all 337 parameters
+ *    summed over rows (plain doubles).  Reports ns per node and row, for 1
+ *    and 2 threads, and for a wider MLP(2, [64, 64, 1]).
+ * Every figure is the median of several repeats.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "autograd_c.h"
+
+#define REPEATS 7
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static uint64_t rng = 1337;
+static double uniform(double lo, double hi) {         /* xorshift64* */
+    rng ^= rng >> 12; rng ^= rng << 25; rng ^= rng >> 27;
+    return lo + (hi - lo) * (double)((rng * 2685821657736338717ull) >> 11) /
+                    9007199254740992.0;
+}
+
+/* Exit on a failed status: the benchmark has no recovery to offer. */
+static int64_t check(int64_t id, const char *what) {
+    if (id < 0) {
+        fprintf(stderr, "bench_replay: %s: %s\n", what, ag_status_str((int)-id));
+        exit(1);
+    }
+    return id;
+}
+
+/* An MLP's parameters: per layer, w (n_out * n_in ids) and b (n_out ids). */
+typedef struct mlp {
+    int n_layers;
+    int32_t sizes[4];       /* n_in, hidden..., n_out              */
+    int32_t *w[3], *b[3];
+    int32_t n_params;
+    int32_t *params;        /* all ids, micrograd's order           */
+} mlp;
+
+static void mlp_init(ag_ctx *c, mlp *m, int32_t hidden) {
+    int32_t sizes[4] = {2, hidden, hidden, 1};
+    m->n_layers = 3;
+    memcpy(m->sizes, sizes, sizeof sizes);
+    m->n_params = 0;
+    m->params = malloc(sizeof(int32_t) * (size_t)(3 * hidden * hidden + 10 * hidden + 10));
+    for (int l = 0; l < 3; l++) {
+        int32_t nin = sizes[l], nout = sizes[l + 1];
+        m->w[l] = malloc(sizeof(int32_t) * (size_t)(nin * nout));
+        m->b[l] = malloc(sizeof(int32_t) * (size_t)nout);
+        for (int32_t j = 0; j < nout; j++) {
+            for (int32_t i = 0; i < nin; i++) {
+                m->w[l][j * nin + i] = (int32_t)check(ag_leaf(c, uniform(-1, 1), 0), "leaf");
+                m->params[m->n_params++] = m->w[l][j * nin + i];
+            }
+            m->b[l][j] = (int32_t)check(ag_leaf(c, 0.0, 1), "leaf");   /* Value(0) */
+            m->params[m->n_params++] = m->b[l][j];
+        }
+    }
+}
+
+/* score = mlp(x) (x: 2 ids); the caller owns the returned handle. */
+static int32_t mlp_apply(ag_ctx *c, const mlp *m, const int32_t *x) {
+    int32_t buf[2][64], *in = (int32_t *)x, *out = buf[0];
+    for (int l = 0; l < m->n_layers; l++) {
+        out = buf[l % 2];
+        int st = ag_layer(c, m->w[l], m->b[l], in, m->sizes[l], m->sizes[l + 1],
+                          l < m->n_layers - 1, out);
+        check(-st, "layer");
+        if (in != x) ag_release_many(c, in, (size_t)m->sizes[l]);
+        in = out;
+    }
+    return out[0];
+}
+
+/* (1 + -y * score).relu() with y a node, as micrograd builds it. */
+static int32_t hinge(ag_ctx *c, int32_t y, int32_t score) {
+    int32_t ny = (int32_t)check(ag_apply_const(c, AG_MUL, y, -1, 1, 0), "neg");
+    int32_t t = (int32_t)check(ag_apply(c, AG_MUL, ny, score, 0, 0), "mul");
+    int32_t u = (int32_t)check(ag_apply_const(c, AG_ADD, t, 1, 1, 0), "add");
+    int32_t h = (int32_t)check(ag_apply(c, AG_RELU, u, -1, 0, 0), "relu");
+    ag_release(c, ny); ag_release(c, t); ag_release(c, u);
+    return h;
+}
+
+/* acc + x, replacing the handle acc by the sum's. */
+static int32_t add_into(ag_ctx *c, int32_t acc, int32_t x) {
+    int32_t s = (int32_t)check(ag_apply(c, AG_ADD, acc, x, 0, 0), "add");
+    ag_release(c, acc);
+    return s;
+}
+
+/* micrograd's moons loss over n points: mean hinge + 1e-4 * sum(p * p). */
+static int32_t moons_loss(ag_ctx *c, const mlp *m, int n) {
+    int32_t data = (int32_t)check(ag_leaf(c, 0, 1), "leaf");   /* sum(...) */
+    for (int i = 0; i < n; i++) {
+        int32_t x[2] = {(int32_t)check(ag_leaf(c, uniform(-1, 2), 0), "leaf"),
+                        (int32_t)check(ag_leaf(c, uniform(-1, 1), 0), "leaf")};
+        int32_t y = (int32_t)check(ag_leaf(c, i % 2 ? 1 : -1, 1), "leaf");
+        int32_t score = mlp_apply(c, m, x);
+        data = add_into(c, data, hinge(c, y, score));
+        ag_release(c, score); ag_release(c, x[0]); ag_release(c, x[1]);
+        ag_release(c, y);
+    }
+    int32_t mean = (int32_t)check(ag_apply_const(c, AG_MUL, data, 1.0 / n, 0, 0), "mul");
+    int32_t reg = (int32_t)check(ag_leaf(c, 0, 1), "leaf");
+    for (int32_t i = 0; i < m->n_params; i++) {
+        int32_t sq = (int32_t)check(ag_apply(c, AG_MUL, m->params[i], m->params[i], 0, 0), "mul");
+        reg = add_into(c, reg, sq);
+        ag_release(c, sq);
+    }
+    int32_t l2 = (int32_t)check(ag_apply_const(c, AG_MUL, reg, 1e-4, 0, 1), "mul");
+    int32_t total = (int32_t)check(ag_apply(c, AG_ADD, mean, l2, 0, 0), "add");
+    ag_release(c, data); ag_release(c, mean); ag_release(c, reg); ag_release(c, l2);
+    return total;
+}
+
+static void bench_single_row(int points) {
+    ag_ctx *c = ag_ctx_new();
+    mlp m;
+    mlp_init(c, &m, 16);
+    int32_t loss = moons_loss(c, &m, points);
+    int st;
+    ag_graph *g = ag_graph_new(c, loss, &st);
+    if (!g) { check(-st, "capture"); return; }
+    int32_t n = ag_graph_size(g);
+    double fwd[REPEATS], bwd[REPEATS], both[REPEATS], eager[REPEATS];
+    for (int r = 0; r < REPEATS; r++) {
+        double t0 = now();
+        check(-ag_graph_forward(g), "forward");
+        double t1 = now();
+        ag_graph_backward(g);
+        double t2 = now();
+        ag_backward(c, loss);
+        double t3 = now();
+        fwd[r] = (t1 - t0) * 1e9 / n;
+        bwd[r] = (t2 - t1) * 1e9 / n;
+        both[r] = (t2 - t0) * 1e9 / n;
+        eager[r] = (t3 - t2) * 1e9 / n;
+    }
+    printf("single-row replay, moons loss over %d points: %d nodes\n", points, n);
+    printf("  forward           %6.2f ns/node\n", median(fwd, REPEATS));
+    printf("  backward          %6.2f ns/node\n", median(bwd, REPEATS));
+    printf("  forward+backward  %6.2f ns/node   (target <= 5)\n", median(both, REPEATS));
+    printf("  for reference, ag_backward (topological sort + pass): %.2f ns/node\n",
+           median(eager, REPEATS));
+    ag_graph_free(g);
+    ag_release(c, loss);
+    ag_ctx_free(c);
+}
+
+static void bench_batched(int32_t hidden, int64_t rows) {
+    ag_ctx *c = ag_ctx_new();
+    mlp m;
+    mlp_init(c, &m, hidden);
+    int32_t in[3] = {(int32_t)check(ag_leaf(c, 0.0, 0), "leaf"),
+                     (int32_t)check(ag_leaf(c, 0.0, 0), "leaf"),
+                     (int32_t)check(ag_leaf(c, 0.0, 0), "leaf")};
+    int32_t score = mlp_apply(c, &m, in);
+    int32_t loss = hinge(c, in[2], score);
+    int st;
+    ag_graph *g = ag_graph_new(c, loss, &st);
+    if (!g) { check(-st, "capture"); return; }
+    int32_t n = ag_graph_size(g);
+    double *x = malloc(sizeof(double) * (size_t)(3 * rows));
+    double *out = malloc(sizeof(double) * (size_t)rows);
+    double *sums = malloc(sizeof(double) * (size_t)m.n_params);
+    for (int64_t r = 0; r < rows; r++) {
+        x[3 * r] = uniform(-1, 2);
+        x[3 * r + 1] = uniform(-1, 1);
+        x[3 * r + 2] = r % 2 ? 1.0 : -1.0;
+    }
+    printf("batched replay, one-point hinge graph of MLP(2, [%d, %d, 1]): %d nodes, "
+           "%lld rows, grads of %d parameters\n", hidden, hidden, n, (long long)rows,
+           m.n_params);
+    for (int threads = 1; threads <= 2; threads++) {
+        double t[REPEATS];
+        for (int r = 0; r < REPEATS; r++) {
+            double t0 = now();
+            check(-ag_graph_run(g, in, 3, x, rows, 3, m.params, m.n_params, out,
+                                sums, threads), "run");
+            t[r] = (now() - t0) * 1e9 / ((double)n * (double)rows);
+        }
+        printf("  threads=%d: forward+backward %6.3f ns per node-row   (target <= 1.5)\n",
+               threads, median(t, REPEATS));
+    }
+    free(x); free(out); free(sums);
+    ag_graph_free(g);
+    ag_ctx_free(c);
+}
+
+int main(int argc, char **argv) {
+    int points = argc > 1 ? atoi(argv[1]) : 1541;
+    bench_single_row(points);
+    bench_batched(16, 100000);
+    bench_batched(64, 20000);
+    return 0;
+}
