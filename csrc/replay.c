@@ -31,6 +31,21 @@
 #define AG_MIN_BLOCK_ROWS 8
 #define AG_SCRATCH_BYTES ((size_t)4 << 20)
 
+/* The batched kernels are compiled for AVX-512 and AVX2 as well as the
+ * baseline, picked at load time (gcc's function multiversioning). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__)
+#define AG_SIMD_CLONES \
+    __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AG_SIMD_CLONES
+#endif
+#if defined(__GNUC__)
+#define AG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define AG_ALWAYS_INLINE inline
+#endif
+
 /* One thread's scratch for batched runs; kept by the graph between runs. */
 typedef struct ag_scratch {
     double *v;      /* n * B: v[p * B + r], value of node p in block row r  */
@@ -290,7 +305,7 @@ int ag_graph_backward(ag_graph *g) {
 /* ---- batched replay: plain doubles, vectorised over the rows of a block --- */
 
 /* o[r] = op(x[r], y[r]) for r < nr (y == x for one-operand ops). */
-static void forward_rows(int op, double *restrict o, const double *restrict x,
+static inline void forward_rows(int op, double *restrict o, const double *restrict x,
                          const double *restrict y, double k, int nr) {
     switch (op) {
     case AG_ADD: for (int r = 0; r < nr; r++) o[r] = x[r] + y[r]; break;
@@ -311,7 +326,7 @@ static void forward_rows(int op, double *restrict o, const double *restrict x,
 /* One child's share of the backward rule of out = op(x, y):
  * gc[r] += d out / d child * gp[r], child = y when second, else x.  The same
  * expressions, in the same order, as ag__backprop_node. */
-static void backward_rows(int op, int second, double *restrict gc,
+static inline void backward_rows(int op, int second, double *restrict gc,
                           const double *restrict gp, const double *restrict x,
                           const double *restrict y, const double *restrict o,
                           double k, int nr) {
@@ -362,45 +377,54 @@ typedef struct run_job {
     ag_scratch *s;
 } run_job;
 
-/* Forward and (if asked) backward of rows [r0, r0 + nr) of the job. */
-static void run_block(const run_job *j, int64_t r0, int nr) {
+/* Forward and (if asked) backward of rows [r0, r0 + nr) of the job; node p's
+ * row r is at v[p * B + r] (B = rows_per_block, passed in so that a full
+ * block can be compiled with constant trip counts). */
+static AG_ALWAYS_INLINE void block_rows(const run_job *j, int64_t r0, int nr,
+                                        size_t B) {
     const ag_graph *g = j->g;
-    const size_t B = (size_t)g->rows_per_block;
+    const ag_instr *ins = g->ins;
     double *v = j->s->v, *gr = j->s->g, *acc = j->s->acc;
     for (int32_t i = 0; i < j->n_in; i++) {
         double *vi = v + (size_t)j->in_pos[i] * B;
         const double *col = j->rows + r0 * j->stride + i;
         for (int r = 0; r < nr; r++) vi[r] = col[r * j->stride];
     }
-    for (int32_t p = 0; p < g->n; p++) {
-        int32_t a = g->a[p], b = g->b[p];
-        if (is_source(g->op[p])) continue;
-        const double *x = v + (size_t)a * B;
-        forward_rows(g->op[p], v + (size_t)p * B, x,
-                     b < 0 ? x : v + (size_t)b * B, g->k[p], nr);
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        const double *x = v + (size_t)ins[i].a * B;
+        const double *y = ins[i].b < 0 ? x : v + (size_t)ins[i].b * B;
+        forward_rows(ins[i].op, v + (size_t)ins[i].p * B, x, y,
+                     g->k[ins[i].p], nr);
     }
     const double *root = v + (size_t)(g->n - 1) * B;
     if (j->out) memcpy(j->out + r0, root, (size_t)nr * sizeof(double));
     if (!j->backward) return;
     double *groot = gr + (size_t)(g->n - 1) * B;
     for (int r = 0; r < nr; r++) groot[r] += 1.0;
-    for (int32_t p = g->n - 1; p >= 0; p--) {
-        int op = g->op[p];
-        if (is_source(op)) continue;          /* sources keep their sums */
-        int32_t a = g->a[p], b = g->b[p];
+    for (int32_t i = g->n_ins - 1; i >= 0; i--) {   /* sources keep their sums */
+        int32_t p = ins[i].p, a = ins[i].a, b = ins[i].b;
         double *gp = gr + (size_t)p * B;
         const double *x = v + (size_t)a * B, *o = v + (size_t)p * B;
         const double *y = b < 0 ? x : v + (size_t)b * B;
-        backward_rows(op, 0, gr + (size_t)a * B, gp, x, y, o, g->k[p], nr);
+        backward_rows(ins[i].op, 0, gr + (size_t)a * B, gp, x, y, o, g->k[p],
+                      nr);
         if (b >= 0)
-            backward_rows(op, 1, gr + (size_t)b * B, gp, x, y, o, g->k[p],
-                          nr);
+            backward_rows(ins[i].op, 1, gr + (size_t)b * B, gp, x, y, o,
+                          g->k[p], nr);
         if (g->slot[p] >= 0) {
             double *sum = acc + (size_t)g->slot[p] * B;
             for (int r = 0; r < nr; r++) sum[r] += gp[r];
         }
         memset(gp, 0, (size_t)nr * sizeof(double));   /* ready for the next */
     }
+}
+
+AG_SIMD_CLONES static void run_block(const run_job *j, int64_t r0, int nr) {
+    size_t B = (size_t)j->g->rows_per_block;
+    if (B == AG_BLOCK_ROWS && nr == AG_BLOCK_ROWS)
+        block_rows(j, r0, AG_BLOCK_ROWS, AG_BLOCK_ROWS);
+    else
+        block_rows(j, r0, nr, B);
 }
 
 static void *run_rows(void *arg) {
@@ -496,20 +520,24 @@ static void run_workers(run_worker *w, int threads) {
     }
 }
 
-/* grad_out[j]: the lanes of node grad_pos[j]'s sum rows, thread by thread. */
+/* grad_out[j]: the lanes of node grad_pos[j]'s sum rows, thread by thread,
+ * in AG_SUM_WAYS interleaved partial sums (B is a multiple of it). */
+#define AG_SUM_WAYS 8
 static void sum_grads(const ag_graph *g, int threads, const int32_t *grad_pos,
                       int32_t n_grads, double *grad_out) {
     const size_t B = (size_t)g->rows_per_block;
     for (int32_t j = 0; j < n_grads; j++) {
         int32_t p = grad_pos[j];
-        double sum = 0.0;
+        double part[AG_SUM_WAYS] = {0.0}, sum = 0.0;
         for (int t = 0; t < threads; t++) {
             const ag_scratch *s = &g->scratch[t];
             const double *lanes = is_source(g->op[p])
                                       ? s->g + (size_t)p * B
                                       : s->acc + (size_t)g->slot[p] * B;
-            for (size_t r = 0; r < B; r++) sum += lanes[r];
+            for (size_t r = 0; r < B; r += AG_SUM_WAYS)
+                for (int w = 0; w < AG_SUM_WAYS; w++) part[w] += lanes[r + w];
         }
+        for (int w = 0; w < AG_SUM_WAYS; w++) sum += part[w];
         grad_out[j] = sum;
     }
 }
