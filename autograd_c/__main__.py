@@ -22,12 +22,34 @@ def _progress_bar(total):
     return tqdm(total=total, file=sys.stdout, unit="step")
 
 
+def _replay_training(X, y, steps):
+    """The same training, the loss graph built once and replayed each step
+    (Graph: forward, backward; Params: zero_grad, the SGD update), with the
+    same numbers as the eager steps.  Returns (last loss, accuracy, seconds)."""
+    from .graph import Graph, Params
+    from .train import moons_loss
+    model = make_model(MLP)
+    start = time.perf_counter()
+    total_loss, _ = moons_loss(Value, model, X, y)
+    graph, params = Graph(total_loss), Params(model.parameters())
+    for k in range(steps):
+        loss = graph.forward()
+        params.zero_grad()
+        graph.backward()
+        params.sgd(1.0 - 0.9 * k / steps)  # train.sgd_step's rate
+    elapsed = time.perf_counter() - start
+    return loss, moons_loss(Value, model, X, y)[1], elapsed
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m autograd_c", description=__doc__)
     parser.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
     parser.add_argument("--samples", type=int, default=100, help="data points (default 100)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="save the decision boundary with the points (needs matplotlib)")
+    parser.add_argument("--replay", action="store_true",
+                        help="then train again with the loss graph captured once and "
+                             "replayed in C (autograd_c.Graph), and compare the speed")
     args = parser.parse_args(argv)
     if args.plot:
         try:
@@ -52,6 +74,15 @@ def main(argv=None):
     elapsed = time.perf_counter() - start
     print(f"final accuracy {acc * 100:.1f}% in {elapsed:.2f} s "
           f"({elapsed / args.steps * 1e3:.1f} ms per step)")
+    if args.replay:
+        r_loss, r_acc, r_elapsed = _replay_training(X, y, args.steps)
+        same = "the same bits as" if r_loss == loss else "DIFFERENT from"
+        print(f"replay: final loss {r_loss:.6f} ({same} the eager run), accuracy "
+              f"{r_acc * 100:.1f}% in {r_elapsed:.3f} s with the one build and capture "
+              f"({r_elapsed / args.steps * 1e3:.2f} ms per step): {elapsed / r_elapsed:.0f}x "
+              f"the eager run's speed")
+        if r_loss != loss:
+            return 1
     if args.plot:
         plot_decision_boundary(model, X, y, args.plot)
         print(f"decision boundary saved to {args.plot}")

@@ -574,3 +574,10 @@ def test_two_threads_replay_different_graphs_at_once():
     for t in threads:
         t.join()
     assert failures == []
+
+
+def test_demo_replay_option_trains_with_the_same_numbers(capsys):
+    from autograd_c.__main__ import main
+    main(["--replay", "--steps", "3", "--samples", "20"])
+    out = capsys.readouterr().out
+    assert "replay: final loss" in out and "the same bits as the eager run" in out
