@@ -92,9 +92,9 @@ static void accumulate_pow(const nodes *c, int32_t ch, double k, int k_int,
     accumulate(c, ch, d * g, d_int && g_int);
 }
 
-static inline void backprop(const nodes *c, int32_t id) {
-    double g = c->grad[id];
-    int g_int = GRAD_IS_INT(c, id);
+/* The rules for a node whose grad g has the type g_int. */
+static inline void backprop_g(const nodes *c, int32_t id, double g,
+                              int g_int) {
     int32_t a = c->a[id], b = c->b[id];
     double out = c->data[id];
     switch (c->op[id]) {
@@ -134,6 +134,16 @@ static inline void backprop(const nodes *c, int32_t id) {
     default:                                 /* LEAF, OPAQUE: no rule */
         break;
     }
+}
+
+/* Inlined twice so that the compiler specialises the common float grad (all
+ * contributions float: no int bookkeeping) apart from the int one. */
+static inline void backprop(const nodes *c, int32_t id) {
+    double g = c->grad[id];
+    if (GRAD_IS_INT(c, id))
+        backprop_g(c, id, g, 1);
+    else
+        backprop_g(c, id, g, 0);
 }
 
 void ag__backprop_node(ag_ctx *c, int32_t id) {
