@@ -69,14 +69,12 @@ struct ag_graph {
     int32_t n;              /* program length; position n - 1 is the root   */
     /* The program, n entries each, indexed by position p (children first). */
     int32_t *id;            /* arena id of position p                       */
-    int32_t *a, *b;         /* operand positions (< p), -1 where absent     */
     double *k;              /* POW_CONST exponent                           */
     uint8_t *op;            /* ag_op                                        */
-    uint8_t *k_int;         /* k is a Python int                            */
     /* Sources: positions of LEAF and OPAQUE nodes, read from the arena.    */
     int32_t *src;
     int32_t n_src;
-    /* The other nodes (op nodes), in program order.                        */
+    /* The other nodes (op nodes), in program order, with their operands.   */
     ag_instr *ins;
     int32_t n_ins;
     /* Forward scratch, n each: the value and "is int" of each position.    */
@@ -113,8 +111,8 @@ int32_t ag_graph_position(const ag_graph *g, int32_t id) {
 int32_t ag_graph_size(const ag_graph *g) { return g->n; }
 
 static void free_arrays(ag_graph *g) {
-    free(g->id); free(g->a); free(g->b); free(g->k); free(g->op);
-    free(g->k_int); free(g->src); free(g->ins); free(g->val); free(g->val_int);
+    free(g->id); free(g->k); free(g->op); free(g->src); free(g->ins);
+    free(g->val); free(g->val_int);
     free(g->hkey); free(g->hpos); free(g->slot);
     for (int t = 0; t < g->n_scratch; t++) {
         free(g->scratch[t].v); free(g->scratch[t].g); free(g->scratch[t].acc);
@@ -129,11 +127,8 @@ static int alloc_program(ag_graph *g, size_t n) {
     while (((size_t)1 << g->hbits) < 2 * n) g->hbits++;
     size_t h = (size_t)1 << g->hbits;
     g->id = malloc(n * sizeof *g->id);
-    g->a = malloc(n * sizeof *g->a);
-    g->b = malloc(n * sizeof *g->b);
     g->k = malloc(n * sizeof *g->k);
     g->op = malloc(n);
-    g->k_int = malloc(n);
     g->src = malloc(n * sizeof *g->src);
     g->ins = malloc(n * sizeof *g->ins);
     g->val = malloc(n * sizeof *g->val);
@@ -141,8 +136,8 @@ static int alloc_program(ag_graph *g, size_t n) {
     g->slot = malloc(n * sizeof *g->slot);
     g->hkey = malloc(h * sizeof *g->hkey);
     g->hpos = malloc(h * sizeof *g->hpos);
-    if (!g->id || !g->a || !g->b || !g->k || !g->op || !g->k_int || !g->src || !g->ins ||
-        !g->val || !g->val_int || !g->slot || !g->hkey || !g->hpos)
+    if (!g->id || !g->k || !g->op || !g->src || !g->ins || !g->val ||
+        !g->val_int || !g->slot || !g->hkey || !g->hpos)
         return AG_ERR_NOMEM;
     return AG_OK;
 }
@@ -155,19 +150,17 @@ static void copy_program(ag_graph *g, ag_ctx *c, size_t n) {
     for (size_t p = 0; p < n; p++) {
         int32_t id = c->order[p], a = c->a[id], b = c->b[id];
         g->id[p] = id;
-        g->a[p] = a == AG_NONE ? -1 : c->stack[a];
-        g->b[p] = b == AG_NONE ? -1 : c->stack[b];
         g->k[p] = c->k[id];
         g->op[p] = c->op[id];
-        g->k_int[p] = (c->flags[id] & AG_K_INT) != 0;
         g->val[p] = c->data[id];
         g->val_int[p] = (c->flags[id] & AG_DATA_INT) != 0;
         g->slot[p] = -1;
         if (is_source(g->op[p]))
             g->src[g->n_src++] = (int32_t)p;
         else
-            g->ins[g->n_ins++] = (ag_instr){(int32_t)p, g->a[p], g->b[p],
-                                            g->op[p], g->k_int[p]};
+            g->ins[g->n_ins++] = (ag_instr){
+                (int32_t)p, c->stack[a], b == AG_NONE ? -1 : c->stack[b],
+                g->op[p], (c->flags[id] & AG_K_INT) != 0};
     }
 }
 
@@ -275,8 +268,8 @@ static void write_values(const ag_graph *g, ag_ctx *c) {
         int32_t p = ins[i].p, id = ids[p];
         data[id] = val[p];
         grad[id] = 0.0;                      /* a fresh node's int 0 */
-        flags[id] = (uint8_t)((val_int[p] ? AG_DATA_INT : 0) | AG_GRAD_INT |
-                              (ins[i].k_int ? AG_K_INT : 0));
+        flags[id] = (uint8_t)((flags[id] & ~AG_DATA_INT) | AG_GRAD_INT |
+                              (val_int[p] ? AG_DATA_INT : 0));
     }
 }
 
