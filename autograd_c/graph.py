@@ -135,6 +135,18 @@ def _sequence_rows(rows, width):
     return _flat_doubles(cells, lambda k: f"rows[{k // width}][{k % width}]"), n
 
 
+def _out_buffer(out, n_rows):
+    """C doubles over out: a writable C-contiguous float64 buffer of at least
+    n_rows numbers."""
+    with memoryview(out) as view:
+        if view.readonly or view.format not in _DOUBLE_FORMATS or not view.c_contiguous:
+            raise TypeError("out must be a writable C-contiguous float64 buffer "
+                            f"(format {view.format!r}{', read-only' if view.readonly else ''})")
+        if view.nbytes < 8 * n_rows:
+            raise ValueError(f"out holds {view.nbytes // 8} numbers, {n_rows} rows need more")
+    return ffi.from_buffer("double[]", out, require_writable=True)
+
+
 def _as_rows(rows, width):
     try:
         view = memoryview(rows)
@@ -250,12 +262,7 @@ class Graph:
             raise ValueError(f"threads must be a positive int, got {threads!r}")
         width = len(in_values)
         cells, n_rows = _as_rows(rows, width)
-        if out is None:
-            out_buf = ffi.new("double[]", n_rows or 1)
-        else:
-            out_buf = ffi.from_buffer("double[]", out, require_writable=True)
-            if len(out_buf) < n_rows:
-                raise ValueError(f"out holds {len(out_buf)} numbers, {n_rows} rows need more")
+        out_buf = ffi.new("double[]", n_rows or 1) if out is None else _out_buffer(out, n_rows)
         n_grads = len(grad_values)
         sums = ffi.new("double[]", n_grads or 1)
         status = lib.ag_graph_run(self._g, in_ids, width, cells, n_rows, width,

@@ -17,9 +17,10 @@ the same weights:
               the eager step.
   (b) run     a one-point graph, hinge(x, y) / 100, run batched over the 100
               rows in plain doubles (Graph.run adds the parameter grads summed
-              over rows), plus the L2 term as a second captured graph
-              (forward + backward), then the SGD update.  The same loss and
-              gradients as micrograd up to floating-point summation order.
+              over rows; the rows are one array.array('d', ...) made at
+              setup and read in place), plus the L2 term as a second captured
+              graph (forward + backward), then the SGD update.  The same loss
+              and gradients as micrograd up to floating-point summation order.
 
 Fairness, as bench_engine.py: interleaved within each repeat (micrograd, eager,
 (a), (b), ...) after an untimed warm-up; every timed call starts after an
@@ -32,6 +33,7 @@ micrograd's (and (a) bit for bit against the eager step); a disagreement
 stops the run.
 """
 import argparse
+import array
 import gc
 import math
 import os
@@ -113,7 +115,8 @@ class BatchedRun:
         self.params = ag.Params(self.model.parameters())
         reg = ALPHA * sum(p * p for p in self.params)        # train.moons_loss's
         self.reg_graph = ag.Graph(reg)
-        self.rows = [[a, b, float(c)] for (a, b), c in zip(X, y)]
+        # the data set as one flat float64 buffer, made once: read in place
+        self.rows = array.array("d", [v for (a, b), c in zip(X, y) for v in (a, b, c)])
         self.inputs = [*self.x, self.y]
         self.threads = threads
         if threads > 1:

@@ -394,6 +394,10 @@ def test_rows_as_sequences_and_array():
     assert run_grads(g, [*x, y], (iter(r) for r in rows), params) == want
     flat = array.array("d", [c for r in rows for c in r])
     assert run_grads(g, [*x, y], flat, params) == want
+    buf = array.array("d", [0.0] * 70)
+    assert g.run([*x, y], flat, out=buf) is buf and list(buf) == want[0]
+    with pytest.raises(ValueError):
+        g.run([*x, y], flat, out=array.array("d", [0.0] * 69))
     ints = [[int(c) for c in r] for r in rows]      # ints are numbers too
     assert run_grads(g, [*x, y], ints, params)[0] == run_grads(
         g, [*x, y], [[float(c) for c in r] for r in ints], params)[0]
@@ -414,6 +418,11 @@ def test_rows_as_numpy_arrays():
     out = np.empty(70)
     assert g.run([*x, y], X, out=out) is out
     assert list(out) == want[0]
+    for bad, exc in [(np.empty(70, dtype=np.float32), TypeError), (np.empty(69), ValueError),
+                     (np.empty((70, 2))[:, 0], TypeError), (b"\0" * 560, TypeError)]:
+        with pytest.raises(exc):
+            g.run([*x, y], X, out=bad)
+
     X32 = X.astype(np.float32)
     got = run_grads(g, [*x, y], X32, params)
     assert got == run_grads(g, [*x, y], X32.astype(np.float64).tolist(), params)
