@@ -101,7 +101,7 @@ static uint32_t hash_slot(int32_t id, int bits) {
 
 int32_t ag_graph_position(const ag_graph *g, int32_t id) {
     if (id < 0) return -1;
-    uint32_t mask = (1u << g->hbits) - 1;
+    uint32_t mask = (uint32_t)(((uint64_t)1 << g->hbits) - 1);
     for (uint32_t h = hash_slot(id, g->hbits); g->hkey[h] != -1;
          h = (h + 1) & mask)
         if (g->hkey[h] == id) return g->hpos[h];
