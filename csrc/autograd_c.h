@@ -193,10 +193,10 @@ int32_t ag_graph_position(const ag_graph *g, int32_t id);
 /* Recompute every node from its leaves, as building the graph anew would:
  * the value of each op node (with Python's int/float types and errors, as
  * ag_apply), its grad reset to int 0 (a fresh node's).  LEAF and OPAQUE
- * nodes are sources: their data and grads are read, never written.  Sources
- * are read under the context lock, the program is evaluated without it, the
- * results written back under it.  Returns AG_OK, or the status of the first
- * failing node in program order -- then no node has changed. */
+ * nodes are sources: their data is read, nothing of theirs is written.
+ * Sources are read under the context lock, the program is evaluated without
+ * it, the results written back under it.  Returns AG_OK, or the status of
+ * the first failing node in program order -- then no node has changed. */
 int ag_graph_forward(ag_graph *g);
 
 /* ag_backward(root) without the topological sort: root's grad = int 1, then
@@ -213,10 +213,11 @@ int ag_graph_backward(ag_graph *g);
  * n_grads > 0, back-propagated from a root grad of 1; grad_out[j] receives
  * the gradient of node grads[j] (any node of the graph) summed over all
  * rows.  No node's data or grad changes (see ag_add_grads).  Rows are done
- * in blocks, vectorised across the rows of a block; threads > 1 splits the
- * rows over that many threads (each with its own scratch), whose sums are
- * added in thread order -- equal to threads = 1 up to floating-point
- * reassociation.  The context lock is held only to read source data.
+ * in blocks (up to 64), vectorised across the rows of a block; threads > 1
+ * splits the rows over that many threads (at most one per block; each with
+ * its own scratch), whose sums are added in thread order -- equal to
+ * threads = 1 up to floating-point reassociation.  The context lock is held
+ * only to read source data.
  * Returns AG_OK; AG_ERR_NOT_LEAF (an input is not a leaf of the graph),
  * AG_ERR_ARG (a grads id not in the graph, a repeated input, a negative
  * count, row_stride < n_inputs, threads < 1, NULL where data is needed) or
