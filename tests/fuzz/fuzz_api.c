@@ -17,9 +17,9 @@
  * and at the end, after releasing every handle, live_nodes == 0.
  * A failed check aborts, which libFuzzer (or replay_corpus.c) reports.
  *
- * Adding a step (e.g. graph replay): write `static void step_x(fz *f)` and
- * add it to STEPS[] -- nothing else changes (old corpus files keep their
- * meaning as long as new steps go at the end).
+ * Adding a step: write `static void step_x(fz *f)` and add it at the end
+ * of STEPS[] -- nothing else changes, and old corpus files keep their
+ * meaning (the opcode indexes a fixed-size table).
  */
 #include <math.h>
 #include <stdint.h>
@@ -399,6 +399,9 @@ static int replay_status(int st) {
 
 static int same_bits(double x, double y) { return memcmp(&x, &y, sizeof x) == 0; }
 
+/* Equal as Python shows floats: same bits, or both NaN (any sign/payload). */
+static int same_number(double x, double y) { return same_bits(x, y) || (isnan(x) && isnan(y)); }
+
 /* ag_graph_run over up to 40 rows of up to 3 inputs; it changes no node. */
 static void graph_run(fz *f, ag_graph *g, int32_t root) {
     int32_t n_in = u8(f) % 4, n_grads = u8(f) % 4, inputs[3], grads[3];
@@ -451,15 +454,47 @@ static void step_graph(fz *f) {
     }
 }
 
+/* ag_zero_grads / ag_add_grads / ag_sgd on up to 4 ids (sometimes invalid:
+ * then AG_ERR_ARG and nothing changes). */
+static void step_bulk(fz *f) {
+    int what = u8(f) % 3;
+    size_t n = u8(f) % 5;
+    int32_t ids[4];
+    double v[4], data[4], grad[4];
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = any_id(f);
+        v[i] = number(f);
+        ok &= live(f, ids[i]);
+    }
+    for (size_t i = 0; ok && i < n; i++)
+        data[i] = ag_data(f->ctx, ids[i]), grad[i] = ag_grad(f->ctx, ids[i]);
+    int st = what == 0 ? ag_zero_grads(f->ctx, ids, n)
+           : what == 1 ? ag_add_grads(f->ctx, ids, n, v)
+                       : ag_sgd(f->ctx, ids, n, v[0]);
+    CHECK(st == (ok ? AG_OK : AG_ERR_ARG));
+    for (size_t i = 0; ok && i < n; i++) {
+        int flags = ag_flags(f->ctx, ids[i]);
+        if (what == 0) CHECK(ag_grad(f->ctx, ids[i]) == 0.0 && (flags & AG_GRAD_INT));
+        if (what == 1) CHECK(!(flags & AG_GRAD_INT));
+        if (what == 2) CHECK(!(flags & AG_DATA_INT));
+        if (what != 2) CHECK(same_bits(ag_data(f->ctx, ids[i]), data[i]));
+        if (what == 2 && n == 1)  /* micrograd's p.data -= lr * p.grad */
+            CHECK(same_number(ag_data(f->ctx, ids[0]), data[0] - v[0] * grad[0]));
+    }
+}
+
+/* The opcode byte picks STEPS[byte % STEP_SLOTS]; unassigned slots do
+ * nothing, so adding a step changes no existing input's meaning. */
+#define STEP_SLOTS 32
 typedef void (*step_fn)(fz *f);
-static const step_fn STEPS[] = {
+static const step_fn STEPS[STEP_SLOTS] = {
     step_leaf, step_apply, step_apply_const, step_opaque, step_retain,
     step_release, step_release_many, step_take_child, step_backward,
     step_set, step_layer, step_limit, step_grad_mode, step_status_str,
-    step_graph,
+    step_graph, step_bulk,
     /* new steps go here, at the end */
 };
-#define N_STEPS (sizeof STEPS / sizeof *STEPS)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz f = {.p = data, .n = size};
@@ -467,7 +502,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     f.ctx = ag_ctx_new();
     CHECK(f.ctx != NULL);
     for (int i = 0; f.n && i < MAX_STEPS; i++) {
-        STEPS[u8(&f) % N_STEPS](&f);
+        step_fn step = STEPS[u8(&f) % STEP_SLOTS];
+        if (step) step(&f);
         check_invariants(&f);
     }
     for (int i = 0; i < GRAPHS; i++) ag_graph_free(f.graph[i]);
