@@ -78,7 +78,7 @@ _ctx = _new_context()  # one arena for the process; lives until exit
 _OP_NAMES = {lib.AG_LEAF: "", lib.AG_ADD: "+", lib.AG_MUL: "*", lib.AG_POW: "**",
              lib.AG_RELU: "ReLU", lib.AG_TANH: "tanh", lib.AG_EXP: "exp",
              lib.AG_LOG: "log", lib.AG_SIGMOID: "sigmoid"}
-_opaque_op_names = {}  # node id -> the _op string a user gave Value(...)
+_opaque_op_names = {}  # OPAQUE node id -> the _op string a user gave Value(...)
 _labelled = weakref.WeakValueDictionary()  # node id -> the Value its label was set on
 
 
@@ -154,9 +154,9 @@ class Value:
         x, x_int = _number(data)
         kids = tuple(_children if children is None else children)
         op = _op if op is None else op
-        if not kids:
+        if not kids and not op:
             args = (lib.ag_leaf, _ctx, x, x_int)
-        else:
+        else:  # a node of the user's own op: micrograd keeps its children and name
             if len(kids) > 2 or not all(isinstance(k, Value) for k in kids):
                 raise ValueError("Value(data, children): children must be at most two Values")
             ids = [k._i for k in kids] + [-1, -1]
@@ -165,7 +165,7 @@ class Value:
         if i < 0:
             i = _retry(i, *args)
         self._i = i
-        if kids:
+        if kids or op:
             _opaque_op_names[i] = str(op)
         if label:
             self.label = label

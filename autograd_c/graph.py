@@ -281,7 +281,7 @@ class Graph:
                 raise ValueError(f"inputs[{i}] is not a node of this graph")
             info = ffi.new("ag_node *")
             lib.ag_node_info(_ctx, v._i, info)
-            if info.op != lib.AG_LEAF:
+            if info.op not in (lib.AG_LEAF, lib.AG_OPAQUE):
                 raise ValueError(f"inputs[{i}] is not a leaf of this graph: it is computed "
                                  f"from other Values (op {v._op!r})")
         for j, v in enumerate(grads):

@@ -484,7 +484,7 @@ static int find_positions(ag_graph *g, const int32_t *inputs, int32_t n_in,
     int32_t i = 0;
     for (; i < n_in && st == AG_OK; i++) {    /* mark inputs with slot -2 */
         int32_t p = ag_graph_position(g, inputs[i]);
-        if (p < 0 || g->op[p] != AG_LEAF) st = AG_ERR_NOT_LEAF;
+        if (p < 0 || !is_source(g->op[p])) st = AG_ERR_NOT_LEAF;
         else if (g->slot[p] == -2) st = AG_ERR_ARG;
         else { g->slot[p] = -2; pos[i] = p; }
     }

@@ -171,6 +171,9 @@ def test_constructor_spellings():
     assert d.data == 7 and d._op == "custom" and d._prev == {a} and d.label == "dee"
     e = Value(4, children=(a, b), op="foo")
     assert e._op == "foo" and e._children == {a, b}
+    # an op name without children is kept too (micrograd keeps any _op)
+    assert Value(1, (), "x")._op == "x" and Value(1.5, op="y")._op == "y"
+    assert Value(1, (), "x")._prev == set()
     f = Value(1.0, label="f")
     assert f.label == "f" and Value(1).label == ""
     f.label = "g"
