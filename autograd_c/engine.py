@@ -98,7 +98,7 @@ def _number(x):
 
 _new = object.__new__
 _POW_VALUE = None  # Value.__pow__ for a Value exponent, set below
-_apply, _apply_const = lib.ag_apply, lib.ag_apply_const
+_apply, _apply_const, _new_leaf = lib.ag_apply, lib.ag_apply_const, lib.ag_leaf
 _ADD, _MUL, _POW, _POWK = lib.AG_ADD, lib.AG_MUL, lib.AG_POW, lib.AG_POW_CONST
 
 
@@ -132,6 +132,26 @@ def _binary_op(op, const_first=0):
     return method
 
 
+def _user_node(data, children, op):
+    """The node id of Value(data, children, op): a leaf, or a node of the
+    user's own op (micrograd keeps its children and name; gradient stops)."""
+    x, x_int = _number(data)
+    kids = tuple(children)
+    if not kids and not op:
+        args = (_new_leaf, _ctx, x, x_int)
+    else:
+        if len(kids) > 2 or not all(isinstance(k, Value) for k in kids):
+            raise ValueError("Value(data, children): children must be at most two Values")
+        ids = [k._i for k in kids] + [-1, -1]
+        args = (lib.ag_opaque, _ctx, x, x_int, ids[0], ids[1])
+    i = args[0](*args[1:])
+    if i < 0:
+        i = _retry(i, *args)
+    if kids or op:
+        _opaque_op_names[i] = str(op)
+    return i
+
+
 def _apply_checked(op, a, k, k_int):
     """A Value for op(a) (k: the exponent of **)."""
     i = _apply(_ctx, op, a._i, -1, k, k_int)
@@ -151,22 +171,15 @@ class Value:
     __slots__ = ("_i", "_label", "__weakref__")
 
     def __init__(self, data, _children=(), _op="", label="", *, children=None, op=None):
-        x, x_int = _number(data)
-        kids = tuple(_children if children is None else children)
-        op = _op if op is None else op
-        if not kids and not op:
-            args = (lib.ag_leaf, _ctx, x, x_int)
-        else:  # a node of the user's own op: micrograd keeps its children and name
-            if len(kids) > 2 or not all(isinstance(k, Value) for k in kids):
-                raise ValueError("Value(data, children): children must be at most two Values")
-            ids = [k._i for k in kids] + [-1, -1]
-            args = (lib.ag_opaque, _ctx, x, x_int, ids[0], ids[1])
-        i = args[0](*args[1:])
-        if i < 0:
-            i = _retry(i, *args)
+        t = type(data)
+        if (t is float or t is int) and not (_children or _op or children or op):
+            i = _new_leaf(_ctx, data, t is int)  # the common case: a plain leaf
+            if i < 0:
+                i = _retry(i, _new_leaf, _ctx, data, t is int)
+        else:
+            i = _user_node(data, _children if children is None else children,
+                           _op if op is None else op)
         self._i = i
-        if kids or op:
-            _opaque_op_names[i] = str(op)
         if label:
             self.label = label
 

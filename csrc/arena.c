@@ -43,11 +43,14 @@ static size_t bytes_per_slot(void) {
     return 3 * sizeof(double) + 4 * sizeof(int32_t) + sizeof(uint32_t) + 2;
 }
 
+/* Words of the free bitmaps for cap slots. */
+static size_t map_words(size_t cap) { return (cap + 63) / 64; }
+static size_t sum_words(size_t cap) { return (map_words(cap) + 63) / 64; }
+
 ag_ctx *ag_ctx_new(void) {
     ag_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     if (pthread_mutex_init(&c->lock, NULL) != 0) { free(c); return NULL; }
-    c->free_head = AG_NONE;
     return c;
 }
 
@@ -55,7 +58,7 @@ void ag_ctx_free(ag_ctx *c) {
     if (!c) return;
     free(c->data); free(c->grad); free(c->k); free(c->a); free(c->b);
     free(c->refs); free(c->op); free(c->flags); free(c->order);
-    free(c->stack);
+    free(c->stack); free(c->freemap); free(c->freesum);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -80,15 +83,22 @@ static int grow(ag_ctx *c, size_t new_cap) {
         !grow_array((void **)&c->op, new_cap, 1) ||
         !grow_array((void **)&c->flags, new_cap, 1) ||
         !grow_array((void **)&c->order, new_cap, sizeof(int32_t)) ||
-        !grow_array((void **)&c->stack, new_cap, sizeof(int32_t)))
+        !grow_array((void **)&c->stack, new_cap, sizeof(int32_t)) ||
+        !grow_array((void **)&c->freemap, map_words(new_cap), 8) ||
+        !grow_array((void **)&c->freesum, sum_words(new_cap), 8))
         return AG_ERR_NOMEM;
+    /* slots beyond the old cap are not free yet (they are beyond `used`) */
+    memset(c->freemap + map_words(c->cap), 0,
+           (map_words(new_cap) - map_words(c->cap)) * 8);
+    memset(c->freesum + sum_words(c->cap), 0,
+           (sum_words(new_cap) - sum_words(c->cap)) * 8);
     c->cap = new_cap;
     return AG_OK;
 }
 
 int ag__reserve(ag_ctx *c, size_t n) {
     if (c->limit && c->live + n > c->limit) return AG_ERR_LIMIT;
-    if (c->live + n <= c->cap) return AG_OK;  /* free list + fresh slots */
+    if (c->live + n <= c->cap) return AG_OK;  /* free + fresh slots */
     size_t need = c->used + n;
     if (need > AG_MAX_CAP) return AG_ERR_NOMEM;
     size_t new_cap = c->cap ? c->cap : AG_INITIAL_CAP;
@@ -97,12 +107,30 @@ int ag__reserve(ag_ctx *c, size_t n) {
     return grow(c, new_cap);
 }
 
+/* The lowest free slot below `used` (there is one: live < used), taken
+ * off the bitmaps.  The search starts at word free_from and skips full
+ * words 64 at a time through freesum. */
+static int32_t take_lowest_free(ag_ctx *c) {
+    size_t w = c->free_from;
+    if (!c->freemap[w]) {
+        size_t sw = w >> 6;
+        uint64_t bits = c->freesum[sw] & (~0ull << (w & 63));
+        while (!bits) bits = c->freesum[++sw];
+        w = (sw << 6) + (size_t)__builtin_ctzll(bits);
+    }
+    assert(c->freemap[w]);
+    int32_t id = (int32_t)((w << 6) + (size_t)__builtin_ctzll(c->freemap[w]));
+    c->freemap[w] &= c->freemap[w] - 1;
+    if (!c->freemap[w]) c->freesum[w >> 6] &= ~(1ull << (w & 63));
+    c->free_from = w;
+    return id;
+}
+
 int32_t ag__alloc(ag_ctx *c, int op, double v, int flags, int32_t a,
                   int32_t b) {
     int32_t id;
-    if (c->free_head != AG_NONE) {
-        id = c->free_head;
-        c->free_head = c->a[id];
+    if (c->live < c->used) {
+        id = take_lowest_free(c);
     } else {
         assert(c->used < c->cap);
         id = (int32_t)c->used++;
@@ -121,8 +149,16 @@ int32_t ag__alloc(ag_ctx *c, int op, double v, int flags, int32_t a,
     return id;
 }
 
+/* Mark slot x free. */
+static void put_free(ag_ctx *c, int32_t x) {
+    size_t w = (size_t)x >> 6;
+    c->freemap[w] |= 1ull << (x & 63);
+    c->freesum[w >> 6] |= 1ull << (w & 63);
+    if (w < c->free_from) c->free_from = w;
+}
+
 /* Freed nodes wait on a "dying" list threaded through refs[] (which is 0
- * for them and so free to reuse); each is then put on the free list and its
+ * for them and so free to reuse); each is then marked free and its
  * children lose one reference.  No recursion, no allocation. */
 void ag__unref(ag_ctx *c, int32_t id) {
     assert(c->refs[id] > 0 && c->op[id] != AG_FREE_OP);
@@ -135,8 +171,7 @@ void ag__unref(ag_ctx *c, int32_t id) {
         int32_t kids[2] = {c->a[x], c->b[x]};
         c->refs[x] = 0;
         c->op[x] = AG_FREE_OP;
-        c->a[x] = c->free_head;
-        c->free_head = x;
+        put_free(c, x);
         c->live--;
         for (int i = 0; i < 2; i++) {
             int32_t ch = kids[i];
@@ -158,7 +193,8 @@ void ag_get_stats(ag_ctx *c, ag_stats *out) {
     AG_LOCK(c);
     out->live_nodes = c->live;
     out->capacity = c->cap;
-    out->bytes = c->cap * bytes_per_slot();
+    out->bytes = c->cap * bytes_per_slot() +
+                 (map_words(c->cap) + sum_words(c->cap)) * 8;
     out->limit = c->limit;
     AG_UNLOCK(c);
 }

@@ -4,7 +4,9 @@
  * The arena is a struct-of-arrays: node i is data[i], grad[i], op[i], ...
  * Every array has `cap` slots and moves as a whole when the arena grows
  * (realloc, doubling), so code keeps ids, never pointers, across a call that
- * may allocate.  Free slots form a list threaded through a[].
+ * may allocate.  Free slots below `used` are bits of a two-level bitmap,
+ * and a new node takes the lowest free slot, so nodes built one after
+ * another get nearby ids (backward then walks memory nearly in order).
  */
 #ifndef AG_ARENA_H
 #define AG_ARENA_H
@@ -15,7 +17,7 @@
 #include "autograd_c.h"
 
 #define AG_NONE (-1)
-#define AG_FREE_OP 255          /* op[] of a slot on the free list        */
+#define AG_FREE_OP 255          /* op[] of a free slot                    */
 #define AG_MARK 128             /* flags[] bit: visited by a traversal    */
 #define AG_REFS_END UINT32_MAX  /* end of the dying list threaded in refs */
 
@@ -25,7 +27,7 @@ struct ag_ctx {
     double *data;       /* value                                        */
     double *grad;       /* gradient                                     */
     double *k;          /* POW_CONST exponent                           */
-    int32_t *a, *b;     /* children (AG_NONE if absent); a[] links free */
+    int32_t *a, *b;     /* children (AG_NONE if absent)                 */
     uint32_t *refs;     /* handles + parent links                       */
     uint8_t *op;        /* ag_op, AG_FREE_OP when free                  */
     uint8_t *flags;     /* AG_DATA_INT | AG_GRAD_INT | AG_K_INT | MARK  */
@@ -36,7 +38,9 @@ struct ag_ctx {
     size_t used;        /* slots ever handed out (high-water mark)      */
     size_t live;        /* slots in use                                 */
     size_t limit;       /* max live nodes, 0 = none                     */
-    int32_t free_head;  /* first free slot below `used`, or AG_NONE     */
+    uint64_t *freemap;  /* bit i: slot i (< used) is free; cap/64 words  */
+    uint64_t *freesum;  /* bit w: freemap[w] != 0; cap/4096 words        */
+    size_t free_from;   /* no free slot below word free_from of freemap  */
 };
 
 /* Make room for n more nodes (grow and/or check the limit).  Locked. */

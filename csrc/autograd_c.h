@@ -151,7 +151,8 @@ void ag_node_info(ag_ctx *ctx, int32_t id, ag_node *out);
 /* micrograd's backward(): set root's grad to int 1, then, in reverse
  * topological order of every node reachable from root, add each node's
  * contribution to its children's grads.  Grads are never zeroed.
- * Iterative, any depth; needs no memory beyond the arena.  Returns AG_OK. */
+ * Iterative, any depth; needs no memory beyond the arena.  Returns AG_OK,
+ * or AG_ERR_ARG (and changes nothing) when root is not a live id. */
 int ag_backward(ag_ctx *ctx, int32_t root);
 
 /* One micrograd Layer applied to nodes: for each of n_out neurons j,

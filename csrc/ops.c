@@ -183,10 +183,13 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
 
 int ag_backward(ag_ctx *c, int32_t root) {
     AG_LOCK(c);
-    size_t n = ag__topo(c, root);
-    ag__backward_order(c, root, c->order, n);
+    int st = AG_ERR_ARG;
+    if (ag__is_live(c, root)) {
+        ag__backward_order(c, root, c->order, ag__topo(c, root));
+        st = AG_OK;
+    }
     AG_UNLOCK(c);
-    return AG_OK;
+    return st;
 }
 
 static int is_live(const ag_ctx *c, int32_t id) { return ag__is_live(c, id); }

@@ -260,7 +260,9 @@ static void test_bad_arguments(void) {
         CHECK_EQ(ag_apply(c, AG_ADD, a, bad_ids[i], 0, 0), -AG_ERR_ARG);
         CHECK_EQ(ag_apply(c, AG_MUL, bad_ids[i], a, 0, 0), -AG_ERR_ARG);
         CHECK_EQ(ag_apply_const(c, AG_ADD, bad_ids[i], 1, 1, 0), -AG_ERR_ARG);
+        CHECK_EQ(ag_backward(c, bad_ids[i]), AG_ERR_ARG);
     }
+    CHECK_EQ(ag_grad(c, a), 0.0);                /* backward changed nothing */
     CHECK_EQ(ag_apply_const(c, AG_RELU, a, 1, 1, 0), -AG_ERR_ARG);  /* unary */
     CHECK_EQ(ag_opaque(c, 1.0, 0, a, dead), -AG_ERR_ARG);
     CHECK_EQ(ag_opaque(c, 1.0, 0, 1 << 30, -1), -AG_ERR_ARG);
