@@ -3,9 +3,11 @@
 #   make ctest    C unit tests only: tests/c/test_engine.c, public API, no Python
 #   make pytest   the pytest suite (needs the extension: python3 setup.py build_ext --inplace)
 #   make bench    C microbenchmarks (ns per node), then the Python benchmarks
-#   make cbench   benchmarks/bench_engine.c: ns per node to build/backprop/free 10^6 nodes
+#   make cbench   benchmarks/bench_engine.c: ns per node to build/backprop/free 10^6 nodes;
+#                 benchmarks/bench_replay.c: ns per node of a replayed pass, per node-row batched
 #   make pybench  benchmarks/bench_engine.py: autograd_c vs micrograd (vs PyTorch if
-#                 importable); PYBENCH_FLAGS=--quick for fewer repeats
+#                 importable); benchmarks/bench_replay.py: captured-graph training steps vs
+#                 micrograd; PYBENCH_FLAGS=--quick for fewer repeats
 PYTHON ?= python3
 ifeq ($(origin CC),default)
 CC := gcc
@@ -36,11 +38,17 @@ $(BUILD)/bench_engine: benchmarks/bench_engine.c $(CSRC) $(CHDR)
 	@mkdir -p $(BUILD)
 	$(CC) $(BENCH_CFLAGS) -Icsrc -o $@ benchmarks/bench_engine.c $(CSRC) -lm -lpthread
 
-cbench: $(BUILD)/bench_engine
+$(BUILD)/bench_replay: benchmarks/bench_replay.c $(CSRC) $(CHDR)
+	@mkdir -p $(BUILD)
+	$(CC) $(BENCH_CFLAGS) -Icsrc -o $@ benchmarks/bench_replay.c $(CSRC) -lm -lpthread
+
+cbench: $(BUILD)/bench_engine $(BUILD)/bench_replay
 	./$(BUILD)/bench_engine
+	./$(BUILD)/bench_replay
 
 pybench:
 	$(PYTHON) benchmarks/bench_engine.py $(PYBENCH_FLAGS)
+	$(PYTHON) benchmarks/bench_replay.py $(PYBENCH_FLAGS)
 
 bench: cbench pybench
 
