@@ -151,7 +151,8 @@ void ag__backprop_node(ag_ctx *c, int32_t id) {
     backprop(&v, id);
 }
 
-size_t ag__topo(ag_ctx *c, int32_t root) {
+/* ag__topo, leaving AG_MARK set on the n nodes of c->order. */
+static size_t topo_marked(ag_ctx *c, int32_t root) {
     size_t n = 0, sp = 0;
     c->stack[sp++] = root;
     c->flags[root] |= AG_MARK;
@@ -169,6 +170,11 @@ size_t ag__topo(ag_ctx *c, int32_t root) {
             sp--;
         }
     }
+    return n;
+}
+
+size_t ag__topo(ag_ctx *c, int32_t root) {
+    size_t n = topo_marked(c, root);
     for (size_t i = 0; i < n; i++) c->flags[c->order[i]] &= ~AG_MARK;
     return n;
 }
@@ -178,14 +184,18 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
     nodes v = nodes_of(c);
     c->grad[root] = 1.0;
     c->flags[root] |= AG_GRAD_INT;
-    for (size_t i = n; i-- > 0;) backprop(&v, order[i]);
+    for (size_t i = n; i-- > 0;) {
+        v.flags[order[i]] &= ~AG_MARK;      /* set by topo_marked, if any */
+        backprop(&v, order[i]);
+    }
 }
 
 int ag_backward(ag_ctx *c, int32_t root) {
     AG_LOCK(c);
     int st = AG_ERR_ARG;
     if (ag__is_live(c, root)) {
-        ag__backward_order(c, root, c->order, ag__topo(c, root));
+        size_t n = topo_marked(c, root);
+        ag__backward_order(c, root, c->order, n);  /* clears the marks */
         st = AG_OK;
     }
     AG_UNLOCK(c);
