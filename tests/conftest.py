@@ -8,14 +8,13 @@
 * Fixtures for the arena's live-node count and for the thread switch
   interval.
 """
-import gc
 import os
 import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-import autograd_c
+from support import live_nodes
 
 settings.register_profile(
     "default",
@@ -33,14 +32,6 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-
-def live_nodes():
-    """Live nodes in the arena, after the dead Values have been released.
-    Collects cyclic garbage first: a Value kept alive only by a reference
-    cycle (say a traceback left by an earlier test) would otherwise be
-    freed by the garbage collector at some random point of a test."""
-    gc.collect()
-    return autograd_c.stats()["live_nodes"]
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from autograd_c import Value as AV
 from autograd_c.datasets import make_moons
 from autograd_c.train import make_model, moons_loss, train_step
 from micrograd.engine import Value as MV
+from support import same_number
 
 # --------------------------------------------------------------------------
 # the interpreter
@@ -213,15 +214,6 @@ def run_program(V, leaves, ops, plan=None, live=None):
 
 # --------------------------------------------------------------------------
 # comparing
-
-def same_number(x, y):
-    """Identical numbers: same type, equal, same repr (so 0.0 != -0.0);
-    NaN equals NaN."""
-    if type(x) is not type(y):
-        return False
-    if isinstance(x, float) and math.isnan(x):
-        return math.isnan(y)
-    return x == y and repr(x) == repr(y)
 
 
 def grad_magnitudes(root):

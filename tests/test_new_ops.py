@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import autograd_c
 from autograd_c import Value
+from support import same_number
 
 NAN, INF = math.nan, math.inf
 
@@ -21,13 +22,6 @@ def stable_sigmoid(x):
     e = math.exp(x)
     return e / (1.0 + e)
 
-
-def same_number(x, y):
-    if type(x) is not type(y):
-        return False
-    if isinstance(x, float) and math.isnan(x):
-        return math.isnan(y)
-    return x == y and repr(x) == repr(y)
 
 
 # op name -> (method caller, f, f', domain)

@@ -4,45 +4,16 @@ equal the single-threaded ones, and nodes must be neither lost nor leaked.
 
 The `fast_switching` fixture (conftest) makes the interpreter switch
 threads every microsecond, and a barrier starts the threads together."""
-import gc
 import math
 import random
-import threading
 
-import autograd_c
 from autograd_c import Value
 from autograd_c.nn import MLP
+from support import live_nodes, run_threads
 
 N_THREADS = 4
 
 
-def live():
-    gc.collect()  # see conftest.live_nodes
-    return autograd_c.stats()["live_nodes"]
-
-
-def run_threads(target, n=N_THREADS):
-    """Run target(k) on n threads started together; return the results in
-    thread order, re-raising the first exception a thread hit."""
-    barrier = threading.Barrier(n)
-    results, errors = [None] * n, []
-
-    def work(k):
-        try:
-            barrier.wait()
-            results[k] = target(k)
-        except BaseException as e:  # noqa: BLE001 -- handed to the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-        assert not t.is_alive(), "a thread hung"
-    if errors:
-        raise errors[0]
-    return results
 
 
 def private_graph(seed):
@@ -81,10 +52,10 @@ def test_private_graphs_match_single_threaded(fast_switching, live_baseline):
     seeds = range(N_THREADS)
     expected = [[private_graph(s) for _ in range(2)] for s in seeds]
     assert all(e[0] == e[1] for e in expected)  # deterministic when alone
-    got = run_threads(lambda k: [private_graph(k) for _ in range(25)])
+    got = run_threads(lambda k: [private_graph(k) for _ in range(25)], N_THREADS)
     for k in seeds:
         assert all(r == expected[k][0] for r in got[k]), f"thread {k} differs"
-    assert live() == live_baseline
+    assert live_nodes() == live_baseline
 
 
 def test_shared_int_parameters(fast_switching, live_baseline):
@@ -107,12 +78,12 @@ def test_shared_int_parameters(fast_switching, live_baseline):
     for p in params:
         p.grad = 0
     del p
-    got = run_threads(lambda k: [one(k, i) for i in range(rounds)])
+    got = run_threads(lambda k: [one(k, i) for i in range(rounds)], N_THREADS)
     assert got == expected
     assert [p.grad for p in params] == single_grads
     assert all(type(p.grad) is int for p in params)
     del params
-    assert live() == live_baseline
+    assert live_nodes() == live_baseline
 
 
 def test_shared_mlp_parameters(fast_switching, live_baseline):
@@ -139,12 +110,12 @@ def test_shared_mlp_parameters(fast_switching, live_baseline):
     expected = [one(k) for k in range(N_THREADS)]
     single_grads = [p.grad for p in model.parameters()]
     model.zero_grad()
-    got = run_threads(one)
+    got = run_threads(one, N_THREADS)
     assert got == expected
     for g, s in zip((p.grad for p in model.parameters()), single_grads):
         assert type(g) is type(s) and math.isclose(g, s, rel_tol=1e-9, abs_tol=1e-12)
     del model
-    assert live() == live_baseline
+    assert live_nodes() == live_baseline
 
 
 def test_threads_create_and_drop_many_values(fast_switching, live_baseline):
@@ -166,9 +137,9 @@ def test_threads_create_and_drop_many_values(fast_switching, live_baseline):
         assert [v.data for v in keep] == [i * (k + 2) for i in range(0, 4000, 100)]
         return total
 
-    got = run_threads(churn)
+    got = run_threads(churn, N_THREADS)
     assert got == [sum(i * (k + 2) for i in range(4000)) for k in range(N_THREADS)]
-    assert live() == live_baseline
+    assert live_nodes() == live_baseline
 
 
 def test_threads_share_one_graph_for_reading(fast_switching, live_baseline):
@@ -187,10 +158,10 @@ def test_threads_share_one_graph_for_reading(fast_switching, live_baseline):
             out.append((v * k).data)
         return out
 
-    got = run_threads(reader)
+    got = run_threads(reader, N_THREADS)
     for k, row in enumerate(got):
         assert row == [d * k for d in snapshot]
     assert [v.data for v in shared] == snapshot
     assert all(v.grad == 0 for v in shared)
     del shared, x
-    assert live() == live_baseline
+    assert live_nodes() == live_baseline

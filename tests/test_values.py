@@ -3,30 +3,17 @@ backward accumulation, node reuse, bad input and errors, IEEE specials.
 
 Where micrograd 0.1.0 defines the behaviour it is the reference: the same
 expression runs on both engines and must print the same."""
-import gc
 import math
 
 import pytest
 
-import autograd_c
 from autograd_c import Value
 from micrograd.engine import Value as MV
+from support import live_nodes, same_number
 
 NAN, INF = math.nan, math.inf
 
 
-def live():
-    gc.collect()  # see conftest.live_nodes
-    return autograd_c.stats()["live_nodes"]
-
-
-def same_number(x, y):
-    """Same type, equal, same repr (0.0 vs -0.0); NaN equals NaN."""
-    if type(x) is not type(y):
-        return False
-    if isinstance(x, float) and math.isnan(x):
-        return math.isnan(y)
-    return x == y and repr(x) == repr(y)
 
 
 def raised(fn):
@@ -338,11 +325,11 @@ BAD_OPERANDS = ["a", None, 1 + 2j, [1]]
 @pytest.mark.parametrize("bad", BAD_OPERANDS, ids=repr)
 def test_bad_constructor_argument(bad):
     graph = _graph()
-    before_graph, before = _snapshot(graph), live()
+    before_graph, before = _snapshot(graph), live_nodes()
     err = raised(lambda: Value(bad))
     assert err is not None and err[0] is TypeError
     assert type(bad).__name__ in err[1]
-    assert live() == before
+    assert live_nodes() == before
     assert _snapshot(graph) == before_graph
 
 
@@ -351,7 +338,7 @@ def test_bad_constructor_argument(bad):
 def test_bad_operand(bad, form):
     v = Value(1.5)
     graph = _graph()
-    before_graph, before = _snapshot(graph), live()
+    before_graph, before = _snapshot(graph), live_nodes()
     fn = {
         "v+x": lambda: v + bad, "x+v": lambda: bad + v, "v*x": lambda: v * bad,
         "x*v": lambda: bad * v, "v-x": lambda: v - bad, "v/x": lambda: v / bad,
@@ -363,7 +350,7 @@ def test_bad_operand(bad, form):
         # the engine's own message names the offending type
         # (v - x and v / x fail in Python's -x / x**-1 first)
         assert type(bad).__name__ in err[1], err
-    assert live() == before
+    assert live_nodes() == before
     assert _snapshot(graph) == before_graph
     assert v.data == 1.5 and v.grad == 0
 
@@ -371,11 +358,11 @@ def test_bad_operand(bad, form):
 def test_list_plus_value_and_none_times_value():
     # the reflected forms micrograd also rejects
     v = Value(2)
-    before = live()
+    before = live_nodes()
     for fn in (lambda: [1] + v, lambda: None * v, lambda: "a" * v, lambda: (1 + 2j) + v):
         err = raised(fn)
         assert err is not None and err[0] is TypeError
-    assert live() == before
+    assert live_nodes() == before
 
 
 NUMERIC_ERRORS = [
@@ -406,13 +393,13 @@ NUMERIC_ERRORS = [
 @pytest.mark.parametrize("name,expr,exc,python", NUMERIC_ERRORS, ids=[c[0] for c in NUMERIC_ERRORS])
 def test_numeric_errors_create_nothing(name, expr, exc, python):
     graph = _graph()
-    before_graph, before = _snapshot(graph), live()
+    before_graph, before = _snapshot(graph), live_nodes()
     err = raised(expr)
     assert err is not None and err[0] is exc, err
     if python is not None:  # the same exception type as Python's own
         py_err = raised(python)
         assert py_err is not None and py_err[0] is exc
-    assert live() == before, "a failed op left nodes behind"
+    assert live_nodes() == before, "a failed op left nodes behind"
     assert _snapshot(graph) == before_graph
     # the graph still works: another backward accumulates as usual
     a, b, out = graph
