@@ -402,14 +402,16 @@ static int same_bits(double x, double y) { return memcmp(&x, &y, sizeof x) == 0;
 /* Equal as Python shows floats: same bits, or both NaN (any sign/payload). */
 static int same_number(double x, double y) { return same_bits(x, y) || (isnan(x) && isnan(y)); }
 
-/* ag_graph_run over up to 40 rows of up to 3 inputs; it changes no node. */
+/* ag_graph_run over up to MAX_ROWS rows (several blocks, threads) of up to
+ * 3 inputs; it changes no node. */
+#define MAX_ROWS 200
 static void graph_run(fz *f, ag_graph *g, int32_t root) {
     int32_t n_in = u8(f) % 4, n_grads = u8(f) % 4, inputs[3], grads[3];
-    int64_t n_rows = u8(f) % 40;          /* several blocks, sometimes */
+    int64_t n_rows = u8(f) % MAX_ROWS;
     int threads = 1 + u8(f) % 3;
-    double rows[3 * 40], out[40], grad_out[3];
+    double rows[3 * MAX_ROWS], out[MAX_ROWS], grad_out[3];
     for (int i = 0; i < 3; i++) inputs[i] = any_id(f), grads[i] = any_id(f);
-    for (int i = 0; i < 3 * 40; i++) rows[i] = i < 12 ? number(f) : rows[i - 12] + 1.0;
+    for (int i = 0; i < 3 * MAX_ROWS; i++) rows[i] = i < 12 ? number(f) : rows[i - 12] + 1.0;
     double data = ag_data(f->ctx, root), grad = ag_grad(f->ctx, root);
     int st = ag_graph_run(g, inputs, n_in, rows, n_rows, 3, grads, n_grads, out,
                           grad_out, threads);
