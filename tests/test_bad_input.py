@@ -22,6 +22,7 @@ import pytest
 import autograd_c
 from autograd_c import Graph, Value, set_node_limit
 from autograd_c.nn import MLP
+from support import live_nodes as live
 
 try:  # numpy is optional: its rows are left out without it
     import numpy as np
@@ -49,11 +50,6 @@ def snapshot(ref):
             seen.add(v)
             stack.extend(v._prev)
     return sorted(repr(v) for v in seen)
-
-
-def live():
-    gc.collect()
-    return autograd_c.stats()["live_nodes"]
 
 
 # -- helpers the rows call ----------------------------------------------------

@@ -9,40 +9,17 @@ that thread, so its numbers are bit-identical to the serial run whatever
 the interleaving; the shared parameters hold ints, whose gradient sums are
 exact in any order.  `fast_switching` (conftest) sets
 sys.setswitchinterval(1e-6) so the interpreter switches threads as often as
-it can, and a barrier starts the threads together.
+it can, and support.run_threads starts the threads together.
 """
 import random
-import threading
 
 import autograd_c
 from autograd_c import Graph, Value
+from support import run_threads
 
 N_THREADS = 8
 ITERATIONS = 100
 N_SHARED = 4
-
-
-def run_threads(work, n=N_THREADS):
-    """work(k) on n threads started together; the results in thread order.
-    Re-raises the first exception a thread hit."""
-    barrier = threading.Barrier(n)
-    results, errors = [None] * n, []
-
-    def body(k):
-        try:
-            barrier.wait()
-            results[k] = work(k)
-        except BaseException as e:  # noqa: BLE001 -- handed to the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=body, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 def run_serially(work, n=N_THREADS):
@@ -110,7 +87,7 @@ def check_same_as_serial(make_work, live_baseline):
     serial_shared = shared_parameters()
     expected = run_serially(make_work(serial_shared))
     shared = shared_parameters()
-    got = run_threads(make_work(shared))
+    got = run_threads(make_work(shared), N_THREADS)
     assert [len(r) for r in got] == [ITERATIONS] * N_THREADS
     assert got == expected
     assert snapshot(shared) == snapshot(serial_shared)
@@ -145,7 +122,7 @@ def test_threads_run_one_shared_graph(fast_switching, live_baseline):
     def work(k):
         return [graph.run(inputs=[x], rows=rows, grads=[w]) for _ in range(ITERATIONS)]
 
-    assert run_threads(work) == [[expected] * ITERATIONS] * N_THREADS
+    assert run_threads(work, N_THREADS) == [[expected] * ITERATIONS] * N_THREADS
     total = 0
     for _ in range(N_THREADS * ITERATIONS):
         total += one_sum

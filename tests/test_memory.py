@@ -15,6 +15,7 @@ from autograd_c import Value, set_node_limit
 from autograd_c.datasets import make_moons
 from autograd_c.nn import MLP
 from autograd_c.train import make_model, moons_loss, train_step
+from support import live_nodes as live
 
 STEPS = 1000
 WARMUP = 100
@@ -25,11 +26,6 @@ N_PARAMS = 337              # MLP(2, [16, 16, 1])
 def rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def live():
-    gc.collect()
-    return autograd_c.stats()["live_nodes"]
 
 
 def test_training_loop_keeps_rss_and_live_nodes_flat(live_baseline):

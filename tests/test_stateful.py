@@ -36,6 +36,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes,
                                  initialize, invariant, multiple, rule)
 
 import autograd_c
+from support import same_number
 
 EXAMPLES = int(os.environ.get("AGC_FUZZ_EXAMPLES", "100"))
 STEPS = int(os.environ.get("AGC_FUZZ_STEPS", "30"))
@@ -76,11 +77,6 @@ UNARY = {
     "-a": lambda a: -a,
     "relu": lambda a: a.relu(),
 }
-
-
-def same_number(x, y):
-    """Identical: same type and repr (so 0.0 != -0.0); NaN matches NaN."""
-    return type(x) is type(y) and repr(x) == repr(y)
 
 
 def big_int_as_double(exact, got):
