@@ -321,12 +321,14 @@ static void step_take_child(fz *f) {
     hold(f, child);
 }
 
+/* Backward from a held id (or an invalid one: AG_ERR_ARG). */
 static void step_backward(fz *f) {
-    slot *s = pick(f);
-    if (s->id < 0) return;
-    CHECK(ag_backward(f->ctx, s->id) == AG_OK);
-    CHECK(ag_grad(f->ctx, s->id) == 1.0);
-    CHECK(ag_flags(f->ctx, s->id) & AG_GRAD_INT);
+    int32_t root = any_id(f);
+    int st = ag_backward(f->ctx, root);
+    CHECK(st == (live(f, root) ? AG_OK : AG_ERR_ARG));
+    if (st != AG_OK) return;
+    CHECK(ag_grad(f->ctx, root) == 1.0);
+    CHECK(ag_flags(f->ctx, root) & AG_GRAD_INT);
 }
 
 static void step_set(fz *f) {
