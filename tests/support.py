@@ -16,6 +16,18 @@ def live_nodes():
     return autograd_c.stats()["live_nodes"]
 
 
+def reachable(root):
+    """The set of Values reachable from root through _prev (root included),
+    for either engine: micrograd's by identity, ours by node."""
+    seen, stack = set(), [root]
+    while stack:
+        v = stack.pop()
+        if v not in seen:
+            seen.add(v)
+            stack.extend(v._prev)
+    return seen
+
+
 def same_number(x, y):
     """Identical numbers: same type, equal, same repr (so 0.0 != -0.0);
     NaN equals NaN."""

@@ -9,7 +9,7 @@ import pytest
 
 from autograd_c import Value
 from micrograd.engine import Value as MV
-from support import live_nodes, same_number
+from support import live_nodes, reachable, same_number
 
 NAN, INF = math.nan, math.inf
 
@@ -237,22 +237,11 @@ def test_prev_gives_the_users_values():
     assert hash(child) == hash(a)
     # walking _prev down the graph reaches the leaves the user holds
     d = (c + 1).relu() * a
-    seen, stack = set(), [d]
-    while stack:
-        v = stack.pop()
-        if v not in seen:
-            seen.add(v)
-            stack.extend(v._prev)
+    seen = reachable(d)
     assert a in seen and b in seen and c in seen
     ra, rb = MV(2.0), MV(3)
     rd = (ra * rb + 1).relu() * ra
-    rseen, stack = set(), [rd]
-    while stack:
-        v = stack.pop()
-        if v not in rseen:
-            rseen.add(v)
-            stack.extend(v._prev)
-    assert len(seen) == len(rseen)
+    assert len(seen) == len(reachable(rd))
 
 
 def test_op_strings():
