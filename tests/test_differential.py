@@ -49,39 +49,28 @@ POOL_MIN = 1e-6  # ... and not so small that x**-2 in a backward overflows
 INT_EXACT = 2**53
 
 
+# kind -> one op on Values a, b (of either engine), number c, exponent k
+OPS = {
+    "add": lambda a, b, c, k: a + b,
+    "sub": lambda a, b, c, k: a - b,
+    "mul": lambda a, b, c, k: a * b,
+    "div": lambda a, b, c, k: a / b,
+    "addc": lambda a, b, c, k: a + c,
+    "subc": lambda a, b, c, k: a - c,
+    "mulc": lambda a, b, c, k: a * c,
+    "divc": lambda a, b, c, k: a / c,
+    "radd": lambda a, b, c, k: c + a,
+    "rsub": lambda a, b, c, k: c - a,
+    "rmul": lambda a, b, c, k: c * a,
+    "rdiv": lambda a, b, c, k: c / a,
+    "neg": lambda a, b, c, k: -a,
+    "relu": lambda a, b, c, k: a.relu(),
+    "pow": lambda a, b, c, k: a ** k,
+}
+
+
 def apply_op(kind, a, b, c, k):
-    """One op on Values a, b (of either engine), number c, exponent k."""
-    if kind == "add":
-        return a + b
-    if kind == "sub":
-        return a - b
-    if kind == "mul":
-        return a * b
-    if kind == "div":
-        return a / b
-    if kind == "addc":
-        return a + c
-    if kind == "subc":
-        return a - c
-    if kind == "mulc":
-        return a * c
-    if kind == "divc":
-        return a / c
-    if kind == "radd":
-        return c + a
-    if kind == "rsub":
-        return c - a
-    if kind == "rmul":
-        return c * a
-    if kind == "rdiv":
-        return c / a
-    if kind == "neg":
-        return -a
-    if kind == "relu":
-        return a.relu()
-    if kind == "pow":
-        return a ** k
-    raise AssertionError(kind)
+    return OPS[kind](a, b, c, k)
 
 
 def live_nodes():
