@@ -50,7 +50,7 @@ static size_t sum_words(size_t cap) { return (map_words(cap) + 63) / 64; }
 ag_ctx *ag_ctx_new(void) {
     ag_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    if (pthread_mutex_init(&c->lock, NULL) != 0) { free(c); return NULL; }
+    atomic_init(&c->lock, 0);
     return c;
 }
 
@@ -59,7 +59,6 @@ void ag_ctx_free(ag_ctx *c) {
     free(c->data); free(c->grad); free(c->k); free(c->a); free(c->b);
     free(c->refs); free(c->op); free(c->flags); free(c->order);
     free(c->stack); free(c->freemap); free(c->freesum);
-    pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
