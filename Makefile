@@ -16,8 +16,9 @@ CFLAGS ?= -std=c11 -O2 -g -Wall -Wextra -Werror
 CSRC := $(wildcard csrc/*.c)
 CHDR := $(wildcard csrc/*.h)
 BUILD := build/c
-# The benchmark is built as the extension is (autograd_c/_cffi_build.py).
-BENCH_CFLAGS := -std=c11 -O3 -fno-math-errno -g -Wall -Wextra -Werror
+# The benchmarks are built as the extension is (autograd_c/_cffi_build.py plus
+# Python's own -DNDEBUG -O3): internal asserts off.
+BENCH_CFLAGS := -std=c11 -O3 -DNDEBUG -fno-math-errno -g -Wall -Wextra -Werror
 PYBENCH_FLAGS ?=
 
 .PHONY: test ctest pytest bench cbench pybench clean
