@@ -161,14 +161,16 @@ static size_t topo_marked(ag_ctx *c, int32_t root) {
         int32_t a = c->a[x], b = c->b[x];
         if (a != AG_NONE && !(c->flags[a] & AG_MARK)) {
             c->flags[a] |= AG_MARK;
-            c->stack[sp++] = a;
-        } else if (b != AG_NONE && !(c->flags[b] & AG_MARK)) {
-            c->flags[b] |= AG_MARK;
-            c->stack[sp++] = b;
-        } else {
-            c->order[n++] = x;
-            sp--;
+            if (c->a[a] != AG_NONE) { c->stack[sp++] = a; continue; }
+            c->order[n++] = a;               /* a leaf: finished at once */
         }
+        if (b != AG_NONE && !(c->flags[b] & AG_MARK)) {
+            c->flags[b] |= AG_MARK;
+            if (c->a[b] != AG_NONE) { c->stack[sp++] = b; continue; }
+            c->order[n++] = b;
+        }
+        c->order[n++] = x;                   /* both children finished */
+        sp--;
     }
     return n;
 }
