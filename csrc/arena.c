@@ -213,8 +213,7 @@ int64_t ag_leaf(ag_ctx *c, double v, int is_int) {
 
 /* A child id of ag_opaque: absent (AG_NONE) or a live node of c. */
 static int child_ok(const ag_ctx *c, int32_t id) {
-    return id == AG_NONE ||
-           (id >= 0 && (size_t)id < c->used && c->op[id] != AG_FREE_OP);
+    return id == AG_NONE || ag__is_live(c, id);
 }
 
 int64_t ag_opaque(ag_ctx *c, double v, int is_int, int32_t a, int32_t b) {

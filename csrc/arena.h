@@ -56,8 +56,6 @@ int ag__grad_disabled(void);
 /* Topological order of what root reaches, children first, into c->order;
  * returns the count.  Clears its marks before returning.  Locked. */
 size_t ag__topo(ag_ctx *c, int32_t root);
-/* Add node id's gradient contributions to its children.  Locked. */
-void ag__backprop_node(ag_ctx *c, int32_t id);
 /* micrograd's backward over a given topological order (children first,
  * order[n-1] == root): root's grad = int 1, then each node's contributions
  * from order[n-1] down to order[0].  ag_backward passes ag__topo's order, a

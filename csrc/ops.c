@@ -3,7 +3,7 @@
  * errors) and contributes (backward, micrograd's rules), the node
  * constructors, topological sort and backward.
  *
- * Adding an op: one case in ag__eval (arena.h), one in ag__backprop_node,
+ * Adding an op: one case in ag__eval (arena.h), one in backprop_g,
  * one in each batched kernel of replay.c, one line in the Python facade.
  */
 #include <math.h>
@@ -146,11 +146,6 @@ static inline void backprop(const nodes *c, int32_t id) {
         backprop_g(c, id, g, 0);
 }
 
-void ag__backprop_node(ag_ctx *c, int32_t id) {
-    nodes v = nodes_of(c);
-    backprop(&v, id);
-}
-
 /* ag__topo, leaving AG_MARK set on the n nodes of c->order. */
 static size_t topo_marked(ag_ctx *c, int32_t root) {
     size_t n = 0, sp = 0;
@@ -204,8 +199,6 @@ int ag_backward(ag_ctx *c, int32_t root) {
     return st;
 }
 
-static int is_live(const ag_ctx *c, int32_t id) { return ag__is_live(c, id); }
-
 static int arity(int op) {
     switch (op) {
     case AG_ADD: case AG_MUL: case AG_POW: return 2;
@@ -238,7 +231,7 @@ int64_t ag_apply(ag_ctx *c, int op, int32_t a, int32_t b, double k, int k_int) {
     AG_LOCK(c);
     int64_t id = -AG_ERR_ARG;
     int n = arity(op);
-    if (n && is_live(c, a) && (n == 1 || is_live(c, b))) {
+    if (n && ag__is_live(c, a) && (n == 1 || ag__is_live(c, b))) {
         int st = ag__reserve(c, 1);
         id = st ? -st : make_node(c, op, a, n == 2 ? b : AG_NONE, k, k_int);
         if (id >= 0) c->refs[id] = 1;
@@ -251,7 +244,7 @@ int64_t ag_apply_const(ag_ctx *c, int op, int32_t a, double v, int v_int,
                     int const_first) {
     AG_LOCK(c);
     int64_t id = -AG_ERR_ARG;
-    if (arity(op) == 2 && is_live(c, a)) {
+    if (arity(op) == 2 && ag__is_live(c, a)) {
         int st = ag__reserve(c, 2);
         id = -st;
         if (st == AG_OK) {
@@ -286,11 +279,11 @@ int ag_layer(ag_ctx *c, const int32_t *w, const int32_t *b, const int32_t *x,
     int32_t j = 0;
     if (n_in < 0 || n_out < 0) st = AG_ERR_ARG;
     for (int32_t i = 0; st == AG_OK && i < n_in; i++)
-        if (!is_live(c, x[i])) st = AG_ERR_ARG;
+        if (!ag__is_live(c, x[i])) st = AG_ERR_ARG;
     for (int32_t i = 0; st == AG_OK && i < n_out * n_in; i++)
-        if (!is_live(c, w[i])) st = AG_ERR_ARG;
+        if (!ag__is_live(c, w[i])) st = AG_ERR_ARG;
     for (int32_t i = 0; st == AG_OK && i < n_out; i++)
-        if (!is_live(c, b[i])) st = AG_ERR_ARG;
+        if (!ag__is_live(c, b[i])) st = AG_ERR_ARG;
     if (st == AG_OK)
         st = ag__reserve(c, (size_t)n_out * (2 * (size_t)n_in + 1));
     for (; st == AG_OK && j < n_out; j++) {

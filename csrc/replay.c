@@ -321,7 +321,7 @@ static inline void forward_rows(int op, double *restrict o, const double *restri
 
 /* One child's share of the backward rule of out = op(x, y):
  * gc[r] += d out / d child * gp[r], child = y when second, else x.  The same
- * expressions, in the same order, as ag__backprop_node. */
+ * expressions, in the same order, as the eager rules (backprop_g, ops.c). */
 static inline void backward_rows(int op, int second, double *restrict gc,
                           const double *restrict gp, const double *restrict x,
                           const double *restrict y, const double *restrict o,
