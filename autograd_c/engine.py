@@ -97,7 +97,6 @@ def _number(x):
 
 
 _new = object.__new__
-_POW_VALUE = None  # Value.__pow__ for a Value exponent, set below
 _apply, _apply_const, _new_leaf = lib.ag_apply, lib.ag_apply_const, lib.ag_leaf
 _ADD, _MUL, _POW, _POWK = lib.AG_ADD, lib.AG_MUL, lib.AG_POW, lib.AG_POW_CONST
 
@@ -112,17 +111,13 @@ def _wrap(i):
 def _binary_op(op, const_first=0):
     """The method a.op(b) for a Value a and a Value or number b: one call into C."""
     def method(a, b):
-        t = type(b)  # the common types first, without isinstance
-        if t is float:
-            x, x_int = b, 0
-        elif t is Value or (t is not int and isinstance(b, Value)):
+        t = type(b)  # floats and ints never reach isinstance
+        if t is not float and (t is Value or (t is not int and isinstance(b, Value))):
             i = _apply(_ctx, op, a._i, b._i, 0.0, 0)
             if i < 0:
                 i = _retry(i, _apply, _ctx, op, a._i, b._i, 0.0, 0)
-            x_int = None
         else:
-            x, x_int = (b, 1) if t is int else _number(b)
-        if x_int is not None:
+            x, x_int = (b, 0) if t is float else (b, 1) if t is int else _number(b)
             i = _apply_const(_ctx, op, a._i, x, x_int, const_first)
             if i < 0:
                 i = _retry(i, _apply_const, _ctx, op, a._i, x, x_int, const_first)
@@ -130,6 +125,9 @@ def _binary_op(op, const_first=0):
         v._i = i
         return v
     return method
+
+
+_POW_VALUE = _binary_op(_POW)  # Value.__pow__ for a Value exponent
 
 
 def _user_node(data, children, op):
@@ -302,9 +300,6 @@ def _leaf(data, grad=0, label=""):
     v = Value(data, label=label)
     v.grad = grad
     return v
-
-
-_POW_VALUE = _binary_op(_POW)
 
 
 def stats():
