@@ -384,12 +384,19 @@ def run_grads(g, inputs, rows, params, **kw):
     return list(out), [p.grad for p in params]
 
 
-def test_rows_as_sequences_and_array():
+def rows_case():
+    """A captured hinge graph, its inputs and parameters, 70 random rows
+    and run_grads's answer for them given as a list of lists."""
     x, y, model, loss = hinge_graph((8, 1))
     g = Graph(loss)
     params = model.parameters()
     rows = random_rows(70)
-    want = run_grads(g, [*x, y], rows, params)
+    return g, [*x, y], params, rows, run_grads(g, [*x, y], rows, params)
+
+
+def test_rows_as_sequences_and_array():
+    g, inputs, params, rows, want = rows_case()
+    x, y = inputs[:-1], inputs[-1]
     assert run_grads(g, [*x, y], [tuple(r) for r in rows], params) == want
     assert run_grads(g, [*x, y], (iter(r) for r in rows), params) == want
     flat = array.array("d", [c for r in rows for c in r])
@@ -405,11 +412,8 @@ def test_rows_as_sequences_and_array():
 
 @needs_numpy
 def test_rows_as_numpy_arrays():
-    x, y, model, loss = hinge_graph((8, 1))
-    g = Graph(loss)
-    params = model.parameters()
-    rows = random_rows(70)
-    want = run_grads(g, [*x, y], rows, params)
+    g, inputs, params, rows, want = rows_case()
+    x, y = inputs[:-1], inputs[-1]
     X = np.array(rows, dtype=np.float64)
     assert run_grads(g, [*x, y], X, params) == want
     wide = np.zeros((70, 5))
