@@ -135,14 +135,12 @@ int32_t ag__alloc(ag_ctx *c, int op, double v, int flags, int32_t a,
         id = (int32_t)c->used++;
     }
     c->live++;
-    c->data[id] = v;
-    c->grad[id] = 0.0;
-    c->k[id] = 0.0;
+    c->data[id] = v;                    /* grad[] and k[] are left unwritten */
     c->a[id] = a;
     c->b[id] = b;
     c->refs[id] = 0;
     c->op[id] = (uint8_t)op;
-    c->flags[id] = (uint8_t)(flags | AG_GRAD_INT);  /* grad starts as int 0 */
+    c->flags[id] = (uint8_t)(flags | AG_GRAD_INT | AG_GRAD_ZERO);  /* int 0 */
     if (a != AG_NONE) c->refs[a]++;
     if (b != AG_NONE) c->refs[b]++;
     return id;
@@ -255,7 +253,7 @@ double ag_data(ag_ctx *c, int32_t id) {
 
 double ag_grad(ag_ctx *c, int32_t id) {
     AG_LOCK(c);
-    double v = c->grad[id];
+    double v = ag__grad(c->grad, c->flags, id);
     AG_UNLOCK(c);
     return v;
 }
@@ -279,7 +277,7 @@ void ag_set_data(ag_ctx *c, int32_t id, double v, int is_int) {
 void ag_set_grad(ag_ctx *c, int32_t id, double v, int is_int) {
     AG_LOCK(c);
     c->grad[id] = is_int ? v + 0.0 : v;
-    c->flags[id] = (uint8_t)((c->flags[id] & ~AG_GRAD_INT) |
+    c->flags[id] = (uint8_t)((c->flags[id] & ~(AG_GRAD_INT | AG_GRAD_ZERO)) |
                              (is_int ? AG_GRAD_INT : 0));
     AG_UNLOCK(c);
 }
@@ -289,7 +287,7 @@ void ag_node_info(ag_ctx *c, int32_t id, ag_node *out) {
     out->op = c->op[id];
     out->a = c->a[id];
     out->b = c->b[id];
-    out->k = c->k[id];
+    out->k = out->op == AG_POW_CONST ? c->k[id] : 0.0;
     out->flags = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
     AG_UNLOCK(c);
 }

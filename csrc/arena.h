@@ -21,6 +21,9 @@
 #define AG_NONE (-1)
 #define AG_FREE_OP 255          /* op[] of a free slot                    */
 #define AG_MARK 128             /* flags[] bit: visited by a traversal    */
+#define AG_GRAD_ZERO 64         /* flags[] bit: grad is int 0, grad[] is
+                                 * stale (not written, so a new node costs
+                                 * no grad store); implies AG_GRAD_INT    */
 #define AG_REFS_END UINT32_MAX  /* end of the dying list threaded in refs */
 
 struct ag_ctx {
@@ -28,11 +31,12 @@ struct ag_ctx {
     /* node arrays, cap slots each */
     double *data;       /* value                                        */
     double *grad;       /* gradient                                     */
-    double *k;          /* POW_CONST exponent                           */
+    double *k;          /* exponent of a POW_CONST node (else unwritten)  */
     int32_t *a, *b;     /* children (AG_NONE if absent)                 */
     uint32_t *refs;     /* handles + parent links                       */
     uint8_t *op;        /* ag_op, AG_FREE_OP when free                  */
-    uint8_t *flags;     /* AG_DATA_INT | AG_GRAD_INT | AG_K_INT | MARK  */
+    uint8_t *flags;     /* AG_DATA_INT | AG_GRAD_INT | AG_K_INT |
+                         * AG_GRAD_ZERO | AG_MARK                       */
     /* traversal scratch, cap slots each, so traversals never allocate */
     int32_t *order;     /* topological order (children first)           */
     int32_t *stack;     /* DFS stack                                    */
@@ -66,6 +70,12 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
 /* A live node id of c (not free, within the arena).  Locked. */
 static inline int ag__is_live(const ag_ctx *c, int32_t id) {
     return id >= 0 && (size_t)id < c->used && c->op[id] != AG_FREE_OP;
+}
+
+/* Node id's gradient as a double (0.0 while it is AG_GRAD_ZERO). */
+static inline double ag__grad(const double *grad, const uint8_t *flags,
+                              int32_t id) {
+    return (flags[id] & AG_GRAD_ZERO) ? 0.0 : grad[id];
 }
 
 /* Float rules shared by the eager ops (ops.c) and the batched replay

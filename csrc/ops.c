@@ -70,14 +70,14 @@ static nodes nodes_of(ag_ctx *c) {
 static inline void accumulate(const nodes *c, int32_t ch, double v,
                               int v_int) {
     int is_int = GRAD_IS_INT(c, ch) && v_int;
-    double r = c->grad[ch] + (v_int ? v + 0.0 : v);
+    double r = ag__grad(c->grad, c->flags, ch) + (v_int ? v + 0.0 : v);
     if (is_int) {
         r += 0.0;
         if (!isfinite(r)) is_int = 0;
     }
     c->grad[ch] = r;
-    c->flags[ch] = (uint8_t)(is_int ? c->flags[ch] | AG_GRAD_INT
-                                    : c->flags[ch] & ~AG_GRAD_INT);
+    uint8_t f = c->flags[ch] & (uint8_t)~(AG_GRAD_INT | AG_GRAD_ZERO);
+    c->flags[ch] = (uint8_t)(is_int ? f | AG_GRAD_INT : f);
 }
 
 /* micrograd's (k * x**(k-1)) * g: the contribution of x ** k. */
@@ -139,7 +139,7 @@ static inline void backprop_g(const nodes *c, int32_t id, double g,
 /* Inlined twice so that the compiler specialises the common float grad (all
  * contributions float: no int bookkeeping) apart from the int one. */
 static inline void backprop(const nodes *c, int32_t id) {
-    double g = c->grad[id];
+    double g = ag__grad(c->grad, c->flags, id);
     if (GRAD_IS_INT(c, id))
         backprop_g(c, id, g, 1);
     else
@@ -180,7 +180,7 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
                         size_t n) {
     nodes v = nodes_of(c);
     c->grad[root] = 1.0;
-    c->flags[root] |= AG_GRAD_INT;
+    c->flags[root] = (c->flags[root] & (uint8_t)~AG_GRAD_ZERO) | AG_GRAD_INT;
     for (size_t i = n; i-- > 0;) {
         v.flags[order[i]] &= ~AG_MARK;      /* set by topo_marked, if any */
         backprop(&v, order[i]);
@@ -223,7 +223,7 @@ static int64_t make_node(ag_ctx *c, int op, int32_t a, int32_t b, double k,
     if (ag__grad_disabled())
         return ag__alloc(c, AG_LEAF, r, flags, AG_NONE, AG_NONE);
     int32_t id = ag__alloc(c, op, r, flags | (k_int ? AG_K_INT : 0), a, b);
-    c->k[id] = k;
+    if (op == AG_POW_CONST) c->k[id] = k;
     return id;
 }
 

@@ -150,8 +150,8 @@ static void copy_program(ag_graph *g, ag_ctx *c, size_t n) {
     for (size_t p = 0; p < n; p++) {
         int32_t id = c->order[p], a = c->a[id], b = c->b[id];
         g->id[p] = id;
-        g->k[p] = c->k[id];
         g->op[p] = c->op[id];
+        g->k[p] = g->op[p] == AG_POW_CONST ? c->k[id] : 0.0;
         g->val[p] = c->data[id];
         g->val_int[p] = (c->flags[id] & AG_DATA_INT) != 0;
         g->slot[p] = -1;
@@ -256,7 +256,8 @@ static int evaluate(const ag_graph *g) {
     return AG_OK;
 }
 
-/* Write the op nodes' values to the arena, grads reset to int 0.  Locked.
+/* Write the op nodes' values to the arena, grads reset to int 0 (the
+ * AG_GRAD_ZERO flag: no grad store).  Locked.
  * Walks the positions (1 + 4 + 9 bytes read per node), not the 16-byte
  * instructions: at 10**6 nodes this loop is bound by memory traffic. */
 static void write_values(const ag_graph *g, ag_ctx *c) {
@@ -264,15 +265,14 @@ static void write_values(const ag_graph *g, ag_ctx *c) {
     const int32_t *ids = g->id;
     const double *val = g->val;
     const uint8_t *val_int = g->val_int;
-    double *restrict data = c->data, *restrict grad = c->grad;
+    double *restrict data = c->data;
     uint8_t *restrict flags = c->flags;
     for (int32_t p = 0; p < g->n; p++) {
         if (is_source(op[p])) continue;
         int32_t id = ids[p];
-        data[id] = val[p];
-        grad[id] = 0.0;                      /* a fresh node's int 0 */
+        data[id] = val[p];                   /* grad: a fresh node's int 0 */
         flags[id] = (uint8_t)((flags[id] & ~AG_DATA_INT) | AG_GRAD_INT |
-                              (val_int[p] ? AG_DATA_INT : 0));
+                              AG_GRAD_ZERO | (val_int[p] ? AG_DATA_INT : 0));
     }
 }
 
@@ -597,8 +597,7 @@ int ag_zero_grads(ag_ctx *c, const int32_t *ids, size_t n) {
     AG_LOCK(c);
     int ok = all_live(c, ids, n);
     for (size_t i = 0; ok && i < n; i++) {
-        c->grad[ids[i]] = 0.0;
-        c->flags[ids[i]] |= AG_GRAD_INT;
+        c->flags[ids[i]] |= AG_GRAD_INT | AG_GRAD_ZERO;
     }
     AG_UNLOCK(c);
     return ok ? AG_OK : AG_ERR_ARG;
@@ -608,8 +607,8 @@ int ag_add_grads(ag_ctx *c, const int32_t *ids, size_t n, const double *v) {
     AG_LOCK(c);
     int ok = all_live(c, ids, n);
     for (size_t i = 0; ok && i < n; i++) {
-        c->grad[ids[i]] += v[i];
-        c->flags[ids[i]] &= (uint8_t)~AG_GRAD_INT;
+        c->grad[ids[i]] = ag__grad(c->grad, c->flags, ids[i]) + v[i];
+        c->flags[ids[i]] &= (uint8_t)~(AG_GRAD_INT | AG_GRAD_ZERO);
     }
     AG_UNLOCK(c);
     return ok ? AG_OK : AG_ERR_ARG;
@@ -619,7 +618,7 @@ int ag_sgd(ag_ctx *c, const int32_t *ids, size_t n, double lr) {
     AG_LOCK(c);
     int ok = all_live(c, ids, n);
     for (size_t i = 0; ok && i < n; i++) {
-        c->data[ids[i]] -= lr * c->grad[ids[i]];
+        c->data[ids[i]] -= lr * ag__grad(c->grad, c->flags, ids[i]);
         c->flags[ids[i]] &= (uint8_t)~AG_DATA_INT;
     }
     AG_UNLOCK(c);

@@ -506,6 +506,36 @@ static void test_free_slots_reused(void) {
     ctx_done(c);
 }
 
+/* A slot freed with a float grad and a POW_CONST exponent, then taken by a
+ * new node: the new node's grad is int 0 (grad[] is not rewritten for a new
+ * node, the AG_GRAD_ZERO flag stands for it) and it reports no exponent. */
+static void test_reused_slot_starts_clean(void) {
+    ag_ctx *c = ctx_new();
+    int32_t x = leaf(c, 3.0, 0);
+    int32_t p = must(ag_apply(c, AG_POW_CONST, x, -1, 2.5, 0), "pow");
+    CHECK_EQ(ag_backward(c, p), AG_OK);
+    CHECK(ag_grad(c, x) != 0.0);
+    ag_release(c, p);
+    ag_release(c, x);                         /* both slots free again */
+    int32_t y = leaf(c, 1.0, 0);
+    int32_t r = must(ag_apply(c, AG_RELU, y, -1, 0.0, 0), "relu");
+    CHECK(y == x || y == p);                  /* the freed slots, reused */
+    CHECK(r == x || r == p);
+    ag_node node;
+    ag_node_info(c, r, &node);
+    CHECK_SAME(node.k, 0.0);
+    CHECK_SAME(ag_grad(c, y), 0.0);
+    CHECK_SAME(ag_grad(c, r), 0.0);
+    CHECK_EQ(ag_flags(c, y) & AG_GRAD_INT, AG_GRAD_INT);
+    CHECK_EQ(ag_flags(c, r) & AG_GRAD_INT, AG_GRAD_INT);
+    CHECK_EQ(ag_backward(c, r), AG_OK);       /* 0 + 1 * (1 > 0): int 1 */
+    CHECK_SAME(ag_grad(c, y), 1.0);
+    CHECK_EQ(ag_flags(c, y) & AG_GRAD_INT, AG_GRAD_INT);
+    ag_release(c, r);
+    ag_release(c, y);
+    ctx_done(c);
+}
+
 static void test_node_limit(void) {
     ag_ctx *c = ctx_new();
     ag_set_limit(c, 5);
@@ -786,6 +816,7 @@ static const struct { const char *name; void (*fn)(void); } tests[] = {
     {"opaque_blocks_gradient", test_opaque_blocks_gradient},
     {"deep_chain", test_deep_chain},
     {"free_slots_reused", test_free_slots_reused},
+    {"reused_slot_starts_clean", test_reused_slot_starts_clean},
     {"node_limit", test_node_limit},
     {"layer_matches_apply", test_layer_matches_apply},
     {"layer_errors_create_nothing", test_layer_errors_create_nothing},
