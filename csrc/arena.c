@@ -95,7 +95,7 @@ static int grow(ag_ctx *c, size_t new_cap) {
     return AG_OK;
 }
 
-int ag__reserve(ag_ctx *c, size_t n) {
+int ag__reserve_grow(ag_ctx *c, size_t n) {
     if (c->limit && c->live + n > c->limit) return AG_ERR_LIMIT;
     if (c->live + n <= c->cap) return AG_OK;  /* free + fresh slots */
     size_t need = c->used + n;
@@ -104,46 +104,6 @@ int ag__reserve(ag_ctx *c, size_t n) {
     while (new_cap < need) new_cap *= 2;
     if (new_cap > AG_MAX_CAP) new_cap = AG_MAX_CAP;
     return grow(c, new_cap);
-}
-
-/* The lowest free slot below `used` (there is one: live < used), taken
- * off the bitmaps.  The search starts at word free_from and skips full
- * words 64 at a time through freesum. */
-static int32_t take_lowest_free(ag_ctx *c) {
-    size_t w = c->free_from;
-    if (!c->freemap[w]) {
-        size_t sw = w >> 6;
-        uint64_t bits = c->freesum[sw] & (~0ull << (w & 63));
-        while (!bits) bits = c->freesum[++sw];
-        w = (sw << 6) + (size_t)__builtin_ctzll(bits);
-    }
-    assert(c->freemap[w]);
-    int32_t id = (int32_t)((w << 6) + (size_t)__builtin_ctzll(c->freemap[w]));
-    c->freemap[w] &= c->freemap[w] - 1;
-    if (!c->freemap[w]) c->freesum[w >> 6] &= ~(1ull << (w & 63));
-    c->free_from = w;
-    return id;
-}
-
-int32_t ag__alloc(ag_ctx *c, int op, double v, int flags, int32_t a,
-                  int32_t b) {
-    int32_t id;
-    if (c->live < c->used) {
-        id = take_lowest_free(c);
-    } else {
-        assert(c->used < c->cap);
-        id = (int32_t)c->used++;
-    }
-    c->live++;
-    c->data[id] = v;                    /* grad[] and k[] are left unwritten */
-    c->a[id] = a;
-    c->b[id] = b;
-    c->refs[id] = 0;
-    c->op[id] = (uint8_t)op;
-    c->flags[id] = (uint8_t)(flags | AG_GRAD_INT | AG_GRAD_ZERO);  /* int 0 */
-    if (a != AG_NONE) c->refs[a]++;
-    if (b != AG_NONE) c->refs[b]++;
-    return id;
 }
 
 /* Mark slot x free. */
@@ -157,9 +117,8 @@ static void put_free(ag_ctx *c, int32_t x) {
 /* Freed nodes wait on a "dying" list threaded through refs[] (which is 0
  * for them and so free to reuse); each is then marked free and its
  * children lose one reference.  No recursion, no allocation. */
-void ag__unref(ag_ctx *c, int32_t id) {
-    assert(c->refs[id] > 0 && c->op[id] != AG_FREE_OP);
-    if (--c->refs[id]) return;
+void ag__free_from(ag_ctx *c, int32_t id) {
+    assert(c->refs[id] == 0 && c->op[id] != AG_FREE_OP);
     uint32_t top = (uint32_t)id;
     c->refs[id] = AG_REFS_END;
     while (top != AG_REFS_END) {

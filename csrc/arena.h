@@ -11,6 +11,7 @@
 #ifndef AG_ARENA_H
 #define AG_ARENA_H
 
+#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -49,12 +50,10 @@ struct ag_ctx {
     size_t free_from;   /* no free slot below word free_from of freemap  */
 };
 
-/* Make room for n more nodes (grow and/or check the limit).  Locked. */
-int ag__reserve(ag_ctx *c, size_t n);
-/* Take a slot (room reserved) with refs = 0.  Locked. */
-int32_t ag__alloc(ag_ctx *c, int op, double v, int flags, int32_t a, int32_t b);
-/* Drop one reference; frees what nothing reaches any more.  Locked. */
-void ag__unref(ag_ctx *c, int32_t id);
+/* ag__reserve's slow path: check the limit, grow if needed.  Locked. */
+int ag__reserve_grow(ag_ctx *c, size_t n);
+/* Free id (refs just reached 0) and what nothing reaches any more.  Locked. */
+void ag__free_from(ag_ctx *c, int32_t id);
 /* Nonzero while this thread records no graph (ag_set_grad_enabled). */
 int ag__grad_disabled(void);
 /* Topological order of what root reaches, children first, into c->order;
@@ -66,6 +65,60 @@ size_t ag__topo(ag_ctx *c, int32_t root);
  * captured graph (replay.c) the order it copied at capture.  Locked. */
 void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
                         size_t n);
+
+/* Make room for n more nodes (grow and/or check the limit).  Locked. */
+static inline int ag__reserve(ag_ctx *c, size_t n) {
+    if (!c->limit && c->live + n <= c->cap) return AG_OK;
+    return ag__reserve_grow(c, n);
+}
+
+/* The lowest free slot below `used` (there is one: live < used), taken
+ * off the bitmaps.  The search starts at word free_from and skips full
+ * words 64 at a time through freesum. */
+static inline int32_t ag__take_lowest_free(ag_ctx *c) {
+    size_t w = c->free_from;
+    if (!c->freemap[w]) {
+        size_t sw = w >> 6;
+        uint64_t bits = c->freesum[sw] & (~0ull << (w & 63));
+        while (!bits) bits = c->freesum[++sw];
+        w = (sw << 6) + (size_t)__builtin_ctzll(bits);
+    }
+    assert(c->freemap[w]);
+    int32_t id = (int32_t)((w << 6) + (size_t)__builtin_ctzll(c->freemap[w]));
+    c->freemap[w] &= c->freemap[w] - 1;
+    if (!c->freemap[w]) c->freesum[w >> 6] &= ~(1ull << (w & 63));
+    c->free_from = w;
+    return id;
+}
+
+/* Take a slot (room reserved) with refs = 0; link a, b (AG_NONE if absent).
+ * Locked. */
+static inline int32_t ag__alloc(ag_ctx *c, int op, double v, int flags,
+                                int32_t a, int32_t b) {
+    int32_t id;
+    if (c->live < c->used) {
+        id = ag__take_lowest_free(c);
+    } else {
+        assert(c->used < c->cap);
+        id = (int32_t)c->used++;
+    }
+    c->live++;
+    c->data[id] = v;                    /* grad[] and k[] are left unwritten */
+    c->a[id] = a;
+    c->b[id] = b;
+    c->refs[id] = 0;
+    c->op[id] = (uint8_t)op;
+    c->flags[id] = (uint8_t)(flags | AG_GRAD_INT | AG_GRAD_ZERO);  /* int 0 */
+    if (a != AG_NONE) c->refs[a]++;
+    if (b != AG_NONE) c->refs[b]++;
+    return id;
+}
+
+/* Drop one reference; frees what nothing reaches any more.  Locked. */
+static inline void ag__unref(ag_ctx *c, int32_t id) {
+    assert(c->refs[id] > 0 && c->op[id] != AG_FREE_OP);
+    if (--c->refs[id] == 0) ag__free_from(c, id);
+}
 
 /* A live node id of c (not free, within the arena).  Locked. */
 static inline int ag__is_live(const ag_ctx *c, int32_t id) {
