@@ -23,7 +23,7 @@ ffibuilder.set_source(
     '#include "autograd_c.h"',
     sources=[os.path.join(CSRC, name) for name in SOURCES],
     include_dirs=[CSRC],
-    extra_compile_args=["-std=c11", "-O3", "-fno-math-errno", "-Wall"],
+    extra_compile_args=["-std=c11", "-O3", "-fno-math-errno", "-fvisibility=hidden", "-Wall"],
     libraries=["m", "pthread"],
 )
 

@@ -27,6 +27,13 @@
                                  * no grad store); implies AG_GRAD_INT    */
 #define AG_REFS_END UINT32_MAX  /* end of the dying list threaded in refs */
 
+/* For the few functions whose inlining decides a hot loop's speed. */
+#if defined(__GNUC__)
+#define AG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define AG_ALWAYS_INLINE inline
+#endif
+
 struct ag_ctx {
     atomic_int lock;    /* AG_LOCK / AG_UNLOCK: held by every public call */
     /* node arrays, cap slots each */

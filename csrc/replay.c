@@ -40,11 +40,6 @@
 #else
 #define AG_SIMD_CLONES
 #endif
-#if defined(__GNUC__)
-#define AG_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define AG_ALWAYS_INLINE inline
-#endif
 
 /* One thread's scratch for batched runs; kept by the graph between runs. */
 typedef struct ag_scratch {
