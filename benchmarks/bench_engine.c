@@ -9,6 +9,9 @@
  * counts every call that makes the graph, handle releases included, as a
  * caller would make them; "free" is the one ag_release of the root that
  * frees the whole graph.  Targets: build <= 10 ns/node, backward <= 5.
+ * Each graph runs in a locked context (ag_ctx_new: what the Python facade
+ * uses) and in an AG_CTX_ONE_THREAD one (no lock: a single-threaded C
+ * caller's choice).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -111,13 +114,18 @@ int main(int argc, char **argv) {
         {"chain h*1.0001+0.001", build_chain},
         {"sum of squares", build_sum_of_squares},
     };
+    const struct { const char *name; int options; } contexts[] = {
+        {"locked", 0},
+        {"one-thread", AG_CTX_ONE_THREAD},
+    };
     printf("autograd_c C engine: ns per node, median of %d runs "
            "(after 1 warm-up), ~%ld-node graphs\n\n", repeats, nodes);
-    printf("%-22s %8s %9s %9s %8s\n", "graph", "nodes", "build", "backward",
-           "free");
+    printf("%-22s %-11s %8s %9s %9s %8s\n", "graph", "context", "nodes",
+           "build", "backward", "free");
     int missed = 0;
-    for (size_t gi = 0; gi < sizeof graphs / sizeof graphs[0]; gi++) {
-        ag_ctx *c = ag_ctx_new();
+    for (size_t run = 0; run < 4; run++) {
+        size_t gi = run / 2, ci = run % 2;
+        ag_ctx *c = ag_ctx_new_opt(contexts[ci].options);
         if (!c) { fprintf(stderr, "bench_engine: no memory\n"); return 1; }
         long made;
         run_once(c, &graphs[gi], nodes, &made);  /* warm-up: grows the arena */
@@ -130,8 +138,8 @@ int main(int argc, char **argv) {
         }
         ag_ctx_free(c);
         double mb = median(build, repeats), mk = median(back, repeats);
-        printf("%-22s %8ld %8.2f%s %8.2f%s %8.2f\n", graphs[gi].name, made,
-               mb, mark(mb, TARGET_BUILD_NS), mk,
+        printf("%-22s %-11s %8ld %8.2f%s %8.2f%s %8.2f\n", graphs[gi].name,
+               contexts[ci].name, made, mb, mark(mb, TARGET_BUILD_NS), mk,
                mark(mk, TARGET_BACKWARD_NS), median(freeing, repeats));
         missed += mb > TARGET_BUILD_NS || mk > TARGET_BACKWARD_NS;
     }

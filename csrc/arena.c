@@ -47,12 +47,16 @@ static size_t bytes_per_slot(void) {
 static size_t map_words(size_t cap) { return (cap + 63) / 64; }
 static size_t sum_words(size_t cap) { return (map_words(cap) + 63) / 64; }
 
-ag_ctx *ag_ctx_new(void) {
+ag_ctx *ag_ctx_new_opt(int options) {
+    if (options & ~AG_CTX_ONE_THREAD) return NULL;
     ag_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     atomic_init(&c->lock, 0);
+    c->one_thread = (options & AG_CTX_ONE_THREAD) != 0;
     return c;
 }
+
+ag_ctx *ag_ctx_new(void) { return ag_ctx_new_opt(0); }
 
 void ag_ctx_free(ag_ctx *c) {
     if (!c) return;

@@ -36,6 +36,7 @@
 
 struct ag_ctx {
     atomic_int lock;    /* AG_LOCK / AG_UNLOCK: held by every public call */
+    int one_thread;     /* AG_CTX_ONE_THREAD: the lock is skipped         */
     /* node arrays, cap slots each */
     double *data;       /* value                                        */
     double *grad;       /* gradient                                     */
@@ -237,7 +238,9 @@ static inline void ag__unlock(atomic_int *lock) {
     atomic_store_explicit(lock, 0, memory_order_release);
 }
 
-#define AG_LOCK(c) ag__lock(&(c)->lock)
-#define AG_UNLOCK(c) ag__unlock(&(c)->lock)
+#define AG_LOCK(c) \
+    do { if (!(c)->one_thread) ag__lock(&(c)->lock); } while (0)
+#define AG_UNLOCK(c) \
+    do { if (!(c)->one_thread) ag__unlock(&(c)->lock); } while (0)
 
 #endif /* AG_ARENA_H */

@@ -9,7 +9,8 @@
  * while any handle reaches it, directly or through the graph.
  *
  * Every public function locks the context, so several threads may call into
- * the same context at once.  No function calls exit() or abort() on a path a
+ * the same context at once (a context made with AG_CTX_ONE_THREAD skips the
+ * lock instead; then one thread at a time may use it).  No function calls exit() or abort() on a path a
  * caller can reach; failures come back as a status (ag_status) and change
  * nothing.  Constructors return the new id (>= 0) or a negated status (< 0).
  *
@@ -92,6 +93,17 @@ const char *ag_status_str(int status);
 /* Create a context with an empty arena.  Returns NULL when out of memory.
  * The caller owns it and frees it with ag_ctx_free. */
 ag_ctx *ag_ctx_new(void);
+
+/* Options of ag_ctx_new_opt. */
+enum {
+    AG_CTX_ONE_THREAD = 1  /* no lock: the caller lets only one thread at a
+                            * time call into the context, as in SQLite's
+                            * multi-thread mode (saves ~3 ns a call)       */
+};
+
+/* ag_ctx_new with options: 0 or AG_CTX_ONE_THREAD.  Returns NULL when out of
+ * memory or for an unknown option bit. */
+ag_ctx *ag_ctx_new_opt(int options);
 
 /* Free a context and every node in it.  Ids of that context become invalid.
  * NULL is accepted. */

@@ -536,6 +536,44 @@ static void test_reused_slot_starts_clean(void) {
     ctx_done(c);
 }
 
+/* A context made with AG_CTX_ONE_THREAD (no lock) computes what a locked one
+ * does: the same graph, backward and replay give the same bits. */
+static void one_thread_work(ag_ctx *c, double out[4]) {
+    int32_t root = sum_of_squares(c, 3000);   /* about 2.2e9 */
+    int32_t s = must(ag_apply_const(c, AG_MUL, root, 1e-10, 0, 0), "scale");
+    int32_t t = must(ag_apply(c, AG_TANH, s, -1, 0.0, 0), "tanh");
+    ag_release(c, s);
+    CHECK_EQ(ag_backward(c, t), AG_OK);
+    out[0] = ag_data(c, t);
+    out[1] = ag_grad(c, root);
+    int st;
+    ag_graph *g = ag_graph_new(c, t, &st);
+    CHECK(g != NULL);
+    CHECK_EQ(ag_graph_forward(g), AG_OK);
+    CHECK_EQ(ag_graph_backward(g), AG_OK);
+    out[2] = ag_data(c, t);
+    out[3] = ag_grad(c, root);
+    ag_graph_free(g);
+    ag_release(c, t);
+    ag_release(c, root);
+    CHECK_EQ(live(c), 0);
+}
+
+static void test_one_thread_context(void) {
+    CHECK(ag_ctx_new_opt(2) == NULL);         /* unknown option bit */
+    ag_ctx *locked = ctx_new();
+    ag_ctx *plain = ag_ctx_new_opt(AG_CTX_ONE_THREAD);
+    CHECK(plain != NULL);
+    double want[4], got[4];
+    one_thread_work(locked, want);
+    one_thread_work(plain, got);
+    for (int i = 0; i < 4; i++) CHECK_SAME(got[i], want[i]);
+    CHECK(want[1] > 0.0 && want[1] < 1e-10);  /* tanh not saturated */
+    CHECK_SAME(want[3], want[1]);             /* forward reset op grads */
+    ctx_done(locked);
+    ctx_done(plain);
+}
+
 static void test_node_limit(void) {
     ag_ctx *c = ctx_new();
     ag_set_limit(c, 5);
@@ -817,6 +855,7 @@ static const struct { const char *name; void (*fn)(void); } tests[] = {
     {"deep_chain", test_deep_chain},
     {"free_slots_reused", test_free_slots_reused},
     {"reused_slot_starts_clean", test_reused_slot_starts_clean},
+    {"one_thread_context", test_one_thread_context},
     {"node_limit", test_node_limit},
     {"layer_matches_apply", test_layer_matches_apply},
     {"layer_errors_create_nothing", test_layer_errors_create_nothing},
