@@ -111,13 +111,17 @@ def _wrap(i):
 def _binary_op(op, const_first=0):
     """The method a.op(b) for a Value a and a Value or number b: one call into C."""
     def method(a, b):
-        t = type(b)  # floats and ints never reach isinstance
-        if t is not float and (t is Value or (t is not int and isinstance(b, Value))):
+        t = type(b)  # the common kinds first: no isinstance, no tuples
+        if t is float or t is int:
+            i = _apply_const(_ctx, op, a._i, b, t is int, const_first)
+            if i < 0:
+                i = _retry(i, _apply_const, _ctx, op, a._i, b, t is int, const_first)
+        elif t is Value or isinstance(b, Value):
             i = _apply(_ctx, op, a._i, b._i, 0.0, 0)
             if i < 0:
                 i = _retry(i, _apply, _ctx, op, a._i, b._i, 0.0, 0)
         else:
-            x, x_int = (b, 0) if t is float else (b, 1) if t is int else _number(b)
+            x, x_int = _number(b)
             i = _apply_const(_ctx, op, a._i, x, x_int, const_first)
             if i < 0:
                 i = _retry(i, _apply_const, _ctx, op, a._i, x, x_int, const_first)
@@ -157,9 +161,14 @@ def _apply_checked(op, a, k, k_int):
 
 
 def _unary_op(op):
-    """The method a.op() of a one-child op."""
+    """The method a.op() of a one-child op: one call into C."""
     def method(a):
-        return _apply_checked(op, a, 0.0, 0)
+        i = _apply(_ctx, op, a._i, -1, 0.0, 0)
+        if i < 0:
+            i = _retry(i, _apply, _ctx, op, a._i, -1, 0.0, 0)
+        v = _new(Value)
+        v._i = i
+        return v
     return method
 
 
