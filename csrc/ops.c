@@ -146,11 +146,14 @@ static inline void backprop(const nodes *c, int32_t id) {
         backprop_g(c, id, g, 0);
 }
 
-/* ag__topo, leaving AG_MARK set on the n nodes of c->order.  The arrays
- * are read through local pointers: a store to flags[] (unsigned char, which
- * may alias anything) would otherwise make the compiler reload every
- * c->field after it. */
-static size_t topo_marked(ag_ctx *c, int32_t root) {
+/* ag__topo, leaving AG_MARK set on the n nodes of c->order; with_leaves 0
+ * leaves out the nodes without children (leaves, childless opaque nodes),
+ * which have no backward rule: backward passes them by at no cost.  The
+ * arrays are read through local pointers: a store to flags[] (unsigned
+ * char, which may alias anything) would otherwise make the compiler reload
+ * every c->field after it. */
+static AG_ALWAYS_INLINE size_t topo_marked(ag_ctx *c, int32_t root,
+                                           int with_leaves) {
     const int32_t *A = c->a, *B = c->b;
     uint8_t *flags = c->flags;
     int32_t *stack = c->stack, *order = c->order;
@@ -161,14 +164,26 @@ static size_t topo_marked(ag_ctx *c, int32_t root) {
         int32_t x = stack[sp - 1];
         int32_t a = A[x], b = B[x];
         if (a != AG_NONE && !(flags[a] & AG_MARK)) {
-            flags[a] |= AG_MARK;
-            if (A[a] != AG_NONE) { stack[sp++] = a; continue; }
-            order[n++] = a;                  /* a leaf: finished at once */
+            if (A[a] != AG_NONE) {
+                flags[a] |= AG_MARK;
+                stack[sp++] = a;
+                continue;
+            }
+            if (with_leaves) {               /* a leaf: finished at once */
+                flags[a] |= AG_MARK;
+                order[n++] = a;
+            }
         }
         if (b != AG_NONE && !(flags[b] & AG_MARK)) {
-            flags[b] |= AG_MARK;
-            if (A[b] != AG_NONE) { stack[sp++] = b; continue; }
-            order[n++] = b;
+            if (A[b] != AG_NONE) {
+                flags[b] |= AG_MARK;
+                stack[sp++] = b;
+                continue;
+            }
+            if (with_leaves) {
+                flags[b] |= AG_MARK;
+                order[n++] = b;
+            }
         }
         order[n++] = x;                      /* both children finished */
         sp--;
@@ -177,7 +192,7 @@ static size_t topo_marked(ag_ctx *c, int32_t root) {
 }
 
 size_t ag__topo(ag_ctx *c, int32_t root) {
-    size_t n = topo_marked(c, root);
+    size_t n = topo_marked(c, root, 1);
     for (size_t i = 0; i < n; i++) c->flags[c->order[i]] &= ~AG_MARK;
     return n;
 }
@@ -187,7 +202,15 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
     nodes v = nodes_of(c);
     c->grad[root] = 1.0;
     c->flags[root] = (c->flags[root] & (uint8_t)~AG_GRAD_ZERO) | AG_GRAD_INT;
+    enum { AHEAD = 16 };  /* prefetch distance: an order's ids jump (DFS) */
     for (size_t i = n; i-- > 0;) {
+        if (i >= AHEAD) {                    /* ~10% off a sum's backward */
+            int32_t f = order[i - AHEAD];
+            __builtin_prefetch(&v.flags[f], 1);
+            __builtin_prefetch(&v.a[f]);
+            __builtin_prefetch(&v.b[f]);
+            __builtin_prefetch(&v.grad[f], 1);
+        }
         v.flags[order[i]] &= ~AG_MARK;      /* set by topo_marked, if any */
         backprop(&v, order[i]);
     }
@@ -197,7 +220,7 @@ int ag_backward(ag_ctx *c, int32_t root) {
     AG_LOCK(c);
     int st = AG_ERR_ARG;
     if (ag__is_live(c, root)) {
-        size_t n = topo_marked(c, root);
+        size_t n = topo_marked(c, root, 0);  /* no leaves: no rule */
         ag__backward_order(c, root, c->order, n);  /* clears the marks */
         st = AG_OK;
     }
