@@ -161,32 +161,43 @@ static AG_ALWAYS_INLINE size_t topo_marked(ag_ctx *c, int32_t root,
     stack[sp++] = root;
     flags[root] |= AG_MARK;
     while (sp) {                             /* post-order DFS, a before b */
-        int32_t x = stack[sp - 1];
-        int32_t a = A[x], b = B[x];
-        if (a != AG_NONE && !(flags[a] & AG_MARK)) {
-            if (A[a] != AG_NONE) {
-                flags[a] |= AG_MARK;
-                stack[sp++] = a;
+        int32_t x = stack[sp - 1], kid[2] = {A[x], B[x]};
+        int j = 0;
+        for (; j < 2; j++) {
+            int32_t ch = kid[j];
+            if (ch == AG_NONE || (flags[ch] & AG_MARK)) continue;
+            int32_t ca = A[ch];
+            if (ca == AG_NONE) {             /* childless: finished at once */
+                if (with_leaves) {
+                    flags[ch] |= AG_MARK;
+                    order[n++] = ch;
+                }
                 continue;
             }
-            if (with_leaves) {               /* a leaf: finished at once */
-                flags[a] |= AG_MARK;
-                order[n++] = a;
-            }
-        }
-        if (b != AG_NONE && !(flags[b] & AG_MARK)) {
-            if (A[b] != AG_NONE) {
-                flags[b] |= AG_MARK;
-                stack[sp++] = b;
+            int32_t cb = B[ch];
+            flags[ch] |= AG_MARK;
+            if ((A[ca] == AG_NONE || (flags[ca] & AG_MARK)) &&
+                (cb == AG_NONE || A[cb] == AG_NONE || (flags[cb] & AG_MARK))) {
+                /* nothing to visit below ch but childless children: finish
+                 * it here, as visiting it would (saves a push and a pop) */
+                if (with_leaves && !(flags[ca] & AG_MARK)) {
+                    flags[ca] |= AG_MARK;
+                    order[n++] = ca;
+                }
+                if (with_leaves && cb != AG_NONE && !(flags[cb] & AG_MARK)) {
+                    flags[cb] |= AG_MARK;
+                    order[n++] = cb;
+                }
+                order[n++] = ch;
                 continue;
             }
-            if (with_leaves) {
-                flags[b] |= AG_MARK;
-                order[n++] = b;
-            }
+            stack[sp++] = ch;
+            break;
         }
-        order[n++] = x;                      /* both children finished */
-        sp--;
+        if (j == 2) {                        /* both children finished */
+            order[n++] = x;
+            sp--;
+        }
     }
     return n;
 }

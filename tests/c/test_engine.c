@@ -393,6 +393,33 @@ static void test_shared_nodes(void) {
 }
 
 /* Grads are never zeroed: z = x*y + x, twice (values as micrograd gives). */
+/* Contributions to one node are summed in reverse depth-first post-order
+ * (first operand first), whatever order the nodes were made in: x gets
+ * x*c3's share, then x*c2's, then x*c1's.  With c1 = 1, c2 = 1e16,
+ * c3 = -1e16 that order gives 1; the order of making (c3 first) gives 0. */
+static void test_backward_sums_in_depth_first_order(void) {
+    ag_ctx *c = ctx_new();
+    int32_t x = leaf(c, 2.0, 0);
+    int32_t p3 = must(ag_apply_const(c, AG_MUL, x, -1e16, 0, 0), "p3");
+    int32_t p1 = must(ag_apply_const(c, AG_MUL, x, 1.0, 0, 0), "p1");
+    int32_t p2 = must(ag_apply_const(c, AG_MUL, x, 1e16, 0, 0), "p2");
+    int32_t s = apply2(c, AG_ADD, p1, p2);
+    int32_t root = apply2(c, AG_ADD, s, p3);
+    CHECK_EQ(ag_backward(c, root), AG_OK);
+    CHECK_SAME(ag_grad(c, x), 1.0);
+    int st;
+    ag_graph *g = ag_graph_new(c, root, &st);  /* replay: the same order */
+    CHECK(g != NULL);
+    CHECK_EQ(ag_graph_forward(g), AG_OK);    /* op nodes' grads: int 0 */
+    ag_set_grad(c, x, 0.0, 1);
+    CHECK_EQ(ag_graph_backward(g), AG_OK);
+    CHECK_SAME(ag_grad(c, x), 1.0);
+    ag_graph_free(g);
+    int32_t ids[] = {p3, p1, p2, s, root, x};
+    ag_release_many(c, ids, 6);
+    ctx_done(c);
+}
+
 static void test_backward_twice_accumulates(void) {
     ag_ctx *c = ctx_new();
     int32_t x = leaf(c, 3, 1), y = leaf(c, 4, 1);
@@ -855,6 +882,8 @@ static const struct { const char *name; void (*fn)(void); } tests[] = {
     {"deep_chain", test_deep_chain},
     {"free_slots_reused", test_free_slots_reused},
     {"reused_slot_starts_clean", test_reused_slot_starts_clean},
+    {"backward_sums_in_depth_first_order",
+     test_backward_sums_in_depth_first_order},
     {"one_thread_context", test_one_thread_context},
     {"node_limit", test_node_limit},
     {"layer_matches_apply", test_layer_matches_apply},
