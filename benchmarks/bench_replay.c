@@ -11,6 +11,9 @@
  *    ag_graph_forward and ag_graph_backward (the eager rules: Python number
  *    types and errors, bit-identical to building anew) and, for reference,
  *    ag_backward (topological sort + the same pass).  Reports ns per node.
+ *    The same for the 10**6-node chain h = h*1.0001 + 0.001 of
+ *    bench_engine.c, half of whose nodes are constant leaves (read, not
+ *    computed): the moons loss, nearly all op nodes, is the harder case.
  * 2. Batched replay: the one-point hinge graph (inputs x0, x1, y) run over
  *    many rows by ag_graph_run with the gradients of all 337 parameters
  *    summed over rows (plain doubles).  Reports ns per node and row, for 1
@@ -144,13 +147,24 @@ static int32_t moons_loss(ag_ctx *c, const mlp *m, int n) {
     return total;
 }
 
-static void bench_single_row(int points) {
-    ag_ctx *c = ag_ctx_new();
-    mlp m;
-    mlp_init(c, &m, 16);
-    int32_t loss = moons_loss(c, &m, points);
+/* h = h * 1.0001 + 0.001 from a leaf, `steps` times: 4 nodes a step, half
+ * of them constant leaves (which a replay reads, not computes). */
+static int32_t chain(ag_ctx *c, long steps) {
+    int32_t h = (int32_t)check(ag_leaf(c, 1.0, 0), "leaf");
+    for (long i = 0; i < steps; i++) {
+        int32_t m = (int32_t)check(ag_apply_const(c, AG_MUL, h, 1.0001, 0, 0), "mul");
+        ag_release(c, h);
+        h = (int32_t)check(ag_apply_const(c, AG_ADD, m, 0.001, 0, 0), "add");
+        ag_release(c, m);
+    }
+    return h;
+}
+
+/* Time ag_graph_forward + ag_graph_backward on the graph of root (c's),
+ * and ag_backward for reference; print ns per node; free c. */
+static void bench_single_row(const char *what, ag_ctx *c, int32_t root) {
     int st;
-    ag_graph *g = ag_graph_new(c, loss, &st);
+    ag_graph *g = ag_graph_new(c, root, &st);
     if (!g) { check(-st, "capture"); return; }
     int32_t n = ag_graph_size(g);
     double fwd[REPEATS], bwd[REPEATS], both[REPEATS], eager[REPEATS];
@@ -160,14 +174,14 @@ static void bench_single_row(int points) {
         double t1 = now();
         ag_graph_backward(g);
         double t2 = now();
-        ag_backward(c, loss);
+        ag_backward(c, root);
         double t3 = now();
         fwd[r] = (t1 - t0) * 1e9 / n;
         bwd[r] = (t2 - t1) * 1e9 / n;
         both[r] = (t2 - t0) * 1e9 / n;
         eager[r] = (t3 - t2) * 1e9 / n;
     }
-    printf("single-row replay, moons loss over %d points: %d nodes\n", points, n);
+    printf("single-row replay, %s: %d nodes\n", what, n);
     printf("  forward           %6.2f ns/node\n", median(fwd, REPEATS));
     printf("  backward          %6.2f ns/node\n", median(bwd, REPEATS));
     double fb = median(both, REPEATS);
@@ -176,7 +190,7 @@ static void bench_single_row(int points) {
     printf("  for reference, ag_backward (topological sort + pass): %.2f ns/node\n",
            median(eager, REPEATS));
     ag_graph_free(g);
-    ag_release(c, loss);
+    ag_release(c, root);
     ag_ctx_free(c);
 }
 
@@ -223,7 +237,14 @@ static void bench_batched(int32_t hidden, int64_t rows) {
 
 int main(int argc, char **argv) {
     int points = argc > 1 ? atoi(argv[1]) : 1541;
-    bench_single_row(points);
+    ag_ctx *c = ag_ctx_new();
+    mlp m;
+    mlp_init(c, &m, 16);
+    char what[64];
+    snprintf(what, sizeof what, "moons loss over %d points", points);
+    bench_single_row(what, c, moons_loss(c, &m, points));
+    c = ag_ctx_new();
+    bench_single_row("chain h*1.0001+0.001", c, chain(c, 250000));
     bench_batched(16, 100000);
     bench_batched(64, 20000);
     return 0;

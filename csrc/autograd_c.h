@@ -207,9 +207,10 @@ int32_t ag_graph_position(const ag_graph *g, int32_t id);
  * the value of each op node (with Python's int/float types and errors, as
  * ag_apply), its grad reset to int 0 (a fresh node's).  LEAF and OPAQUE
  * nodes are sources: their data is read, nothing of theirs is written.
- * Sources are read under the context lock, the program is evaluated without
- * it, the results written back under it.  Returns AG_OK, or the status of
- * the first failing node in program order -- then no node has changed. */
+ * Runs in one pass under the context lock, writing each node as it goes
+ * and keeping its old data and flags; returns AG_OK, or the status of the
+ * first failing node in program order -- after putting back every node it
+ * wrote, so that no node has changed. */
 int ag_graph_forward(ag_graph *g);
 
 /* ag_backward(root) without the topological sort: root's grad = int 1, then

@@ -16,8 +16,9 @@
  * The program is fixed at capture: a node's op, children and exponent never
  * change while it lives, and the graph's reference on the root keeps every
  * captured node alive.  Only data and grads move, and they are read from and
- * written to the arena under its lock; evaluation runs on the graph's own
- * arrays without it.
+ * written to the arena under its lock: a single-row forward or backward
+ * holds it throughout; a batched run copies the sources under it, then
+ * evaluates on the graph's own arrays without it.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -72,7 +73,10 @@ struct ag_graph {
     /* The other nodes (op nodes), in program order, with their operands.   */
     ag_instr *ins;
     int32_t n_ins;
-    /* Forward scratch, n each: the value and "is int" of each position.    */
+    int32_t *ins_id;        /* n_ins: arena id of each, the backward order   */
+    /* Scratch, n each, indexed by position: a source's value and "is int"
+     * (read_sources, for batched runs); an op node's old data and flags
+     * (ag_graph_forward's undo log).                                        */
     double *val;
     uint8_t *val_int;
     /* Arena id -> position: open addressing, 2**hbits slots, key -1 empty. */
@@ -107,6 +111,7 @@ int32_t ag_graph_size(const ag_graph *g) { return g->n; }
 
 static void free_arrays(ag_graph *g) {
     free(g->id); free(g->k); free(g->op); free(g->src); free(g->ins);
+    free(g->ins_id);
     free(g->val); free(g->val_int);
     free(g->hkey); free(g->hpos); free(g->slot);
     for (int t = 0; t < g->n_scratch; t++) {
@@ -126,12 +131,13 @@ static int alloc_program(ag_graph *g, size_t n) {
     g->op = malloc(n);
     g->src = malloc(n * sizeof *g->src);
     g->ins = malloc(n * sizeof *g->ins);
+    g->ins_id = malloc(n * sizeof *g->ins_id);
     g->val = malloc(n * sizeof *g->val);
     g->val_int = malloc(n);
     g->slot = malloc(n * sizeof *g->slot);
     g->hkey = malloc(h * sizeof *g->hkey);
     g->hpos = malloc(h * sizeof *g->hpos);
-    if (!g->id || !g->k || !g->op || !g->src || !g->ins || !g->val ||
+    if (!g->id || !g->k || !g->op || !g->src || !g->ins || !g->ins_id || !g->val ||
         !g->val_int || !g->slot || !g->hkey || !g->hpos)
         return AG_ERR_NOMEM;
     return AG_OK;
@@ -152,10 +158,12 @@ static void copy_program(ag_graph *g, ag_ctx *c, size_t n) {
         g->slot[p] = -1;
         if (is_source(g->op[p]))
             g->src[g->n_src++] = (int32_t)p;
-        else
+        else {
+            g->ins_id[g->n_ins] = id;
             g->ins[g->n_ins++] = (ag_instr){
                 (int32_t)p, c->stack[a], b == AG_NONE ? -1 : c->stack[b],
                 g->op[p], (c->flags[id] & AG_K_INT) != 0};
+        }
     }
 }
 
@@ -231,56 +239,51 @@ static void read_sources(ag_graph *g) {
     AG_UNLOCK(c);
 }
 
-/* Evaluate the op nodes into val / val_int.  AG_OK or the first failure. */
-static int evaluate(const ag_graph *g) {
+/* Evaluate every op node in program order straight from the arena and
+ * write it back at once, grad reset to int 0 (the AG_GRAD_ZERO flag: no
+ * grad store).  Op node p's old data and flags go to val[p] / val_int[p]
+ * first, so a failure puts back all that was written before it: all or
+ * nothing.  One pass over the instructions, sources read where they are.
+ * Locked (the arena's lock). */
+static int forward_in_place(ag_graph *g, ag_ctx *c) {
     const ag_instr *ins = g->ins;
-    double *restrict val = g->val;
-    uint8_t *restrict val_int = g->val_int;
+    const int32_t *pos_id = g->id, *ins_id = g->ins_id;
+    double *data = c->data, *undo = g->val;
+    uint8_t *flags = c->flags, *undo_flags = g->val_int;
     for (int32_t i = 0; i < g->n_ins; i++) {
-        int32_t a = ins[i].a, b = ins[i].b, p = ins[i].p;
-        int out_int;
-        double y = 0.0, k = 0.0;
-        int y_int = 0;
-        if (b >= 0) { y = val[b]; y_int = val_int[b]; }
+        int32_t p = ins[i].p, id = ins_id[i], a = pos_id[ins[i].a];
+        int32_t b = ins[i].b >= 0 ? pos_id[ins[i].b] : AG_NONE;
+        double y = 0.0, k = 0.0, r;
+        int y_int = 0, r_int;
+        if (b != AG_NONE) {
+            y = data[b];
+            y_int = (flags[b] & AG_DATA_INT) != 0;
+        }
         if (ins[i].op == AG_POW_CONST) k = g->k[p];
-        int st = ag__eval(ins[i].op, val[a], val_int[a], y, y_int, k,
-                          ins[i].k_int, &val[p], &out_int);
-        if (st != AG_OK) return st;
-        val_int[p] = (uint8_t)out_int;
+        int st = ag__eval(ins[i].op, data[a], (flags[a] & AG_DATA_INT) != 0,
+                          y, y_int, k, ins[i].k_int, &r, &r_int);
+        if (st != AG_OK) {
+            while (i-- > 0) {                /* put back what was written */
+                data[ins_id[i]] = undo[ins[i].p];
+                flags[ins_id[i]] = undo_flags[ins[i].p];
+            }
+            return st;
+        }
+        undo[p] = data[id];
+        undo_flags[p] = flags[id];
+        data[id] = r;
+        flags[id] = (uint8_t)((flags[id] & ~AG_DATA_INT) | AG_GRAD_INT |
+                              AG_GRAD_ZERO | (r_int ? AG_DATA_INT : 0));
     }
     return AG_OK;
 }
 
-/* Write the op nodes' values to the arena, grads reset to int 0 (the
- * AG_GRAD_ZERO flag: no grad store).  Locked.
- * Walks the positions (1 + 4 + 9 bytes read per node), not the 16-byte
- * instructions: at 10**6 nodes this loop is bound by memory traffic. */
-static void write_values(const ag_graph *g, ag_ctx *c) {
-    const uint8_t *op = g->op;
-    const int32_t *ids = g->id;
-    const double *val = g->val;
-    const uint8_t *val_int = g->val_int;
-    double *restrict data = c->data;
-    uint8_t *restrict flags = c->flags;
-    for (int32_t p = 0; p < g->n; p++) {
-        if (is_source(op[p])) continue;
-        int32_t id = ids[p];
-        data[id] = val[p];                   /* grad: a fresh node's int 0 */
-        flags[id] = (uint8_t)((flags[id] & ~AG_DATA_INT) | AG_GRAD_INT |
-                              AG_GRAD_ZERO | (val_int[p] ? AG_DATA_INT : 0));
-    }
-}
-
 int ag_graph_forward(ag_graph *g) {
     ag_ctx *c = g->ctx;
-    pthread_mutex_lock(&g->lock);
-    read_sources(g);
-    int st = evaluate(g);
-    if (st == AG_OK) {                       /* all or nothing */
-        AG_LOCK(c);
-        write_values(g, c);
-        AG_UNLOCK(c);
-    }
+    pthread_mutex_lock(&g->lock);            /* val: this call's undo log */
+    AG_LOCK(c);
+    int st = forward_in_place(g, c);
+    AG_UNLOCK(c);
     pthread_mutex_unlock(&g->lock);
     return st;
 }
@@ -288,7 +291,8 @@ int ag_graph_forward(ag_graph *g) {
 int ag_graph_backward(ag_graph *g) {
     ag_ctx *c = g->ctx;
     AG_LOCK(c);
-    ag__backward_order(c, g->root, g->id, (size_t)g->n);
+    /* the op nodes only: sources have no rule (as in ag_backward's order) */
+    ag__backward_order(c, g->root, g->ins_id, (size_t)g->n_ins);
     AG_UNLOCK(c);
     return AG_OK;
 }
