@@ -193,10 +193,22 @@ static inline int ag__eval(int op, double x, int x_int, double y, int y_int,
         }
         *out = x * y;
         return AG_OK;
-    case AG_POW_CONST:
-        return ag__python_pow(x, x_int, k, k_int, out, out_int);
-    case AG_POW:
-        return ag__python_pow(x, x_int, y, y_int, out, out_int);
+    case AG_POW_CONST: {
+        double r;                            /* locals: see AG_POW */
+        int r_int, st = ag__python_pow(x, x_int, k, k_int, &r, &r_int);
+        *out = r;
+        *out_int = r_int;
+        return st;
+    }
+    case AG_POW: {
+        /* through locals: out and out_int must not escape into the
+         * out-of-line call, or callers keep them in memory for every op */
+        double r;
+        int r_int, st = ag__python_pow(x, x_int, y, y_int, &r, &r_int);
+        *out = r;
+        *out_int = r_int;
+        return st;
+    }
     case AG_RELU:                            /* 0 if x < 0 else x */
         *out = ag__relu(x);
         *out_int = x < 0 ? 1 : x_int;

@@ -248,9 +248,11 @@ static void read_sources(ag_graph *g) {
 static int forward_in_place(ag_graph *g, ag_ctx *c) {
     const ag_instr *ins = g->ins;
     const int32_t *pos_id = g->id, *ins_id = g->ins_id;
+    const double *kp = g->k;
     double *data = c->data, *undo = g->val;
     uint8_t *flags = c->flags, *undo_flags = g->val_int;
-    for (int32_t i = 0; i < g->n_ins; i++) {
+    const int32_t n_ins = g->n_ins;
+    for (int32_t i = 0; i < n_ins; i++) {
         int32_t p = ins[i].p, id = ins_id[i], a = pos_id[ins[i].a];
         int32_t b = ins[i].b >= 0 ? pos_id[ins[i].b] : AG_NONE;
         double y = 0.0, k = 0.0, r;
@@ -259,7 +261,7 @@ static int forward_in_place(ag_graph *g, ag_ctx *c) {
             y = data[b];
             y_int = (flags[b] & AG_DATA_INT) != 0;
         }
-        if (ins[i].op == AG_POW_CONST) k = g->k[p];
+        if (ins[i].op == AG_POW_CONST) k = kp[p];
         int st = ag__eval(ins[i].op, data[a], (flags[a] & AG_DATA_INT) != 0,
                           y, y_int, k, ins[i].k_int, &r, &r_int);
         if (st != AG_OK) {
