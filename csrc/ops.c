@@ -11,7 +11,6 @@
 #include "arena.h"
 
 #define DATA_IS_INT(c, i) (((c)->flags[i] & AG_DATA_INT) != 0)
-#define GRAD_IS_INT(c, i) (((c)->flags[i] & AG_GRAD_INT) != 0)
 
 /* x ** k for an int x and an int k >= 0, by squaring: exact while every
  * product stays within 2**53, like Python's int power there. */
@@ -69,14 +68,17 @@ static nodes nodes_of(ag_ctx *c) {
  * overflows a double becomes a float (inf). */
 static inline void accumulate(const nodes *c, int32_t ch, double v,
                               int v_int) {
-    int is_int = GRAD_IS_INT(c, ch) && v_int;
-    double r = ag__grad(c->grad, c->flags, ch) + (v_int ? v + 0.0 : v);
+    uint8_t f = c->flags[ch];              /* read once: the double store
+                                             * below could alias it */
+    int is_int = (f & AG_GRAD_INT) && v_int;
+    double old = (f & AG_GRAD_ZERO) ? 0.0 : c->grad[ch];
+    double r = old + (v_int ? v + 0.0 : v);
     if (is_int) {
         r += 0.0;
         if (!isfinite(r)) is_int = 0;
     }
     c->grad[ch] = r;
-    uint8_t f = c->flags[ch] & (uint8_t)~(AG_GRAD_INT | AG_GRAD_ZERO);
+    f &= (uint8_t)~(AG_GRAD_INT | AG_GRAD_ZERO);
     c->flags[ch] = (uint8_t)(is_int ? f | AG_GRAD_INT : f);
 }
 
@@ -139,8 +141,10 @@ static inline void backprop_g(const nodes *c, int32_t id, double g,
 /* Inlined twice so that the compiler specialises the common float grad (all
  * contributions float: no int bookkeeping) apart from the int one. */
 static inline void backprop(const nodes *c, int32_t id) {
-    double g = ag__grad(c->grad, c->flags, id);
-    if (GRAD_IS_INT(c, id))
+    uint8_t f = c->flags[id];
+    c->flags[id] = f & (uint8_t)~AG_MARK;   /* set by topo_marked, if any */
+    double g = (f & AG_GRAD_ZERO) ? 0.0 : c->grad[id];
+    if (f & AG_GRAD_INT)
         backprop_g(c, id, g, 1);
     else
         backprop_g(c, id, g, 0);
@@ -222,7 +226,6 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
             __builtin_prefetch(&v.b[f]);
             __builtin_prefetch(&v.grad[f], 1);
         }
-        v.flags[order[i]] &= ~AG_MARK;      /* set by topo_marked, if any */
         backprop(&v, order[i]);
     }
 }
