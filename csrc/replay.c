@@ -271,11 +271,12 @@ static int forward_in_place(ag_graph *g, ag_ctx *c) {
             }
             return st;
         }
+        uint8_t f = flags[id];
         undo[p] = data[id];
-        undo_flags[p] = flags[id];
+        undo_flags[p] = f;
         data[id] = r;
-        flags[id] = (uint8_t)((flags[id] & ~AG_DATA_INT) | AG_GRAD_INT |
-                              AG_GRAD_ZERO | (r_int ? AG_DATA_INT : 0));
+        flags[id] = (uint8_t)((f & ~AG_DATA_INT) | AG_GRAD_INT | AG_GRAD_ZERO |
+                              (r_int ? AG_DATA_INT : 0));
     }
     return AG_OK;
 }
