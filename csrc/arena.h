@@ -162,6 +162,18 @@ static inline double ag__dpow_exponent(double x, double y, double out) {
 int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
                    int *out_int);
 
+/* ag__python_pow through locals: out and out_int must not escape into the
+ * out-of-line call, or ag__eval's callers keep an op's result in memory
+ * instead of registers, for every op. */
+static inline int ag__pow_via_locals(double x, int x_int, double y, int y_int,
+                                     double *out, int *out_int) {
+    double r;
+    int r_int, st = ag__python_pow(x, x_int, y, y_int, &r, &r_int);
+    *out = r;
+    *out_int = r_int;
+    return st;
+}
+
 /* An int result that left the range of doubles is an error; an int zero is
  * stored as +0.0 (Python's int 0 has no sign). */
 static inline int ag__int_result(double r, double *out) {
@@ -193,22 +205,10 @@ static inline int ag__eval(int op, double x, int x_int, double y, int y_int,
         }
         *out = x * y;
         return AG_OK;
-    case AG_POW_CONST: {
-        double r;                            /* locals: see AG_POW */
-        int r_int, st = ag__python_pow(x, x_int, k, k_int, &r, &r_int);
-        *out = r;
-        *out_int = r_int;
-        return st;
-    }
-    case AG_POW: {
-        /* through locals: out and out_int must not escape into the
-         * out-of-line call, or callers keep them in memory for every op */
-        double r;
-        int r_int, st = ag__python_pow(x, x_int, y, y_int, &r, &r_int);
-        *out = r;
-        *out_int = r_int;
-        return st;
-    }
+    case AG_POW_CONST:
+        return ag__pow_via_locals(x, x_int, k, k_int, out, out_int);
+    case AG_POW:
+        return ag__pow_via_locals(x, x_int, y, y_int, out, out_int);
     case AG_RELU:                            /* 0 if x < 0 else x */
         *out = ag__relu(x);
         *out_int = x < 0 ? 1 : x_int;
