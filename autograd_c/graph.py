@@ -242,9 +242,11 @@ class Graph:
                 all rows, is ADDED into its .grad, as per-row backward()
                 calls would accumulate it (.grad becomes a float).
                 No grads: forward only.
-        threads split the rows over this many threads (None: one per CPU).
-                The grads then equal the single-threaded ones up to the
-                order of the floating-point additions; outputs are equal.
+        threads split the rows over up to this many threads (None: one per
+                CPU); a thread gets at least 2**18 node-rows of work, so a
+                small run stays on this thread.  The grads then equal the
+                single-threaded ones up to the order of the floating-point
+                additions; outputs are equal.
         out     optional writable float64 buffer of len(rows) to fill (and
                 return) instead of a new list.
 

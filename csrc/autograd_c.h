@@ -228,8 +228,9 @@ int ag_graph_backward(ag_graph *g);
  * the gradient of node grads[j] (any node of the graph) summed over all
  * rows.  No node's data or grad changes (see ag_add_grads).  Rows are done
  * in blocks (up to 64), vectorised across the rows of a block; threads > 1
- * splits the rows over that many threads (at most one per block; each with
- * its own scratch), whose sums are added in thread order -- equal to
+ * splits the rows over up to that many threads (at most one per block and
+ * per 2**18 node-rows of work, so small runs stay on the calling thread;
+ * each with its own scratch), whose sums are added in thread order -- equal to
  * threads = 1 up to floating-point reassociation.  The context lock is held
  * only to read source data.
  * Returns AG_OK; AG_ERR_NOT_LEAF (an input is not a leaf of the graph),

@@ -31,6 +31,10 @@
 #define AG_BLOCK_ROWS 64
 #define AG_MIN_BLOCK_ROWS 8
 #define AG_SCRATCH_BYTES ((size_t)4 << 20)
+/* Node-rows of work a thread of a batched run gets at least (~0.1 ms):
+ * starting a thread costs tens of microseconds, so a small run stays on the
+ * calling thread, whatever `threads` asks. */
+#define AG_MIN_THREAD_WORK ((int64_t)1 << 18)
 
 /* The batched kernels are compiled for AVX-512 and AVX2 as well as the
  * baseline, picked at load time (gcc's function multiversioning). */
@@ -549,7 +553,9 @@ int ag_graph_run(ag_graph *g, const int32_t *inputs, int32_t n_inputs,
         (n_grads && (!grads || !grad_out)) || (n_rows && n_inputs && !rows))
         return AG_ERR_ARG;
     int64_t B = g->rows_per_block, blocks = (n_rows + B - 1) / B;
+    int64_t by_work = (int64_t)g->n * n_rows / AG_MIN_THREAD_WORK;
     if (threads > blocks) threads = blocks > 0 ? (int)blocks : 1;
+    if (threads > by_work) threads = by_work > 0 ? (int)by_work : 1;
     /* pos: input positions, then grad positions */
     int32_t *pos = malloc(((size_t)n_inputs + (size_t)n_grads + 1) *
                           sizeof *pos);

@@ -365,7 +365,8 @@ def test_threads_match_one_thread(threads):
     x, y, model, loss = hinge_graph()
     g = Graph(loss)
     params = model.parameters()
-    rows = random_rows(1000, seed=7)
+    # enough work for 8 threads: each gets at least 2**18 node-rows
+    rows = random_rows(8 * 2**18 // len(g) + 64, seed=7)
     for p in params:
         p.grad = 0
     out1 = g.run([*x, y], rows, params, threads=1)
