@@ -141,8 +141,8 @@ static int alloc_program(ag_graph *g, size_t n) {
     g->slot = malloc(n * sizeof *g->slot);
     g->hkey = malloc(h * sizeof *g->hkey);
     g->hpos = malloc(h * sizeof *g->hpos);
-    if (!g->id || !g->k || !g->op || !g->src || !g->ins || !g->ins_id || !g->val ||
-        !g->val_int || !g->slot || !g->hkey || !g->hpos)
+    if (!g->id || !g->k || !g->op || !g->src || !g->ins || !g->ins_id ||
+        !g->val || !g->val_int || !g->slot || !g->hkey || !g->hpos)
         return AG_ERR_NOMEM;
     return AG_OK;
 }
@@ -157,8 +157,6 @@ static void copy_program(ag_graph *g, ag_ctx *c, size_t n) {
         g->id[p] = id;
         g->op[p] = c->op[id];
         g->k[p] = g->op[p] == AG_POW_CONST ? c->k[id] : 0.0;
-        g->val[p] = c->data[id];
-        g->val_int[p] = (c->flags[id] & AG_DATA_INT) != 0;
         g->slot[p] = -1;
         if (is_source(g->op[p]))
             g->src[g->n_src++] = (int32_t)p;
