@@ -123,8 +123,10 @@ int main(int argc, char **argv) {
     printf("%-22s %-11s %8s %9s %9s %8s\n", "graph", "context", "nodes",
            "build", "backward", "free");
     int missed = 0;
-    for (size_t run = 0; run < 4; run++) {
-        size_t gi = run / 2, ci = run % 2;
+    const size_t n_contexts = sizeof contexts / sizeof contexts[0];
+    const size_t runs = n_contexts * (sizeof graphs / sizeof graphs[0]);
+    for (size_t run = 0; run < runs; run++) {
+        size_t gi = run / n_contexts, ci = run % n_contexts;
         ag_ctx *c = ag_ctx_new_opt(contexts[ci].options);
         if (!c) { fprintf(stderr, "bench_engine: no memory\n"); return 1; }
         long made;
