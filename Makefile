@@ -12,13 +12,13 @@ PYTHON ?= python3
 ifeq ($(origin CC),default)
 CC := gcc
 endif
-CFLAGS ?= -std=c11 -O2 -g -Wall -Wextra -Werror
+CFLAGS ?= -std=c11 -O2 -g -Wall -Wextra -Wswitch-enum -Werror
 CSRC := $(wildcard csrc/*.c)
 CHDR := $(wildcard csrc/*.h)
 BUILD := build/c
 # The benchmarks are built as the extension is (autograd_c/_cffi_build.py plus
 # Python's own -DNDEBUG -O3): internal asserts off.
-BENCH_CFLAGS := -std=c11 -O3 -DNDEBUG -fno-math-errno -g -Wall -Wextra -Werror
+BENCH_CFLAGS := -std=c11 -O3 -DNDEBUG -fno-math-errno -g -Wall -Wextra -Wswitch-enum -Werror
 PYBENCH_FLAGS ?=
 
 .PHONY: test ctest pytest bench cbench pybench clean
@@ -72,7 +72,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS ?= -max_len=1024
 FUZZ_CC ?= $(shell command -v clang-14 || command -v clang || echo clang)
 SAN := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
-SAN_CFLAGS := -std=c11 -O1 -g -Wall -Wextra -Werror $(SAN)
+SAN_CFLAGS := -std=c11 -O1 -g -Wall -Wextra -Wswitch-enum -Werror $(SAN)
 ASAN := build/asan
 GCC_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
 SAN_ENV := ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -111,7 +111,7 @@ asan-py:
 	cd $(ASAN)/tree && LD_PRELOAD="$(GCC_RT)" $(SAN_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST_FLAGS)
 
 valgrind:
-	$(MAKE) --no-print-directory BUILD=build/valgrind/c CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Werror" \
+	$(MAKE) --no-print-directory BUILD=build/valgrind/c CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Wswitch-enum -Werror" \
 	    build/valgrind/c/test_engine build/valgrind/c/replay_corpus
 	$(VALGRIND) ./build/valgrind/c/test_engine
 	$(VALGRIND) ./build/valgrind/c/replay_corpus $(CORPUS)

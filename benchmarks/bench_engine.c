@@ -31,7 +31,7 @@ static double now_ns(void) {
 
 static int32_t must(int64_t id) {
     if (id < 0) {
-        fprintf(stderr, "bench_engine: %s\n", ag_status_str((int)-id));
+        fprintf(stderr, "bench_engine: %s\n", ag_status_str((int)id));
         exit(1);
     }
     return (int32_t)id;

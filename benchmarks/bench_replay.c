@@ -55,7 +55,7 @@ static double uniform(double lo, double hi) {         /* xorshift64* */
 /* Exit on a failed status: the benchmark has no recovery to offer. */
 static int64_t check(int64_t id, const char *what) {
     if (id < 0) {
-        fprintf(stderr, "bench_replay: %s: %s\n", what, ag_status_str((int)-id));
+        fprintf(stderr, "bench_replay: %s: %s\n", what, ag_status_str((int)id));
         exit(1);
     }
     return id;
@@ -98,7 +98,7 @@ static int32_t mlp_apply(ag_ctx *c, const mlp *m, const int32_t *x) {
         out = buf[l % 2];
         int st = ag_layer(c, m->w[l], m->b[l], in, m->sizes[l], m->sizes[l + 1],
                           l < m->n_layers - 1, out);
-        check(-st, "layer");
+        check(st, "layer");
         if (in != x) ag_release_many(c, in, (size_t)m->sizes[l]);
         in = out;
     }
@@ -163,9 +163,8 @@ static int32_t chain(ag_ctx *c, long steps) {
 /* Time ag_graph_forward + ag_graph_backward on the graph of root (c's),
  * and ag_backward for reference; print ns per node; free c. */
 static void bench_single_row(const char *what, ag_ctx *c, int32_t root) {
-    int st;
-    ag_graph *g = ag_graph_new(c, root, &st);
-    if (!g) { check(-st, "capture"); return; }
+    ag_graph *g;
+    check(ag_graph_new(c, root, &g), "capture");
     int32_t n = ag_graph_size(g);
     double fwd[REPEATS], bwd[REPEATS], both[REPEATS], eager[REPEATS];
     for (int r = 0; r < REPEATS; r++) {
@@ -203,9 +202,8 @@ static void bench_batched(int32_t hidden, int64_t rows) {
                      (int32_t)check(ag_leaf(c, 0.0, 0), "leaf")};
     int32_t score = mlp_apply(c, &m, in);
     int32_t loss = hinge(c, in[2], score);
-    int st;
-    ag_graph *g = ag_graph_new(c, loss, &st);
-    if (!g) { check(-st, "capture"); return; }
+    ag_graph *g;
+    check(ag_graph_new(c, loss, &g), "capture");
     int32_t n = ag_graph_size(g);
     double *x = malloc(sizeof(double) * (size_t)(3 * rows));
     double *out = malloc(sizeof(double) * (size_t)rows);

@@ -1,6 +1,6 @@
 /*
  * arena.c -- the node arena: context life, growth, allocation, reference
- * counting, iterative freeing, accessors and statistics.
+ * counting, iterative freeing, the value accessors and statistics.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,34 +9,6 @@
 
 #define AG_INITIAL_CAP 4096
 #define AG_MAX_CAP ((size_t)INT32_MAX)
-
-static _Thread_local int grad_disabled;  /* 0: recording (the default) */
-
-const char *ag_status_str(int status) {
-    switch (status) {
-    case AG_OK: return "ok";
-    case AG_ERR_NOMEM: return "out of memory: the node arena could not grow";
-    case AG_ERR_LIMIT: return "node limit reached";
-    case AG_ERR_ZERODIV: return "0.0 cannot be raised to a negative power";
-    case AG_ERR_OVERFLOW: return "math range error: result too large";
-    case AG_ERR_INT_RANGE: return "int result too large for a double";
-    case AG_ERR_DOMAIN: return "math domain error";
-    case AG_ERR_COMPLEX:
-        return "negative number cannot be raised to a fractional power "
-               "(the result would be complex)";
-    case AG_ERR_ARG: return "invalid argument";
-    case AG_ERR_NOT_LEAF: return "input is not a leaf of the graph";
-    default: return "unknown status";
-    }
-}
-
-int ag_set_grad_enabled(int enabled) {
-    int was = !grad_disabled;
-    grad_disabled = !enabled;
-    return was;
-}
-
-int ag_is_grad_enabled(void) { return !grad_disabled; }
 
 /* Bytes of all per-node arrays for one slot. */
 static size_t bytes_per_slot(void) {
@@ -159,56 +131,36 @@ void ag_get_stats(ag_ctx *c, ag_stats *out) {
     AG_UNLOCK(c);
 }
 
-int64_t ag_leaf(ag_ctx *c, double v, int is_int) {
+int ag_retain(ag_ctx *c, int32_t id) {
     AG_LOCK(c);
-    int st = ag__reserve(c, 1);
-    int64_t id = -st;
-    if (st == AG_OK) {
-        id = ag__alloc(c, AG_LEAF, v, is_int ? AG_DATA_INT : 0, AG_NONE,
-                       AG_NONE);
-        c->refs[id] = 1;
-    }
+    int live = ag__is_live(c, id);
+    if (live) c->refs[id]++;
     AG_UNLOCK(c);
-    return id;
+    return live ? AG_OK : AG_ERR_ARG;
 }
 
-/* A child id of ag_opaque: absent (AG_NONE) or a live node of c. */
-static int child_ok(const ag_ctx *c, int32_t id) {
-    return id == AG_NONE || ag__is_live(c, id);
+int ag_release(ag_ctx *c, int32_t id) {
+    AG_LOCK(c);
+    int live = ag__is_live(c, id);
+    if (live) ag__unref(c, id);
+    AG_UNLOCK(c);
+    return live ? AG_OK : AG_ERR_ARG;
 }
 
-int64_t ag_opaque(ag_ctx *c, double v, int is_int, int32_t a, int32_t b) {
+/* All ids are checked first, so a bad one releases none.  A repeated id
+ * must hold as many handles as it appears: that is the caller's to know. */
+int ag_release_many(ag_ctx *c, const int32_t *ids, size_t n) {
     AG_LOCK(c);
-    int st = child_ok(c, a) && child_ok(c, b) ? ag__reserve(c, 1) : AG_ERR_ARG;
-    int64_t id = -st;
-    if (st == AG_OK) {
-        id = ag__alloc(c, AG_OPAQUE, v, is_int ? AG_DATA_INT : 0, a, b);
-        c->refs[id] = 1;
-    }
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) ok &= ag__is_live(c, ids[i]);
+    for (size_t i = 0; ok && i < n; i++) ag__unref(c, ids[i]);
     AG_UNLOCK(c);
-    return id;
-}
-
-void ag_retain(ag_ctx *c, int32_t id) {
-    AG_LOCK(c);
-    c->refs[id]++;
-    AG_UNLOCK(c);
-}
-
-void ag_release(ag_ctx *c, int32_t id) {
-    AG_LOCK(c);
-    ag__unref(c, id);
-    AG_UNLOCK(c);
-}
-
-void ag_release_many(ag_ctx *c, const int32_t *ids, size_t n) {
-    AG_LOCK(c);
-    for (size_t i = 0; i < n; i++) ag__unref(c, ids[i]);
-    AG_UNLOCK(c);
+    return ok ? AG_OK : AG_ERR_ARG;
 }
 
 double ag_data(ag_ctx *c, int32_t id) {
     AG_LOCK(c);
+    assert(ag__is_live(c, id));
     double v = c->data[id];
     AG_UNLOCK(c);
     return v;
@@ -216,6 +168,7 @@ double ag_data(ag_ctx *c, int32_t id) {
 
 double ag_grad(ag_ctx *c, int32_t id) {
     AG_LOCK(c);
+    assert(ag__is_live(c, id));
     double v = ag__grad(c->grad, c->flags, id);
     AG_UNLOCK(c);
     return v;
@@ -223,36 +176,34 @@ double ag_grad(ag_ctx *c, int32_t id) {
 
 int ag_flags(ag_ctx *c, int32_t id) {
     AG_LOCK(c);
+    assert(ag__is_live(c, id));
     int f = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
     AG_UNLOCK(c);
     return f;
 }
 
 /* Ints are stored with +0.0 for zero (Python's int 0 has no sign). */
-void ag_set_data(ag_ctx *c, int32_t id, double v, int is_int) {
+int ag_set_data(ag_ctx *c, int32_t id, double v, int is_int) {
     AG_LOCK(c);
-    c->data[id] = is_int ? v + 0.0 : v;
-    c->flags[id] = (uint8_t)((c->flags[id] & ~AG_DATA_INT) |
-                             (is_int ? AG_DATA_INT : 0));
+    int live = ag__is_live(c, id);
+    if (live) {
+        c->data[id] = is_int ? v + 0.0 : v;
+        c->flags[id] = (uint8_t)((c->flags[id] & ~AG_DATA_INT) |
+                                 (is_int ? AG_DATA_INT : 0));
+    }
     AG_UNLOCK(c);
+    return live ? AG_OK : AG_ERR_ARG;
 }
 
-void ag_set_grad(ag_ctx *c, int32_t id, double v, int is_int) {
+int ag_set_grad(ag_ctx *c, int32_t id, double v, int is_int) {
     AG_LOCK(c);
-    c->grad[id] = is_int ? v + 0.0 : v;
-    c->flags[id] = (uint8_t)((c->flags[id] & ~(AG_GRAD_INT | AG_GRAD_ZERO)) |
-                             (is_int ? AG_GRAD_INT : 0));
+    int live = ag__is_live(c, id);
+    if (live) {
+        c->grad[id] = is_int ? v + 0.0 : v;
+        c->flags[id] = (uint8_t)((c->flags[id] &
+                                  ~(AG_GRAD_INT | AG_GRAD_ZERO)) |
+                                 (is_int ? AG_GRAD_INT : 0));
+    }
     AG_UNLOCK(c);
+    return live ? AG_OK : AG_ERR_ARG;
 }
-
-void ag_node_info(ag_ctx *c, int32_t id, ag_node *out) {
-    AG_LOCK(c);
-    out->op = c->op[id];
-    out->a = c->a[id];
-    out->b = c->b[id];
-    out->k = out->op == AG_POW_CONST ? c->k[id] : 0.0;
-    out->flags = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
-    AG_UNLOCK(c);
-}
-
-int ag__grad_disabled(void) { return grad_disabled; }

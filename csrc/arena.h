@@ -1,5 +1,6 @@
 /*
- * arena.h -- internals shared by the engine's C files (not public).
+ * arena.h -- the node arena and the context lock (not public): memory,
+ * reference counts, freeing.  It knows nothing of what ops compute.
  *
  * The arena is a struct-of-arrays: node i is data[i], grad[i], op[i], ...
  * Every array has `cap` slots and moves as a whole when the arena grows
@@ -12,8 +13,6 @@
 #define AG_ARENA_H
 
 #include <assert.h>
-#include <math.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -26,13 +25,6 @@
                                  * stale (not written, so a new node costs
                                  * no grad store); implies AG_GRAD_INT    */
 #define AG_REFS_END UINT32_MAX  /* end of the dying list threaded in refs */
-
-/* For the few functions whose inlining decides a hot loop's speed. */
-#if defined(__GNUC__)
-#define AG_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define AG_ALWAYS_INLINE inline
-#endif
 
 struct ag_ctx {
     atomic_int lock;    /* AG_LOCK / AG_UNLOCK: held by every public call */
@@ -62,21 +54,6 @@ struct ag_ctx {
 int ag__reserve_grow(ag_ctx *c, size_t n);
 /* Free id (refs just reached 0) and what nothing reaches any more.  Locked. */
 void ag__free_from(ag_ctx *c, int32_t id);
-/* Nonzero while this thread records no graph (ag_set_grad_enabled). */
-int ag__grad_disabled(void);
-/* Topological order of what root reaches, children first, into c->order;
- * returns the count.  Clears its marks before returning.  Locked. */
-size_t ag__topo(ag_ctx *c, int32_t root);
-/* micrograd's backward over a given topological order (children first;
- * childless nodes, which have no rule, may be left out): root's grad = int
- * 1, then each node's contributions from order[n-1] down to order[0].
- * ag_backward passes its depth-first order without childless nodes, a
- * captured graph (replay.c) the op nodes of the order it copied at capture,
- * which contribute in the same order.  Clears AG_MARK on the nodes.
- * Locked. */
-void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
-                        size_t n);
-
 /* Make room for n more nodes (grow and/or check the limit).  Locked. */
 static inline int ag__reserve(ag_ctx *c, size_t n) {
     if (!c->limit && c->live + n <= c->cap) return AG_OK;
@@ -140,98 +117,6 @@ static inline int ag__is_live(const ag_ctx *c, int32_t id) {
 static inline double ag__grad(const double *grad, const uint8_t *flags,
                               int32_t id) {
     return (flags[id] & AG_GRAD_ZERO) ? 0.0 : grad[id];
-}
-
-/* Float rules shared by the eager ops (ops.c) and the batched replay
- * (replay.c), so both compute the same bits: an op's value where it is more
- * than one C operator, and local derivatives (of out = op(x[, y]); chain
- * rule: child grad += derivative * out grad). */
-static inline double ag__relu(double x) { return x < 0 ? 0.0 : x; }
-static inline double ag__sigmoid(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-static inline double ag__drelu(double out) { return out > 0 ? 1.0 : 0.0; }
-static inline double ag__dtanh(double out) { return 1.0 - out * out; }
-static inline double ag__dsigmoid(double out) { return out * (1.0 - out); }
-/* d(x**y)/dy = x**y * ln x; 0 where x == 0 and y >= 0 (as PyTorch). */
-static inline double ag__dpow_exponent(double x, double y, double out) {
-    return (x == 0.0 && y >= 0.0) ? 0.0 : out * log(x);
-}
-
-/* Python's x ** y for numbers whose types are given by x_int, y_int.  Writes
- * *out and *out_int; returns AG_OK or an error status. */
-int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
-                   int *out_int);
-
-/* ag__python_pow through locals: out and out_int must not escape into the
- * out-of-line call, or ag__eval's callers keep an op's result in memory
- * instead of registers, for every op. */
-static inline int ag__pow_via_locals(double x, int x_int, double y, int y_int,
-                                     double *out, int *out_int) {
-    double r;
-    int r_int, st = ag__python_pow(x, x_int, y, y_int, &r, &r_int);
-    *out = r;
-    *out_int = r_int;
-    return st;
-}
-
-/* An int result that left the range of doubles is an error; an int zero is
- * stored as +0.0 (Python's int 0 has no sign). */
-static inline int ag__int_result(double r, double *out) {
-    if (!isfinite(r)) return AG_ERR_INT_RANGE;
-    *out = r + 0.0;
-    return AG_OK;
-}
-
-/* Value of op over child values (x, y) and exponent k; Python's errors.
- * Writes *out and *out_int; returns AG_OK or an error status.  Inline: the
- * eager constructors (ops.c) and graph replay (replay.c) evaluate every node
- * through it. */
-static inline int ag__eval(int op, double x, int x_int, double y, int y_int,
-                           double k, int k_int, double *out,
-                           int *out_int) {
-    *out_int = 0;
-    switch (op) {
-    case AG_ADD:
-        if (x_int && y_int) {
-            *out_int = 1;
-            return ag__int_result(x + y, out);
-        }
-        *out = x + y;
-        return AG_OK;
-    case AG_MUL:
-        if (x_int && y_int) {
-            *out_int = 1;
-            return ag__int_result(x * y, out);
-        }
-        *out = x * y;
-        return AG_OK;
-    case AG_POW_CONST:
-        return ag__pow_via_locals(x, x_int, k, k_int, out, out_int);
-    case AG_POW:
-        return ag__pow_via_locals(x, x_int, y, y_int, out, out_int);
-    case AG_RELU:                            /* 0 if x < 0 else x */
-        *out = ag__relu(x);
-        *out_int = x < 0 ? 1 : x_int;
-        return AG_OK;
-    case AG_TANH:
-        *out = tanh(x);
-        return AG_OK;
-    case AG_EXP:
-        *out = exp(x);
-        return isinf(*out) && isfinite(x) ? AG_ERR_OVERFLOW : AG_OK;
-    case AG_LOG:
-        if (x <= 0.0) return AG_ERR_DOMAIN;  /* NaN passes through */
-        *out = log(x);
-        return AG_OK;
-    case AG_SIGMOID:
-        *out = ag__sigmoid(x);
-        return AG_OK;
-    default:
-        return AG_ERR_ARG;
-    }
 }
 
 /* The context lock: a test-and-set spin lock that yields the CPU while

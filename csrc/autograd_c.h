@@ -10,16 +10,24 @@
  *
  * Every public function locks the context, so several threads may call into
  * the same context at once (a context made with AG_CTX_ONE_THREAD skips the
- * lock instead; then one thread at a time may use it).  No function calls exit() or abort() on a path a
- * caller can reach; failures come back as a status (ag_status) and change
- * nothing.  Constructors return the new id (>= 0) or a negated status (< 0).
+ * lock instead; then one thread at a time may use it).  No function calls
+ * exit() or abort() on a path a caller can reach.
+ *
+ * The return convention, for every function below:
+ *   - a function that can fail returns an int (int64_t for the node
+ *     constructors): negative is the ag_status of the failure, and then
+ *     nothing has changed; AG_OK (0) -- or, from a constructor, the new
+ *     node's id (>= 0) -- is success.  ag_ctx_new* return NULL instead.
+ *   - a function that cannot fail returns void or the value it reads; its
+ *     id arguments must be live ids the caller holds (checked by assert).
  *
  * Number types follow Python's: every value carries an "is int" flag, so a
  * facade can give back int where Python would have kept int.  Int values are
  * stored as doubles: exact within +-2**53.
  *
  * The declarations between the CDEF markers are read verbatim by the cffi
- * builder (autograd_c/_cffi_build.py): keep them plain C, no macros.
+ * builder (autograd_c/_cffi_build.py): keep them plain C, no macros.  It
+ * also reads AG_OP_LIST's rows to declare the op codes.
  */
 #ifndef AUTOGRAD_C_H
 #define AUTOGRAD_C_H
@@ -31,38 +39,48 @@
 extern "C" {
 #endif
 
+/* Every op, one row each: X(CODE, rule, name, arity).  AG_CODE is its op
+ * code (the row's position), rule the stem of its rules in csrc/rules.h
+ * (op semantics: value, Python number types and errors, derivatives), name
+ * what Value._op shows (ag_op_name), arity the number of children its
+ * rules read.  LEAF and OPAQUE (arity 0) are sources: no value to compute,
+ * no gradient to pass on (OPAQUE is micrograd's Value(data, children, op):
+ * up to two children kept, gradient stops there).  A new op is a new last row (old codes keep their numbers) and
+ * its rules; every switch over ops is made from this list. */
+#define AG_OP_LIST(X)                                                       \
+    X(LEAF, leaf, "", 0)                                                    \
+    X(ADD, add, "+", 2)              /* a + b                          */   \
+    X(MUL, mul, "*", 2)              /* a * b                          */   \
+    X(POW_CONST, pow_const, "**", 1) /* a ** k, k a number on the node */   \
+    X(POW, pow, "**", 2)             /* a ** b, b a node               */   \
+    X(RELU, relu, "ReLU", 1)         /* 0 if a < 0 else a (micrograd)  */   \
+    X(TANH, tanh, "tanh", 1)                                                \
+    X(EXP, exp, "exp", 1)                                                   \
+    X(LOG, log, "log", 1)                                                   \
+    X(SIGMOID, sigmoid, "sigmoid", 1)                                       \
+    X(OPAQUE, opaque, "", 0)         /* keeps children a, b; no rules  */   \
+    X(ABS, abs, "abs", 1)            /* |a|, gradient sign(a)          */
+
+#define AG__OP_CODE(code, rule, name, arity) AG_##code,
+#define AG__OP_ONE(code, rule, name, arity) +1
+typedef enum ag_op { AG_OP_LIST(AG__OP_CODE) } ag_op;
+enum { AG_OP_COUNT = 0 AG_OP_LIST(AG__OP_ONE) };
+
 /* CDEF BEGIN */
 typedef struct ag_ctx ag_ctx;
 
 typedef enum ag_status {
     AG_OK = 0,
-    AG_ERR_NOMEM = 1,      /* the arena could not grow (MemoryError)            */
-    AG_ERR_LIMIT = 2,      /* the node limit set by ag_set_limit was reached    */
-    AG_ERR_ZERODIV = 3,    /* zero raised to a negative power                    */
-    AG_ERR_OVERFLOW = 4,   /* float result out of range (as math.exp / float **) */
-    AG_ERR_INT_RANGE = 5,  /* int result beyond the range of a double            */
-    AG_ERR_DOMAIN = 6,     /* math domain error (log of x <= 0)                  */
-    AG_ERR_COMPLEX = 7,    /* negative base to a fractional power                */
-    AG_ERR_ARG = 8,        /* bad argument: unknown op, bad id, wrong shape      */
-    AG_ERR_NOT_LEAF = 9    /* a replay input that is not a leaf of the graph     */
+    AG_ERR_NOMEM = -1,     /* the arena could not grow (MemoryError)            */
+    AG_ERR_LIMIT = -2,     /* the node limit set by ag_set_limit was reached    */
+    AG_ERR_ZERODIV = -3,   /* zero raised to a negative power                    */
+    AG_ERR_OVERFLOW = -4,  /* float result out of range (as math.exp / float **) */
+    AG_ERR_INT_RANGE = -5, /* int result beyond the range of a double            */
+    AG_ERR_DOMAIN = -6,    /* math domain error (log of x <= 0)                  */
+    AG_ERR_COMPLEX = -7,   /* negative base to a fractional power                */
+    AG_ERR_ARG = -8,       /* bad argument: unknown op, bad id, wrong shape      */
+    AG_ERR_NOT_LEAF = -9   /* a replay input that is not a leaf of the graph     */
 } ag_status;
-
-/* Ops.  A node's children are a (and b for binary ops); POW_CONST keeps its
- * exponent k on the node.  LEAF and OPAQUE have no backward rule. */
-typedef enum ag_op {
-    AG_LEAF = 0,
-    AG_ADD = 1,        /* a + b                          */
-    AG_MUL = 2,        /* a * b                          */
-    AG_POW_CONST = 3,  /* a ** k, k a number             */
-    AG_POW = 4,        /* a ** b, b a node               */
-    AG_RELU = 5,       /* 0 if a < 0 else a (micrograd)  */
-    AG_TANH = 6,
-    AG_EXP = 7,
-    AG_LOG = 8,
-    AG_SIGMOID = 9,
-    AG_OPAQUE = 10,    /* user-built node: children kept, gradient stops   */
-    AG_OP_COUNT = 11
-} ag_op;
 
 /* Flags of a node, as returned by ag_flags(). */
 enum {
@@ -90,6 +108,14 @@ typedef struct ag_stats {
 /* Human-readable text of a status; never NULL, static storage. */
 const char *ag_status_str(int status);
 
+/* What Value._op shows for op ("+", "ReLU", ...; "" for sources); "?" for a
+ * code that is no op.  Never NULL, static storage. */
+const char *ag_op_name(int op);
+
+/* Number of children op's rules read: 1 or 2, 0 for the sources LEAF and
+ * OPAQUE; AG_ERR_ARG for a code that is no op. */
+int ag_op_arity(int op);
+
 /* Create a context with an empty arena.  Returns NULL when out of memory.
  * The caller owns it and frees it with ag_ctx_free. */
 ag_ctx *ag_ctx_new(void);
@@ -110,7 +136,7 @@ ag_ctx *ag_ctx_new_opt(int options);
 void ag_ctx_free(ag_ctx *ctx);
 
 /* Limit the number of live nodes (0 = no limit).  Constructors that would go
- * beyond it fail with AG_ERR_LIMIT.  Always succeeds. */
+ * beyond it fail with AG_ERR_LIMIT. */
 void ag_set_limit(ag_ctx *ctx, size_t max_nodes);
 
 /* Fill *out with the arena's statistics. */
@@ -123,14 +149,15 @@ int ag_set_grad_enabled(int enabled);
 int ag_is_grad_enabled(void);
 
 /* A new leaf holding v (is_int: v is a Python int).  Returns its id, with
- * one handle owned by the caller, or -status. */
+ * one handle owned by the caller, or AG_ERR_NOMEM / AG_ERR_LIMIT. */
 int64_t ag_leaf(ag_ctx *ctx, double v, int is_int);
 
 /* A new node op(a, b).  b is ignored (pass -1) for unary ops; k and k_int are
  * the exponent of AG_POW_CONST and ignored otherwise.  a and b must be live
  * ids of ctx.  The value is computed now, with Python's float errors
  * (AG_ERR_ZERODIV, AG_ERR_OVERFLOW, AG_ERR_DOMAIN, AG_ERR_COMPLEX): on error
- * nothing is created.  Returns the id (one handle for the caller) or -status. */
+ * nothing is created.  Returns the id (one handle for the caller) or a
+ * status (AG_ERR_ARG: op is not one with children, or a bad id). */
 int64_t ag_apply(ag_ctx *ctx, int op, int32_t a, int32_t b, double k, int k_int);
 
 /* op(a, leaf(v)) -- or op(leaf(v), a) when const_first -- in one call: the
@@ -140,25 +167,32 @@ int64_t ag_apply_const(ag_ctx *ctx, int op, int32_t a, double v, int v_int,
                     int const_first);
 
 /* A node holding v whose children are a and b (-1 where absent) and whose
- * gradient does not flow to them (micrograd's Value(data, children, op)). */
+ * gradient does not flow to them (micrograd's Value(data, children, op)).
+ * Returns the id (one handle for the caller) or a status. */
 int64_t ag_opaque(ag_ctx *ctx, double v, int is_int, int32_t a, int32_t b);
 
 /* Take one more handle on a live id / give one back.  When the last
  * reference to a node goes, the node is freed, then every child that nothing
- * else reaches, iteratively (no recursion, any depth). */
-void ag_retain(ag_ctx *ctx, int32_t id);
-void ag_release(ag_ctx *ctx, int32_t id);
-void ag_release_many(ag_ctx *ctx, const int32_t *ids, size_t n);
+ * else reaches, iteratively (no recursion, any depth).  AG_OK, or AG_ERR_ARG
+ * for an id that is not live (ag_release_many: then none is released). */
+int ag_retain(ag_ctx *ctx, int32_t id);
+int ag_release(ag_ctx *ctx, int32_t id);
+int ag_release_many(ag_ctx *ctx, const int32_t *ids, size_t n);
 
-/* Read or write a node's value and gradient.  is_int gives the Python type. */
+/* Read a live node's value, gradient and flags (AG_DATA_INT: the value is
+ * a Python int, AG_GRAD_INT: the gradient is). */
 double ag_data(ag_ctx *ctx, int32_t id);
 double ag_grad(ag_ctx *ctx, int32_t id);
 int ag_flags(ag_ctx *ctx, int32_t id);
-void ag_set_data(ag_ctx *ctx, int32_t id, double v, int is_int);
-void ag_set_grad(ag_ctx *ctx, int32_t id, double v, int is_int);
 
-/* Fill *out with the op, children, exponent and flags of a live id. */
-void ag_node_info(ag_ctx *ctx, int32_t id, ag_node *out);
+/* Write a node's value or gradient (is_int: a Python int).  AG_OK, or
+ * AG_ERR_ARG for an id that is not live. */
+int ag_set_data(ag_ctx *ctx, int32_t id, double v, int is_int);
+int ag_set_grad(ag_ctx *ctx, int32_t id, double v, int is_int);
+
+/* Fill *out with the op, children, exponent and flags of id.  AG_OK, or
+ * AG_ERR_ARG for an id that is not live. */
+int ag_node_info(ag_ctx *ctx, int32_t id, ag_node *out);
 
 /* micrograd's backward(): set root's grad to int 1, then, in reverse
  * topological order of every node reachable from root, add each node's
@@ -186,12 +220,12 @@ int ag_layer(ag_ctx *ctx, const int32_t *w, const int32_t *b,
  * parallel, taking the context's lock only briefly (see each function). */
 typedef struct ag_graph ag_graph;
 
-/* Capture everything root reaches.  The program lists the nodes children
- * first, root last, in the order ag_backward visits them.  The graph takes
- * one reference on root, which keeps every captured node alive until
- * ag_graph_free.  Returns the graph (owned by the caller) or NULL with
- * *status = AG_ERR_ARG (root is not a live id) or AG_ERR_NOMEM. */
-ag_graph *ag_graph_new(ag_ctx *ctx, int32_t root, int *status);
+/* Capture everything root reaches into *out, a graph the caller owns.  The
+ * program lists the nodes children first, root last, in the order
+ * ag_backward visits them.  The graph takes one reference on root, which
+ * keeps every captured node alive until ag_graph_free.  Returns AG_OK, or
+ * AG_ERR_ARG (root is not a live id) / AG_ERR_NOMEM with *out = NULL. */
+int ag_graph_new(ag_ctx *ctx, int32_t root, ag_graph **out);
 
 /* Free a graph and give back its reference on the root (which may free the
  * nodes).  NULL is accepted.  The graph must not be in use. */

@@ -57,7 +57,7 @@ static void check_i64_at(int64_t got, int64_t want, const char *what,
 static int32_t must(int64_t id, const char *what) {
     if (id < 0) {
         printf("  FATAL %s: %s returned %lld (%s)\n", current_test, what,
-               (long long)id, ag_status_str((int)-id));
+               (long long)id, ag_status_str((int)id));
         exit(1);
     }
     return (int32_t)id;
@@ -177,7 +177,7 @@ static void run_apply_case(ag_ctx *c, int i, int by_const) {
     int64_t id = by_const ? ag_apply_const(c, t->op, x, t->y, t->y_int, 0)
                           : ag_apply(c, t->op, x, y, t->y, t->y_int);
     if (t->status) {
-        check_i64_at(id, -t->status, what, __FILE__, __LINE__);
+        check_i64_at(id, t->status, what, __FILE__, __LINE__);
         check_i64_at(live(c), before, what, __FILE__, __LINE__);
     } else {
         int32_t z = must(id, what);
@@ -251,21 +251,21 @@ static void test_bad_arguments(void) {
     int64_t before = live(c);
     const int bad_ops[] = {AG_LEAF, AG_OPAQUE, AG_OP_COUNT, -1, 99};
     for (size_t i = 0; i < sizeof bad_ops / sizeof bad_ops[0]; i++) {
-        CHECK_EQ(ag_apply(c, bad_ops[i], a, a, 2.0, 1), -AG_ERR_ARG);
-        CHECK_EQ(ag_apply_const(c, bad_ops[i], a, 2.0, 1, 0), -AG_ERR_ARG);
+        CHECK_EQ(ag_apply(c, bad_ops[i], a, a, 2.0, 1), AG_ERR_ARG);
+        CHECK_EQ(ag_apply_const(c, bad_ops[i], a, 2.0, 1, 0), AG_ERR_ARG);
     }
     const int32_t bad_ids[] = {dead, -1, -7, 1 << 30};
     for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
-        CHECK_EQ(ag_apply(c, AG_TANH, bad_ids[i], -1, 0, 0), -AG_ERR_ARG);
-        CHECK_EQ(ag_apply(c, AG_ADD, a, bad_ids[i], 0, 0), -AG_ERR_ARG);
-        CHECK_EQ(ag_apply(c, AG_MUL, bad_ids[i], a, 0, 0), -AG_ERR_ARG);
-        CHECK_EQ(ag_apply_const(c, AG_ADD, bad_ids[i], 1, 1, 0), -AG_ERR_ARG);
+        CHECK_EQ(ag_apply(c, AG_TANH, bad_ids[i], -1, 0, 0), AG_ERR_ARG);
+        CHECK_EQ(ag_apply(c, AG_ADD, a, bad_ids[i], 0, 0), AG_ERR_ARG);
+        CHECK_EQ(ag_apply(c, AG_MUL, bad_ids[i], a, 0, 0), AG_ERR_ARG);
+        CHECK_EQ(ag_apply_const(c, AG_ADD, bad_ids[i], 1, 1, 0), AG_ERR_ARG);
         CHECK_EQ(ag_backward(c, bad_ids[i]), AG_ERR_ARG);
     }
     CHECK_EQ(ag_grad(c, a), 0.0);                /* backward changed nothing */
-    CHECK_EQ(ag_apply_const(c, AG_RELU, a, 1, 1, 0), -AG_ERR_ARG);  /* unary */
-    CHECK_EQ(ag_opaque(c, 1.0, 0, a, dead), -AG_ERR_ARG);
-    CHECK_EQ(ag_opaque(c, 1.0, 0, 1 << 30, -1), -AG_ERR_ARG);
+    CHECK_EQ(ag_apply_const(c, AG_RELU, a, 1, 1, 0), AG_ERR_ARG);  /* unary */
+    CHECK_EQ(ag_opaque(c, 1.0, 0, a, dead), AG_ERR_ARG);
+    CHECK_EQ(ag_opaque(c, 1.0, 0, 1 << 30, -1), AG_ERR_ARG);
     CHECK_EQ(live(c), before);
     ag_release(c, a);
     ctx_done(c);
@@ -275,15 +275,15 @@ static void test_status_strings(void) {
     const char *unknown = ag_status_str(12345);
     CHECK(unknown != NULL);
     CHECK(strcmp(ag_status_str(AG_OK), "ok") == 0);
-    for (int s = AG_OK; s <= AG_ERR_NOT_LEAF; s++) {
+    for (int s = AG_OK; s >= AG_ERR_NOT_LEAF; s--) {
         const char *text = ag_status_str(s);
         check_at(text && text[0] && strcmp(text, unknown) != 0,
                  "a known status has its own text", __FILE__, __LINE__);
-        for (int t = AG_OK; t < s; t++)
+        for (int t = AG_OK; t > s; t--)
             check_at(strcmp(text, ag_status_str(t)) != 0,
                      "status texts are distinct", __FILE__, __LINE__);
     }
-    const int outside[] = {-1, -AG_ERR_ARG, 1000};
+    const int outside[] = {1, AG_ERR_NOT_LEAF - 1, -1000};
     for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++)
         CHECK(strcmp(ag_status_str(outside[i]), unknown) == 0);
 }
@@ -407,9 +407,8 @@ static void test_backward_sums_in_depth_first_order(void) {
     int32_t root = apply2(c, AG_ADD, s, p3);
     CHECK_EQ(ag_backward(c, root), AG_OK);
     CHECK_SAME(ag_grad(c, x), 1.0);
-    int st;
-    ag_graph *g = ag_graph_new(c, root, &st);  /* replay: the same order */
-    CHECK(g != NULL);
+    ag_graph *g;
+    CHECK_EQ(ag_graph_new(c, root, &g), AG_OK);  /* replay: the same order */
     CHECK_EQ(ag_graph_forward(g), AG_OK);    /* op nodes' grads: int 0 */
     ag_set_grad(c, x, 0.0, 1);
     CHECK_EQ(ag_graph_backward(g), AG_OK);
@@ -573,9 +572,8 @@ static void one_thread_work(ag_ctx *c, double out[4]) {
     CHECK_EQ(ag_backward(c, t), AG_OK);
     out[0] = ag_data(c, t);
     out[1] = ag_grad(c, root);
-    int st;
-    ag_graph *g = ag_graph_new(c, t, &st);
-    CHECK(g != NULL);
+    ag_graph *g;
+    CHECK_EQ(ag_graph_new(c, t, &g), AG_OK);
     CHECK_EQ(ag_graph_forward(g), AG_OK);
     CHECK_EQ(ag_graph_backward(g), AG_OK);
     out[2] = ag_data(c, t);
@@ -607,12 +605,12 @@ static void test_node_limit(void) {
     CHECK(stats(c).limit == 5);
     int32_t ids[5];
     for (int i = 0; i < 5; i++) ids[i] = leaf(c, i, 1);
-    CHECK_EQ(ag_leaf(c, 1.0, 0), -AG_ERR_LIMIT);
-    CHECK_EQ(ag_apply(c, AG_ADD, ids[0], ids[1], 0, 0), -AG_ERR_LIMIT);
-    CHECK_EQ(ag_opaque(c, 1.0, 0, ids[0], -1), -AG_ERR_LIMIT);
+    CHECK_EQ(ag_leaf(c, 1.0, 0), AG_ERR_LIMIT);
+    CHECK_EQ(ag_apply(c, AG_ADD, ids[0], ids[1], 0, 0), AG_ERR_LIMIT);
+    CHECK_EQ(ag_opaque(c, 1.0, 0, ids[0], -1), AG_ERR_LIMIT);
     CHECK_EQ(live(c), 5);
     ag_release(c, ids[4]);
-    CHECK_EQ(ag_apply_const(c, AG_ADD, ids[0], 1, 1, 0), -AG_ERR_LIMIT);
+    CHECK_EQ(ag_apply_const(c, AG_ADD, ids[0], 1, 1, 0), AG_ERR_LIMIT);
     ids[4] = apply2(c, AG_ADD, ids[0], ids[1]);  /* one free slot: fits */
     CHECK(ag_data(c, ids[4]) == 1);
     CHECK_EQ(live(c), 5);

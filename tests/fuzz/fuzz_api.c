@@ -129,7 +129,7 @@ static ag_stats stats(fz *f) {
 }
 
 static void check_status(int64_t st) {
-    CHECK(st >= AG_ERR_NOMEM && st <= AG_ERR_NOT_LEAF);
+    CHECK(st <= AG_ERR_NOMEM && st >= AG_ERR_NOT_LEAF);
     CHECK(ag_status_str((int)st) != NULL);
 }
 
@@ -190,7 +190,7 @@ static void constructed(fz *f, int64_t r, size_t live_before) {
         CHECK(s.limit == 0 || s.live_nodes <= s.limit);
         hold(f, (int32_t)r);
     } else {
-        check_status(-r);
+        check_status(r);
         CHECK(s.live_nodes == live_before);
     }
 }
@@ -202,17 +202,15 @@ static int live(const fz *f, int32_t id) {
     return id >= 0 && (size_t)id < f->cap && f->seen[id];
 }
 
-static int binary(int op) { return op == AG_ADD || op == AG_MUL || op == AG_POW; }
+static int binary(int op) { return ag_op_arity(op) == 2; }
 
-static int unary(int op) {
-    return op == AG_POW_CONST || (op >= AG_RELU && op <= AG_SIGMOID);
-}
+static int unary(int op) { return ag_op_arity(op) == 1; }
 
 /* The status of a constructor whose arguments were valid (args_ok) or not:
  * bad arguments give AG_ERR_ARG, good ones never do. */
 static void check_args_status(int64_t r, int args_ok) {
-    if (!args_ok) CHECK(r == -AG_ERR_ARG);
-    else CHECK(r >= 0 || (r != -AG_ERR_ARG && r != -AG_ERR_NOT_LEAF));
+    if (!args_ok) CHECK(r == AG_ERR_ARG);
+    else CHECK(r >= 0 || (r != AG_ERR_ARG && r != AG_ERR_NOT_LEAF));
 }
 
 /* ---- the steps ---------------------------------------------------------------- */
@@ -223,11 +221,11 @@ static void step_leaf(fz *f) {
     if (is_int && !is_int_value(v) && (u8(f) & 1)) v = floor(v);
     size_t before = stats(f).live_nodes;
     int64_t r = ag_leaf(f->ctx, v, is_int);
-    constructed(f, r, before);
-    if (r >= 0) {
+    if (r >= 0) {              /* before constructed(), which may release r */
         CHECK(ag_flags(f->ctx, (int32_t)r) == (is_int ? AG_DATA_INT : 0) + AG_GRAD_INT);
         CHECK(ag_grad(f->ctx, (int32_t)r) == 0.0);
     }
+    constructed(f, r, before);
 }
 
 /* A held node's int flag, and whether it really is an int value. */
@@ -260,8 +258,8 @@ static void step_apply(fz *f) {
     size_t before = stats(f).live_nodes;
     int64_t r = ag_apply(f->ctx, op, a, b, k, k_int);
     check_args_status(r, args_ok);
+    check_int_result(f, r, op, ints);   /* before constructed() may release r */
     constructed(f, r, before);
-    check_int_result(f, r, op, ints);
 }
 
 static void step_apply_const(fz *f) {
@@ -273,8 +271,8 @@ static void step_apply_const(fz *f) {
     size_t before = stats(f).live_nodes;
     int64_t r = ag_apply_const(f->ctx, op, a, v, v_int, first);
     check_args_status(r, binary(op) && live(f, a));
+    check_int_result(f, r, op, ints);   /* before constructed() may release r */
     constructed(f, r, before);
-    check_int_result(f, r, op, ints);
 }
 
 static void step_opaque(fz *f) {
@@ -359,7 +357,7 @@ static void step_layer(fz *f) {
     for (int i = 0; i < n_in; i++) args_ok &= live(f, x[i]);
     size_t before = stats(f).live_nodes;
     int st = ag_layer(f->ctx, w, b, x, n_in, n_out, nonlin, out);
-    check_args_status(-st, args_ok);
+    check_args_status(st, args_ok);
     if (st != AG_OK) {
         check_status(st);
         CHECK(stats(f).live_nodes == before);
@@ -431,7 +429,7 @@ static void step_graph(fz *f) {
         f->graph[k] = NULL;
         check_invariants(f);                  /* freeing may free nodes */
         int ok = live(f, root);
-        g = ag_graph_new(f->ctx, root, &st);
+        st = ag_graph_new(f->ctx, root, &g);
         CHECK((g != NULL) == ok || (!g && st == AG_ERR_NOMEM));
         if (!g) { CHECK(st == AG_ERR_ARG || st == AG_ERR_NOMEM); return; }
         CHECK(ag_graph_size(g) >= 1);

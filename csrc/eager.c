@@ -1,53 +1,23 @@
 /*
- * ops.c -- what each op computes (forward, with Python's number rules and
- * errors) and contributes (backward, micrograd's rules), the node
- * constructors, topological sort and backward.
- *
- * Adding an op: one case in ag__eval (arena.h), one in backprop_g,
- * one in each batched kernel of replay.c, one line in the Python facade.
+ * eager.c -- the eager engine: node constructors (values computed by the
+ * rules of rules.h), the per-thread recording switch, topological sort and
+ * micrograd's backward.
  */
-#include <math.h>
 #include <assert.h>
-#include "arena.h"
+#include "eager.h"
+#include "rules.h"
 
 #define DATA_IS_INT(c, i) (((c)->flags[i] & AG_DATA_INT) != 0)
 
-/* x ** k for an int x and an int k >= 0, by squaring: exact while every
- * product stays within 2**53, like Python's int power there. */
-static double int_pow(double x, double k) {
-    if (x == 0.0) return k == 0.0 ? 1.0 : 0.0;
-    if (x == 1.0) return 1.0;
-    if (x == -1.0) return fmod(k, 2.0) == 0.0 ? 1.0 : -1.0;
-    if (k > 4096.0) return x > 0 || fmod(k, 2.0) == 0.0 ? INFINITY : -INFINITY;
-    unsigned long e = (unsigned long)k;
-    double r = 1.0;
-    while (e) {
-        if (e & 1) r *= x;
-        e >>= 1;
-        if (e) x *= x;
-    }
-    return r;
+static _Thread_local int grad_disabled;  /* 0: recording (the default) */
+
+int ag_set_grad_enabled(int enabled) {
+    int was = !grad_disabled;
+    grad_disabled = !enabled;
+    return was;
 }
 
-int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
-                   int *out_int) {
-    if (x_int && y_int && y >= 0) {          /* int ** non-negative int */
-        double r = int_pow(x, y);
-        if (!isfinite(r)) return AG_ERR_INT_RANGE;
-        *out = r + 0.0;
-        *out_int = 1;
-        return AG_OK;
-    }
-    *out_int = 0;                            /* float semantics */
-    if (isfinite(x) && isfinite(y)) {
-        if (x == 0.0 && y < 0.0) return AG_ERR_ZERODIV;
-        if (x < 0.0 && y != floor(y)) return AG_ERR_COMPLEX;
-    }
-    double r = pow(x, y);
-    if (isinf(r) && isfinite(x) && isfinite(y)) return AG_ERR_OVERFLOW;
-    *out = r;
-    return AG_OK;
-}
+int ag_is_grad_enabled(void) { return !grad_disabled; }
 
 /* The arena's node arrays, as the backward rules use them: a local copy of
  * the pointers lets the compiler keep them in registers (a store to flags[],
@@ -82,60 +52,51 @@ static inline void accumulate(const nodes *c, int32_t ch, double v,
     c->flags[ch] = (uint8_t)(is_int ? f | AG_GRAD_INT : f);
 }
 
-/* micrograd's (k * x**(k-1)) * g: the contribution of x ** k. */
-static void accumulate_pow(const nodes *c, int32_t ch, double k, int k_int,
-                           double g, int g_int) {
-    double x = c->data[ch], e = k - 1.0, p;
-    int p_int = DATA_IS_INT(c, ch) && k_int && e >= 0;
-    p = p_int ? int_pow(x, e) : pow(x, e);
-    int d_int = k_int && p_int;
-    double d = k * p;
-    if (d_int) d += 0.0;
-    accumulate(c, ch, d * g, d_int && g_int);
+/* What a rule sees of node id: its children's values and types, its
+ * exponent (POW_CONST only: k[] is unwritten for other nodes) and value. */
+static AG_ALWAYS_INLINE ag_operands operands_of(const nodes *c, int32_t id,
+                                                int op, int arity) {
+    int32_t a = c->a[id], b = c->b[id];
+    ag_operands o = {c->data[a], 0.0, 0.0, c->data[id],
+                     DATA_IS_INT(c, a), 0, (c->flags[id] & AG_K_INT) != 0};
+    if (arity == 2) {
+        o.y = c->data[b];
+        o.y_int = DATA_IS_INT(c, b);
+    }
+    if (op == AG_POW_CONST) o.k = c->k[id];
+    return o;
 }
 
-/* The rules for a node whose grad g has the type g_int. */
+/* The rules for a node whose grad g has the type g_int: each child, a
+ * first, receives what the op's rules say. */
 static inline void backprop_g(const nodes *c, int32_t id, double g,
                               int g_int) {
-    int32_t a = c->a[id], b = c->b[id];
-    double out = c->data[id];
-    switch (c->op[id]) {
-    case AG_ADD:
-        accumulate(c, a, g, g_int);
-        accumulate(c, b, g, g_int);
+    ag_operands o;
+    double v;
+    int v_int;
+#define ROW(code, rule, name, arity) BACK_##arity(code, rule)
+#define BACK_0(code, rule) case AG_##code: break;  /* sources: no rule */
+#define BACK_1(code, rule)                                  \
+    case AG_##code:                                         \
+        o = operands_of(c, id, AG_##code, 1);               \
+        v = rule##_grad_a(&o, g, g_int, &v_int);            \
+        accumulate(c, c->a[id], v, v_int);                  \
         break;
-    case AG_MUL:
-        accumulate(c, a, c->data[b] * g, DATA_IS_INT(c, b) && g_int);
-        accumulate(c, b, c->data[a] * g, DATA_IS_INT(c, a) && g_int);
+#define BACK_2(code, rule)                                  \
+    case AG_##code:                                         \
+        o = operands_of(c, id, AG_##code, 2);               \
+        v = rule##_grad_a(&o, g, g_int, &v_int);            \
+        accumulate(c, c->a[id], v, v_int);                  \
+        v = rule##_grad_b(&o, g, g_int, &v_int);            \
+        accumulate(c, c->b[id], v, v_int);                  \
         break;
-    case AG_POW_CONST:
-        accumulate_pow(c, a, c->k[id], (c->flags[id] & AG_K_INT) != 0, g,
-                       g_int);
-        break;
-    case AG_POW: {
-        double x = c->data[a], y = c->data[b];
-        accumulate_pow(c, a, y, DATA_IS_INT(c, b), g, g_int);
-        accumulate(c, b, ag__dpow_exponent(x, y, out) * g, 0);
-        break;
+    switch ((ag_op)c->op[id]) {
+    AG_OP_LIST(ROW)
     }
-    case AG_RELU:                            /* (out > 0) * g */
-        accumulate(c, a, ag__drelu(out) * g, g_int);
-        break;
-    case AG_TANH:
-        accumulate(c, a, ag__dtanh(out) * g, 0);
-        break;
-    case AG_EXP:
-        accumulate(c, a, out * g, 0);
-        break;
-    case AG_LOG:
-        accumulate(c, a, g / c->data[a], 0);
-        break;
-    case AG_SIGMOID:
-        accumulate(c, a, ag__dsigmoid(out) * g, 0);
-        break;
-    default:                                 /* LEAF, OPAQUE: no rule */
-        break;
-    }
+#undef ROW
+#undef BACK_0
+#undef BACK_1
+#undef BACK_2
 }
 
 /* Inlined twice so that the compiler specialises the common float grad (all
@@ -242,29 +203,22 @@ int ag_backward(ag_ctx *c, int32_t root) {
     return st;
 }
 
-static int arity(int op) {
-    switch (op) {
-    case AG_ADD: case AG_MUL: case AG_POW: return 2;
-    case AG_POW_CONST: case AG_RELU: case AG_TANH: case AG_EXP: case AG_LOG:
-    case AG_SIGMOID: return 1;
-    default: return 0;                       /* not built by ag_apply */
-    }
-}
-
 /* op(a, b) as a new node with refs = 0 -- or, while recording is off, a
- * leaf with its value.  Room must be reserved.  Returns id or -status.
+ * leaf with its value.  Room must be reserved.  Returns id or a status.
  * Inlined into each constructor (8% fewer instructions building a graph). */
 static AG_ALWAYS_INLINE int64_t make_node(ag_ctx *c, int op, int32_t a,
                                           int32_t b, double k, int k_int) {
+    ag_operands o = {c->data[a], 0.0, k, 0.0, DATA_IS_INT(c, a), 0, k_int};
+    if (b != AG_NONE) {
+        o.y = c->data[b];
+        o.y_int = DATA_IS_INT(c, b);
+    }
     double r;
     int r_int;
-    int binary = b != AG_NONE;
-    int st = ag__eval(op, c->data[a], DATA_IS_INT(c, a),
-                      binary ? c->data[b] : 0.0,
-                      binary ? DATA_IS_INT(c, b) : 0, k, k_int, &r, &r_int);
-    if (st != AG_OK) return -st;
+    int st = ag__eval(op, &o, &r, &r_int);
+    if (st != AG_OK) return st;
     int flags = r_int ? AG_DATA_INT : 0;
-    if (ag__grad_disabled())
+    if (grad_disabled)
         return ag__alloc(c, AG_LEAF, r, flags, AG_NONE, AG_NONE);
     int32_t id = ag__alloc(c, op, r, flags | (k_int ? AG_K_INT : 0), a, b);
     if (op == AG_POW_CONST) c->k[id] = k;
@@ -273,11 +227,11 @@ static AG_ALWAYS_INLINE int64_t make_node(ag_ctx *c, int op, int32_t a,
 
 int64_t ag_apply(ag_ctx *c, int op, int32_t a, int32_t b, double k, int k_int) {
     AG_LOCK(c);
-    int64_t id = -AG_ERR_ARG;
-    int n = arity(op);
-    if (n && ag__is_live(c, a) && (n == 1 || ag__is_live(c, b))) {
+    int64_t id = AG_ERR_ARG;
+    int n = ag__arity(op);
+    if (n > 0 && ag__is_live(c, a) && (n == 1 || ag__is_live(c, b))) {
         int st = ag__reserve(c, 1);
-        id = st ? -st : make_node(c, op, a, n == 2 ? b : AG_NONE, k, k_int);
+        id = st ? st : make_node(c, op, a, n == 2 ? b : AG_NONE, k, k_int);
         if (id >= 0) c->refs[id] = 1;
     }
     AG_UNLOCK(c);
@@ -287,10 +241,10 @@ int64_t ag_apply(ag_ctx *c, int op, int32_t a, int32_t b, double k, int k_int) {
 int64_t ag_apply_const(ag_ctx *c, int op, int32_t a, double v, int v_int,
                     int const_first) {
     AG_LOCK(c);
-    int64_t id = -AG_ERR_ARG;
-    if (arity(op) == 2 && ag__is_live(c, a)) {
+    int64_t id = AG_ERR_ARG;
+    if (ag__arity(op) == 2 && ag__is_live(c, a)) {
         int st = ag__reserve(c, 2);
-        id = -st;
+        id = st;
         if (st == AG_OK) {
             int32_t leaf = ag__alloc(c, AG_LEAF, v, v_int ? AG_DATA_INT : 0,
                                      AG_NONE, AG_NONE);
@@ -309,7 +263,7 @@ int64_t ag_apply_const(ag_ctx *c, int op, int32_t a, double v, int v_int,
  * hold given back.  Returns AG_OK or a status (then *acc is unchanged). */
 static int fold(ag_ctx *c, int op, int32_t *acc, int32_t b) {
     int64_t id = make_node(c, op, *acc, b, 0.0, 0);
-    if (id < 0) return (int)-id;
+    if (id < 0) return (int)id;
     c->refs[id]++;
     ag__unref(c, *acc);
     *acc = (int32_t)id;
@@ -335,7 +289,7 @@ int ag_layer(ag_ctx *c, const int32_t *w, const int32_t *b, const int32_t *x,
         c->refs[acc]++;
         for (int32_t i = 0; st == AG_OK && i < n_in; i++) {
             int64_t prod = make_node(c, AG_MUL, w[j * n_in + i], x[i], 0.0, 0);
-            if (prod < 0) { st = (int)-prod; break; }
+            if (prod < 0) { st = (int)prod; break; }
             c->refs[prod]++;
             st = fold(c, AG_ADD, &acc, (int32_t)prod);
             ag__unref(c, (int32_t)prod);     /* the sum's link keeps it */
@@ -348,4 +302,48 @@ int ag_layer(ag_ctx *c, const int32_t *w, const int32_t *b, const int32_t *x,
         while (j-- > 0) ag__unref(c, out[j]);
     AG_UNLOCK(c);
     return st;
+}
+
+int64_t ag_leaf(ag_ctx *c, double v, int is_int) {
+    AG_LOCK(c);
+    int st = ag__reserve(c, 1);
+    int64_t id = st;
+    if (st == AG_OK) {
+        id = ag__alloc(c, AG_LEAF, v, is_int ? AG_DATA_INT : 0, AG_NONE,
+                       AG_NONE);
+        c->refs[id] = 1;
+    }
+    AG_UNLOCK(c);
+    return id;
+}
+
+/* A child id of ag_opaque: absent (AG_NONE) or a live node of c. */
+static int child_ok(const ag_ctx *c, int32_t id) {
+    return id == AG_NONE || ag__is_live(c, id);
+}
+
+int64_t ag_opaque(ag_ctx *c, double v, int is_int, int32_t a, int32_t b) {
+    AG_LOCK(c);
+    int st = child_ok(c, a) && child_ok(c, b) ? ag__reserve(c, 1) : AG_ERR_ARG;
+    int64_t id = st;
+    if (st == AG_OK) {
+        id = ag__alloc(c, AG_OPAQUE, v, is_int ? AG_DATA_INT : 0, a, b);
+        c->refs[id] = 1;
+    }
+    AG_UNLOCK(c);
+    return id;
+}
+
+int ag_node_info(ag_ctx *c, int32_t id, ag_node *out) {
+    AG_LOCK(c);
+    int live = ag__is_live(c, id);
+    if (live) {
+        out->op = c->op[id];
+        out->a = c->a[id];
+        out->b = c->b[id];
+        out->k = out->op == AG_POW_CONST ? c->k[id] : 0.0;
+        out->flags = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
+    }
+    AG_UNLOCK(c);
+    return live ? AG_OK : AG_ERR_ARG;
 }

@@ -1,0 +1,342 @@
+/*
+ * batch.c -- a captured graph run over many input rows at once, in plain
+ * doubles (ag_graph_run): blocks of rows laid out node-major (v[p * B + r])
+ * so each op is one loop over the rows of a block, which gcc -O3
+ * vectorises; optionally split over threads.  The op rules are rules.h's,
+ * called with every int flag 0.  The arena's lock is held only to copy the
+ * sources; the rows are evaluated on the graph's own arrays without it.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "graph.h"
+
+/* Rows per block of a batched run: up to AG_BLOCK_ROWS, halved while a
+ * thread's value + gradient blocks (16 bytes per node and row) would exceed
+ * AG_SCRATCH_BYTES, so big graphs stay within reach of the caches. */
+#define AG_BLOCK_ROWS 64
+#define AG_MIN_BLOCK_ROWS 8
+#define AG_SCRATCH_BYTES ((size_t)4 << 20)
+/* Node-rows of work a thread of a batched run gets at least (~0.1 ms):
+ * starting a thread costs tens of microseconds, so a small run stays on the
+ * calling thread, whatever `threads` asks. */
+#define AG_MIN_THREAD_WORK ((int64_t)1 << 18)
+
+/* Rows per block for a graph of n nodes (see AG_BLOCK_ROWS). */
+static int rows_per_block(int32_t n) {
+    int B = AG_BLOCK_ROWS;
+    while (B > AG_MIN_BLOCK_ROWS &&
+           (size_t)n * (size_t)B * 2 * sizeof(double) > AG_SCRATCH_BYTES)
+        B /= 2;
+    return B;
+}
+
+/* The batched kernels are compiled for AVX-512 and AVX2 as well as the
+ * baseline, picked at load time (gcc's function multiversioning). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__)
+#define AG_SIMD_CLONES \
+    __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AG_SIMD_CLONES
+#endif
+
+/* Read every source's data and type from the arena into val / val_int. */
+static void read_sources(ag_graph *g) {
+    ag_ctx *c = g->ctx;
+    AG_LOCK(c);
+    for (int32_t i = 0; i < g->n_src; i++) {
+        int32_t p = g->src[i], id = g->id[p];
+        g->val[p] = c->data[id];
+        g->val_int[p] = (c->flags[id] & AG_DATA_INT) != 0;
+    }
+    AG_UNLOCK(c);
+}
+
+/* ---- batched replay: plain doubles, vectorised over the rows of a block --- */
+
+/* o[r] = op(x[r], y[r]) for r < nr (y == x for one-operand ops): the op's
+ * R_value.  Sources are already in place. */
+static inline void forward_rows(int op, double *restrict o,
+                                const double *restrict x,
+                                const double *restrict y, double k, int nr) {
+#define ROW(code, rule, name, arity) FWD_##arity(code, rule)
+#define FWD_0(code, rule) case AG_##code: break;
+#define FWD_1(code, rule)                                              \
+    case AG_##code:                                                    \
+        for (int r = 0; r < nr; r++) o[r] = rule##_value(x[r], y[r], k); \
+        break;
+#define FWD_2 FWD_1
+    switch ((ag_op)op) {
+    AG_OP_LIST(ROW)
+    }
+#undef ROW
+}
+
+/* One child's share of the backward rule of out = op(x, y): gc[r] +=
+ * R_grad_a (R_grad_b when second) of gp[r], every int flag 0 -- the eager
+ * backward's float expressions. */
+static inline void backward_rows(int op, int second, double *restrict gc,
+                                 const double *restrict gp,
+                                 const double *restrict x,
+                                 const double *restrict y,
+                                 const double *restrict o, double k, int nr) {
+    int c_int;                                /* always 0: no int flags */
+#define ROW(code, rule, name, arity) BACK_##arity(code, rule)
+#define BACK_0(code, rule) case AG_##code: break;
+#define BACK_ROWS(grad)                                                \
+    for (int r = 0; r < nr; r++) {                                     \
+        ag_operands v = {x[r], y[r], k, o[r], 0, 0, 0};                \
+        gc[r] += grad(&v, gp[r], 0, &c_int);                           \
+    }
+#define BACK_1(code, rule)                                             \
+    case AG_##code: BACK_ROWS(rule##_grad_a) break;
+#define BACK_2(code, rule)                                             \
+    case AG_##code:                                                    \
+        if (second) BACK_ROWS(rule##_grad_b)                           \
+        else BACK_ROWS(rule##_grad_a)                                  \
+        break;
+    switch ((ag_op)op) {
+    AG_OP_LIST(ROW)
+    }
+#undef ROW
+#undef BACK_ROWS
+    (void)c_int;
+}
+
+/* The work of one thread in ag_graph_run. */
+typedef struct run_job {
+    const ag_graph *g;
+    const int32_t *in_pos;  /* n_in input positions (rows' columns)     */
+    int32_t n_in;
+    const double *rows;     /* row r, column i: rows[r * stride + i]     */
+    int64_t stride;
+    double *out;            /* n_rows outputs, or NULL                  */
+    int backward;           /* gradients requested                      */
+    int32_t n_acc;          /* acc rows in use                          */
+    int64_t r0, r1;         /* this thread's rows [r0, r1)              */
+    ag_scratch *s;
+} run_job;
+
+/* Forward and (if asked) backward of rows [r0, r0 + nr) of the job; node p's
+ * row r is at v[p * B + r] (B = rows_per_block, passed in so that a full
+ * block can be compiled with constant trip counts). */
+static AG_ALWAYS_INLINE void block_rows(const run_job *j, int64_t r0, int nr,
+                                        size_t B) {
+    const ag_graph *g = j->g;
+    const ag_instr *ins = g->ins;
+    double *v = j->s->v, *gr = j->s->g, *acc = j->s->acc;
+    for (int32_t i = 0; i < j->n_in; i++) {
+        double *vi = v + (size_t)j->in_pos[i] * B;
+        const double *col = j->rows + r0 * j->stride + i;
+        for (int r = 0; r < nr; r++) vi[r] = col[r * j->stride];
+    }
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        const double *x = v + (size_t)ins[i].a * B;
+        const double *y = ins[i].b < 0 ? x : v + (size_t)ins[i].b * B;
+        forward_rows(ins[i].op, v + (size_t)ins[i].p * B, x, y,
+                     g->k[ins[i].p], nr);
+    }
+    const double *root = v + (size_t)(g->n - 1) * B;
+    if (j->out) memcpy(j->out + r0, root, (size_t)nr * sizeof(double));
+    if (!j->backward) return;
+    double *groot = gr + (size_t)(g->n - 1) * B;
+    for (int r = 0; r < nr; r++) groot[r] += 1.0;
+    for (int32_t i = g->n_ins - 1; i >= 0; i--) {   /* sources keep their sums */
+        int32_t p = ins[i].p, a = ins[i].a, b = ins[i].b;
+        double *gp = gr + (size_t)p * B;
+        const double *x = v + (size_t)a * B, *o = v + (size_t)p * B;
+        const double *y = b < 0 ? x : v + (size_t)b * B;
+        backward_rows(ins[i].op, 0, gr + (size_t)a * B, gp, x, y, o, g->k[p],
+                      nr);
+        if (b >= 0)
+            backward_rows(ins[i].op, 1, gr + (size_t)b * B, gp, x, y, o,
+                          g->k[p], nr);
+        if (g->slot[p] >= 0) {
+            double *sum = acc + (size_t)g->slot[p] * B;
+            for (int r = 0; r < nr; r++) sum[r] += gp[r];
+        }
+        memset(gp, 0, (size_t)nr * sizeof(double));   /* ready for the next */
+    }
+}
+
+AG_SIMD_CLONES static void run_block(const run_job *j, int64_t r0, int nr) {
+    size_t B = (size_t)j->g->rows_per_block;
+    if (B == AG_BLOCK_ROWS && nr == AG_BLOCK_ROWS)
+        block_rows(j, r0, AG_BLOCK_ROWS, AG_BLOCK_ROWS);
+    else
+        block_rows(j, r0, nr, B);
+}
+
+static void *run_rows(void *arg) {
+    const run_job *j = arg;
+    const ag_graph *g = j->g;
+    const size_t B = (size_t)g->rows_per_block;
+    ag_scratch *s = j->s;
+    for (int32_t i = 0; i < g->n_src; i++) {   /* sources: the same each row */
+        int32_t p = g->src[i];
+        double *vp = s->v + (size_t)p * B, *gp = s->g + (size_t)p * B;
+        for (size_t r = 0; r < B; r++) vp[r] = g->val[p];
+        memset(gp, 0, B * sizeof(double));
+    }
+    if (j->n_acc)                              /* acc is NULL until needed */
+        memset(s->acc, 0, (size_t)j->n_acc * B * sizeof(double));
+    for (int64_t r = j->r0; r < j->r1; r += (int64_t)B) {
+        int64_t nr = j->r1 - r < (int64_t)B ? j->r1 - r : (int64_t)B;
+        run_block(j, r, (int)nr);
+    }
+    return NULL;
+}
+
+/* Make scratch for `threads` threads with n_acc acc rows each.  Op-node
+ * gradient rows start zeroed (calloc) and are kept zero by run_block. */
+static int ensure_scratch(ag_graph *g, int threads, int32_t n_acc) {
+    size_t nb = (size_t)g->n * (size_t)g->rows_per_block;
+    if (threads > g->n_scratch) {
+        ag_scratch *s = realloc(g->scratch, (size_t)threads * sizeof *s);
+        if (!s) return AG_ERR_NOMEM;
+        g->scratch = s;
+        for (; g->n_scratch < threads; g->n_scratch++) {
+            ag_scratch *t = &s[g->n_scratch];
+            t->v = malloc(nb * sizeof(double));
+            t->g = calloc(nb, sizeof(double));
+            t->acc = NULL;
+            t->acc_cap = 0;
+            if (!t->v || !t->g) {
+                free(t->v); free(t->g);
+                return AG_ERR_NOMEM;
+            }
+        }
+    }
+    for (int t = 0; t < threads; t++) {
+        ag_scratch *s = &g->scratch[t];
+        if ((size_t)n_acc <= s->acc_cap) continue;
+        double *acc = realloc(s->acc, (size_t)n_acc *
+                                      (size_t)g->rows_per_block * sizeof *acc);
+        if (!acc) return AG_ERR_NOMEM;
+        s->acc = acc;
+        s->acc_cap = (size_t)n_acc;
+    }
+    return AG_OK;
+}
+
+/* Positions of the inputs (distinct leaves) and grads (any node) into
+ * pos[0..n_in) and pos[n_in..n_in+n_grads).  AG_OK or a status. */
+static int find_positions(ag_graph *g, const int32_t *inputs, int32_t n_in,
+                          const int32_t *grads, int32_t n_grads,
+                          int32_t *pos) {
+    int st = AG_OK;
+    int32_t i = 0;
+    for (; i < n_in && st == AG_OK; i++) {    /* mark inputs with slot -2 */
+        int32_t p = ag__graph_position(g, inputs[i]);
+        if (p < 0 || !ag__is_source(g->op[p])) st = AG_ERR_NOT_LEAF;
+        else if (g->slot[p] == -2) st = AG_ERR_ARG;
+        else { g->slot[p] = -2; pos[i] = p; }
+    }
+    if (st != AG_OK) i--;                     /* pos[i] was not set */
+    while (i-- > 0) g->slot[pos[i]] = -1;
+    for (int32_t j = 0; j < n_grads && st == AG_OK; j++) {
+        pos[n_in + j] = ag__graph_position(g, grads[j]);
+        if (pos[n_in + j] < 0) st = AG_ERR_ARG;
+    }
+    return st;
+}
+
+/* A thread of a run: its job, and whether it was started in the background. */
+typedef struct run_worker {
+    run_job job;
+    pthread_t tid;
+    int started;
+} run_worker;
+
+/* Run the jobs, jobs 1.. on background threads (one that cannot be started
+ * runs on this thread after job 0). */
+static void run_workers(run_worker *w, int threads) {
+    for (int t = 1; t < threads; t++)
+        w[t].started = pthread_create(&w[t].tid, NULL, run_rows, &w[t].job) == 0;
+    run_rows(&w[0].job);
+    for (int t = 1; t < threads; t++) {
+        if (w[t].started) pthread_join(w[t].tid, NULL);
+        else run_rows(&w[t].job);
+    }
+}
+
+/* grad_out[j]: the lanes of node grad_pos[j]'s sum rows, thread by thread,
+ * in AG_SUM_WAYS interleaved partial sums (B is a multiple of it). */
+#define AG_SUM_WAYS 8
+static void sum_grads(const ag_graph *g, int threads, const int32_t *grad_pos,
+                      int32_t n_grads, double *grad_out) {
+    const size_t B = (size_t)g->rows_per_block;
+    for (int32_t j = 0; j < n_grads; j++) {
+        int32_t p = grad_pos[j];
+        double part[AG_SUM_WAYS] = {0.0}, sum = 0.0;
+        for (int t = 0; t < threads; t++) {
+            const ag_scratch *s = &g->scratch[t];
+            const double *lanes = ag__is_source(g->op[p])
+                                      ? s->g + (size_t)p * B
+                                      : s->acc + (size_t)g->slot[p] * B;
+            for (size_t r = 0; r < B; r += AG_SUM_WAYS)
+                for (int w = 0; w < AG_SUM_WAYS; w++) part[w] += lanes[r + w];
+        }
+        for (int w = 0; w < AG_SUM_WAYS; w++) sum += part[w];
+        grad_out[j] = sum;
+    }
+}
+
+int ag_graph_run(ag_graph *g, const int32_t *inputs, int32_t n_inputs,
+                 const double *rows, int64_t n_rows, int64_t row_stride,
+                 const int32_t *grads, int32_t n_grads, double *out,
+                 double *grad_out, int threads) {
+    if (n_inputs < 0 || n_grads < 0 || n_rows < 0 || threads < 1 ||
+        row_stride < n_inputs || (n_inputs && !inputs) ||
+        (n_grads && (!grads || !grad_out)) || (n_rows && n_inputs && !rows))
+        return AG_ERR_ARG;
+    pthread_mutex_lock(&g->lock);
+    if (!g->rows_per_block) g->rows_per_block = rows_per_block(g->n);
+    int64_t B = g->rows_per_block, blocks = (n_rows + B - 1) / B;
+    int64_t by_work = (int64_t)g->n * n_rows / AG_MIN_THREAD_WORK;
+    if (threads > blocks) threads = blocks > 0 ? (int)blocks : 1;
+    if (threads > by_work) threads = by_work > 0 ? (int)by_work : 1;
+    /* pos: input positions, then grad positions */
+    int32_t *pos = malloc(((size_t)n_inputs + (size_t)n_grads + 1) *
+                          sizeof *pos);
+    run_worker *w = malloc((size_t)threads * sizeof *w);
+    if (!pos || !w) {
+        pthread_mutex_unlock(&g->lock);
+        free(pos);
+        free(w);
+        return AG_ERR_NOMEM;
+    }
+    int st = find_positions(g, inputs, n_inputs, grads, n_grads, pos);
+    const int32_t *grad_pos = pos + n_inputs;
+    if (st == AG_OK) {
+        int32_t n_acc = 0;                    /* acc rows: requested op nodes */
+        for (int32_t j = 0; j < n_grads; j++) {
+            int32_t p = grad_pos[j];
+            if (!ag__is_source(g->op[p]) && g->slot[p] < 0) g->slot[p] = n_acc++;
+        }
+        st = ensure_scratch(g, threads, n_acc);
+        if (st == AG_OK) {
+            read_sources(g);
+            for (int t = 0; t < threads; t++)
+                w[t].job = (run_job){g, pos, n_inputs, rows, row_stride, out,
+                                     n_grads > 0, n_acc, n_rows * t / threads,
+                                     n_rows * (t + 1) / threads,
+                                     &g->scratch[t]};
+            run_workers(w, threads);
+            sum_grads(g, threads, grad_pos, n_grads, grad_out);
+        }
+        for (int32_t j = 0; j < n_grads; j++) g->slot[grad_pos[j]] = -1;
+    }
+    pthread_mutex_unlock(&g->lock);
+    free(w);
+    free(pos);
+    return st;
+}
+
+void ag__batch_free(ag_graph *g) {
+    for (int t = 0; t < g->n_scratch; t++) {
+        free(g->scratch[t].v); free(g->scratch[t].g); free(g->scratch[t].acc);
+    }
+    free(g->scratch);
+}

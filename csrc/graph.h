@@ -1,0 +1,87 @@
+/*
+ * graph.h -- a captured graph as replay.c makes it and batch.c runs it (not
+ * public).
+ *
+ * The program is fixed at capture: a node's op, children and exponent never
+ * change while it lives, and the graph's reference on the root keeps every
+ * captured node alive.  Only data and grads move, and they are read from and
+ * written to the arena under its lock.
+ */
+#ifndef AG_GRAPH_H
+#define AG_GRAPH_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "arena.h"
+#include "rules.h"
+
+/* One thread's scratch for batched runs; kept by the graph between runs. */
+typedef struct ag_scratch {
+    double *v;      /* n * B: v[p * B + r], value of node p in block row r  */
+    double *g;      /* n * B: its gradient.  Rows of op nodes are all zero
+                     * between blocks; rows of sources accumulate over a run */
+    double *acc;    /* acc_cap * B: per-row grad sums of requested op nodes */
+    size_t acc_cap; /* rows of acc allocated                                */
+} ag_scratch;
+
+/* An op node of the program, as forward evaluation reads it. */
+typedef struct ag_instr {
+    int32_t p;              /* its position                                 */
+    int32_t a, b;           /* operand positions, b = -1 when absent        */
+    uint8_t op;             /* ag_op                                        */
+    uint8_t k_int;          /* POW_CONST exponent g->k[p] is a Python int   */
+} ag_instr;
+
+struct ag_graph {
+    ag_ctx *ctx;            /* borrowed: contexts outlive their graphs      */
+    int32_t root;           /* arena id of the root; the graph holds a ref  */
+    int32_t n;              /* program length; position n - 1 is the root   */
+    /* The program, n entries each, indexed by position p (children first). */
+    int32_t *id;            /* arena id of position p                       */
+    double *k;              /* POW_CONST exponent                           */
+    uint8_t *op;            /* ag_op                                        */
+    /* Sources: positions of LEAF and OPAQUE nodes, read from the arena.    */
+    int32_t *src;
+    int32_t n_src;
+    /* The other nodes (op nodes), in program order, with their operands.   */
+    ag_instr *ins;
+    int32_t n_ins;
+    int32_t *ins_id;        /* n_ins: arena id of each, the backward order   */
+    /* Scratch, n each, indexed by position: a source's value and "is int"
+     * (read_sources, for batched runs); an op node's old data and flags
+     * (ag_graph_forward's undo log).                                        */
+    double *val;
+    uint8_t *val_int;
+    /* Arena id -> position: open addressing, 2**hbits slots, key -1 empty. */
+    int32_t *hkey, *hpos;
+    int hbits;
+    /* Batched runs (batch.c). */
+    int32_t *slot;          /* n: acc row of a requested op node, else -1   */
+    int rows_per_block;     /* B, chosen at the first run (0 before)        */
+    ag_scratch *scratch;    /* n_scratch per-thread scratches               */
+    int n_scratch;
+    pthread_mutex_t lock;   /* one forward or run at a time on this graph   */
+};
+
+/* A source (LEAF, OPAQUE): read from the arena, never computed. */
+static inline int ag__is_source(int op) { return ag__arity(op) == 0; }
+
+static inline uint32_t ag__hash_slot(int32_t id, int bits) {
+    return (uint32_t)((uint32_t)id * 2654435761u) >> (32 - bits);
+}
+
+/* Program position of arena id, or -1 when id is not in the graph. */
+static inline int32_t ag__graph_position(const ag_graph *g, int32_t id) {
+    if (id < 0) return -1;
+    uint32_t mask = (uint32_t)(((uint64_t)1 << g->hbits) - 1);
+    for (uint32_t h = ag__hash_slot(id, g->hbits); g->hkey[h] != -1;
+         h = (h + 1) & mask)
+        if (g->hkey[h] == id) return g->hpos[h];
+    return -1;
+}
+
+/* Free the batched runs' scratch (batch.c); the graph must not be in use. */
+void ag__batch_free(ag_graph *g);
+
+#endif /* AG_GRAPH_H */

@@ -1,0 +1,298 @@
+/*
+ * rules.h -- what every op computes and passes back: the one home of op
+ * semantics (not public).
+ *
+ * Each op of AG_OP_LIST (autograd_c.h) has, under its rule stem R:
+ *
+ *   double R_value(x, y, k)      its value in plain doubles: the batched
+ *                                replay's forward, and the float case of R_eval
+ *   int R_eval(o, &out, &out_int) its value with Python's number rules: int
+ *                                or float result, Python's errors (AG_OK or a
+ *                                status); eager constructors and single-row
+ *                                replay
+ *   double R_grad_a(o, g, g_int, &c_int)   what child a receives from the
+ *   double R_grad_b(...)         node's grad g: micrograd's chain rule term,
+ *                                an int when Python's would be (*c_int);
+ *                                R_grad_b for two-child ops only
+ *
+ * The eager backward calls R_grad_* with the nodes' real int flags; the
+ * batched replay calls the same functions with every flag 0, which leaves
+ * the float expressions alone, so both give the same bits by construction.
+ * The switches over ops (ag__eval here, the eager backward, the batched
+ * kernels) are made from AG_OP_LIST, so an op without its rules does not
+ * compile.  Sources (LEAF, OPAQUE) have no rules and are never evaluated.
+ */
+#ifndef AG_RULES_H
+#define AG_RULES_H
+
+#include <math.h>
+#include "autograd_c.h"
+
+/* For the few functions whose inlining decides a hot loop's speed. */
+#if defined(__GNUC__)
+#define AG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define AG_ALWAYS_INLINE inline
+#endif
+
+/* What a rule sees of one node: its children's values and Python types
+ * (x = child a; y = child b, 0 when absent), the POW_CONST exponent k and,
+ * in backward, the node's own value out. */
+typedef struct ag_operands {
+    double x, y, k, out;
+    int x_int, y_int, k_int;
+} ag_operands;
+
+/* x ** k for an int x and an int k >= 0, by squaring: exact while every
+ * product stays within 2**53, like Python's int power there (rules.c). */
+double ag__int_pow(double x, double k);
+
+/* Python's x ** y for numbers whose types are given by x_int, y_int; the
+ * float case is pow_value.  Writes *out and *out_int; returns AG_OK or an
+ * error status (rules.c: out of line, so callers keep their registers). */
+int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
+                   int *out_int);
+
+/* An int result that left the range of doubles is an error; an int zero is
+ * stored as +0.0 (Python's int 0 has no sign). */
+static inline int ag__int_result(double r, double *out) {
+    if (!isfinite(r)) return AG_ERR_INT_RANGE;
+    *out = r + 0.0;
+    return AG_OK;
+}
+
+/* A float result (no Python int case, no error). */
+static inline int ag__float_result(double r, double *out, int *out_int) {
+    *out = r;
+    *out_int = 0;
+    return AG_OK;
+}
+
+/* micrograd's (k * x**(k-1)) * g: what x receives from x ** k; an int when
+ * x, k and g are ints and k >= 1 (Python's int power). */
+static inline double ag__grad_power(double x, int x_int, double k, int k_int,
+                                    double g, int g_int, int *c_int) {
+    double e = k - 1.0;
+    int p_int = x_int && k_int && e >= 0;
+    double d = k * (p_int ? ag__int_pow(x, e) : pow(x, e));
+    if (p_int) d += 0.0;
+    *c_int = p_int && g_int;
+    return d * g;
+}
+
+/* ---- add: a + b ---------------------------------------------------------- */
+static inline double add_value(double x, double y, double k) {
+    (void)k;
+    return x + y;
+}
+static inline int add_eval(const ag_operands *o, double *out, int *out_int) {
+    *out_int = o->x_int && o->y_int;
+    if (*out_int) return ag__int_result(add_value(o->x, o->y, 0), out);
+    *out = add_value(o->x, o->y, 0);
+    return AG_OK;
+}
+static inline double add_grad_a(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    (void)o;
+    *c_int = g_int;
+    return g;
+}
+static inline double add_grad_b(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    return add_grad_a(o, g, g_int, c_int);
+}
+
+/* ---- mul: a * b ---------------------------------------------------------- */
+static inline double mul_value(double x, double y, double k) {
+    (void)k;
+    return x * y;
+}
+static inline int mul_eval(const ag_operands *o, double *out, int *out_int) {
+    *out_int = o->x_int && o->y_int;
+    if (*out_int) return ag__int_result(mul_value(o->x, o->y, 0), out);
+    *out = mul_value(o->x, o->y, 0);
+    return AG_OK;
+}
+static inline double mul_grad_a(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    *c_int = o->y_int && g_int;
+    return o->y * g;
+}
+static inline double mul_grad_b(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    *c_int = o->x_int && g_int;
+    return o->x * g;
+}
+
+/* ---- pow_const: a ** k, k a number kept on the node ---------------------- */
+static inline double pow_const_value(double x, double y, double k) {
+    (void)y;
+    return pow(x, k);
+}
+static inline int pow_const_eval(const ag_operands *o, double *out,
+                                 int *out_int) {
+    double r;           /* through locals: out must not escape into the call */
+    int r_int, st = ag__python_pow(o->x, o->x_int, o->k, o->k_int, &r, &r_int);
+    *out = r;
+    *out_int = r_int;
+    return st;
+}
+static inline double pow_const_grad_a(const ag_operands *o, double g,
+                                      int g_int, int *c_int) {
+    return ag__grad_power(o->x, o->x_int, o->k, o->k_int, g, g_int, c_int);
+}
+
+/* ---- pow: a ** b, both nodes --------------------------------------------- */
+static inline double pow_value(double x, double y, double k) {
+    (void)k;
+    return pow(x, y);
+}
+static inline int pow_eval(const ag_operands *o, double *out, int *out_int) {
+    double r;
+    int r_int, st = ag__python_pow(o->x, o->x_int, o->y, o->y_int, &r, &r_int);
+    *out = r;
+    *out_int = r_int;
+    return st;
+}
+static inline double pow_grad_a(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    return ag__grad_power(o->x, o->x_int, o->y, o->y_int, g, g_int, c_int);
+}
+/* d(x**y)/dy = x**y * ln x; 0 where x == 0 and y >= 0 (as PyTorch). */
+static inline double pow_grad_b(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    (void)g_int;
+    *c_int = 0;
+    return (o->x == 0.0 && o->y >= 0.0 ? 0.0 : o->out * log(o->x)) * g;
+}
+
+/* ---- relu: 0 if a < 0 else a (micrograd; int 0 for a negative a) -------- */
+static inline double relu_value(double x, double y, double k) {
+    (void)y, (void)k;
+    return x < 0 ? 0.0 : x;
+}
+static inline int relu_eval(const ag_operands *o, double *out, int *out_int) {
+    *out = relu_value(o->x, 0, 0);
+    *out_int = o->x < 0 ? 1 : o->x_int;
+    return AG_OK;
+}
+static inline double relu_grad_a(const ag_operands *o, double g, int g_int,
+                                 int *c_int) {
+    *c_int = g_int;                          /* (out > 0) * g */
+    return (o->out > 0 ? 1.0 : 0.0) * g;
+}
+
+/* ---- tanh ----------------------------------------------------------------- */
+static inline double tanh_value(double x, double y, double k) {
+    (void)y, (void)k;
+    return tanh(x);
+}
+static inline int tanh_eval(const ag_operands *o, double *out, int *out_int) {
+    return ag__float_result(tanh_value(o->x, 0, 0), out, out_int);
+}
+static inline double tanh_grad_a(const ag_operands *o, double g, int g_int,
+                                 int *c_int) {
+    (void)g_int;
+    *c_int = 0;
+    return (1.0 - o->out * o->out) * g;
+}
+
+/* ---- exp: OverflowError where math.exp raises it --------------------------- */
+static inline double exp_value(double x, double y, double k) {
+    (void)y, (void)k;
+    return exp(x);
+}
+static inline int exp_eval(const ag_operands *o, double *out, int *out_int) {
+    ag__float_result(exp_value(o->x, 0, 0), out, out_int);
+    return isinf(*out) && isfinite(o->x) ? AG_ERR_OVERFLOW : AG_OK;
+}
+static inline double exp_grad_a(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    (void)g_int;
+    *c_int = 0;
+    return o->out * g;
+}
+
+/* ---- log: ValueError for a <= 0 (NaN passes through) ---------------------- */
+static inline double log_value(double x, double y, double k) {
+    (void)y, (void)k;
+    return log(x);
+}
+static inline int log_eval(const ag_operands *o, double *out, int *out_int) {
+    if (o->x <= 0.0) return AG_ERR_DOMAIN;
+    return ag__float_result(log_value(o->x, 0, 0), out, out_int);
+}
+static inline double log_grad_a(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    (void)g_int;
+    *c_int = 0;
+    return g / o->x;
+}
+
+/* ---- sigmoid: 1 / (1 + e**-a), computed without overflow ------------------ */
+static inline double sigmoid_value(double x, double y, double k) {
+    (void)y, (void)k;
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+static inline int sigmoid_eval(const ag_operands *o, double *out,
+                               int *out_int) {
+    return ag__float_result(sigmoid_value(o->x, 0, 0), out, out_int);
+}
+static inline double sigmoid_grad_a(const ag_operands *o, double g, int g_int,
+                                    int *c_int) {
+    (void)g_int;
+    *c_int = 0;
+    return o->out * (1.0 - o->out) * g;
+}
+
+/* ---- abs: |a|, an int for an int a; gradient sign(a), 0 at 0 -------------- */
+static inline double abs_value(double x, double y, double k) {
+    (void)y, (void)k;
+    return fabs(x);
+}
+static inline int abs_eval(const ag_operands *o, double *out, int *out_int) {
+    *out = abs_value(o->x, 0, 0);
+    *out_int = o->x_int;
+    return AG_OK;
+}
+static inline double abs_grad_a(const ag_operands *o, double g, int g_int,
+                                int *c_int) {
+    *c_int = g_int;                   /* ((a > 0) - (a < 0)) * g, as Python */
+    return (double)((o->x > 0) - (o->x < 0)) * g;
+}
+
+/* ---- the switches made from the list ------------------------------------ */
+
+/* A switch made from the list has one case per row and no default: each
+ * defines ROW(code, rule, name, arity) to pick X_0 (sources), X_1 or X_2
+ * (ops of one / two children) by the row's arity, and X_n(code, rule)
+ * writes the case. */
+
+/* Value of op over operands o with Python's types and errors: AG_OK or a
+ * status; writes *out and *out_int.  AG_ERR_ARG for a source or a code that
+ * is no op. */
+static AG_ALWAYS_INLINE int ag__eval(int op, const ag_operands *o,
+                                     double *out, int *out_int) {
+#define AG__EVAL_ROW(code, rule, name, arity) AG__EVAL_##arity(code, rule)
+#define AG__EVAL_0(code, rule) case AG_##code: return AG_ERR_ARG;
+#define AG__EVAL_1(code, rule) case AG_##code: return rule##_eval(o, out, out_int);
+#define AG__EVAL_2 AG__EVAL_1
+    switch ((ag_op)op) {
+    AG_OP_LIST(AG__EVAL_ROW)
+    }
+    return AG_ERR_ARG;                       /* not an op code */
+}
+
+/* Number of children op's rules read (0: a source); -1 for a code that is
+ * no op. */
+static inline int ag__arity(int op) {
+#define AG__ARITY_ROW(code, rule, name, arity) case AG_##code: return arity;
+    switch ((ag_op)op) {
+    AG_OP_LIST(AG__ARITY_ROW)
+    }
+    return -1;
+}
+
+#endif /* AG_RULES_H */
