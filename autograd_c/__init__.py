@@ -1,5 +1,16 @@
 """autograd_c: micrograd's scalar autograd engine, with the graph in C."""
-from .engine import Value, set_node_limit, stats
+try:  # the compiled engine, which everything below calls
+    from ._autograd_c import ffi as _ffi  # noqa: F401
+except ImportError as error:
+    raise ImportError(
+        f"autograd_c cannot load its compiled extension _autograd_c from {__path__[0]}.  "
+        f"In a source checkout, build it in place (python setup.py build_ext --inplace) "
+        f"or install with pip install -e .; after a plain pip install ., run Python from "
+        f"outside the checkout, whose autograd_c folder hides the installed package."
+    ) from error
+
+from ._session import set_node_limit, stats
+from .engine import Value
 from .autograd import enable_grad, grad, is_grad_enabled, no_grad
 from .viz import draw_dot, to_dot
 from . import losses, nn, optim

@@ -4,10 +4,12 @@ import sys
 import time
 
 from . import Value
+from ._optional import require
 from .datasets import make_moons
+from .graph import Graph, Params
 from .nn import MLP
-from .train import make_model, train_step
-from .viz import plot_decision_boundary, require
+from .train import learning_rate, make_model, moons_loss, train_step
+from .viz import plot_decision_boundary
 
 
 def _progress_bar(total):
@@ -26,8 +28,6 @@ def _replay_training(X, y, steps):
     """The same training, the loss graph built once and replayed each step
     (Graph: forward, backward; Params: zero_grad, the SGD update), with the
     same numbers as the eager steps.  Returns (last loss, accuracy, seconds)."""
-    from .graph import Graph, Params
-    from .train import moons_loss
     model = make_model(MLP)
     start = time.perf_counter()
     total_loss, _ = moons_loss(Value, model, X, y)
@@ -36,7 +36,7 @@ def _replay_training(X, y, steps):
         loss = graph.forward()
         params.zero_grad()
         graph.backward()
-        params.sgd(1.0 - 0.9 * k / steps)  # train.sgd_step's rate
+        params.sgd(learning_rate(k, steps))
     elapsed = time.perf_counter() - start
     return loss, moons_loss(Value, model, X, y)[1], elapsed
 

@@ -3,81 +3,17 @@
 A Value holds only the id of its node (one reference in the arena); data,
 grad and the graph live in C.  Graphs are built micrograd's way (`a - b` is
 `a + (-b)`, `a / b` is `a * b**-1`, ...) so every number comes out the same.
+
+This module holds Value and what only Value needs; the C context, error
+mapping and release of dead Values are _session's.
 """
 import numbers
-import operator
-import os
-import threading
 import weakref
 
 from ._autograd_c import ffi, lib
+from ._session import DEAD_BATCH as _DEAD_BATCH, ctx as _ctx, dead as _dead, fail as _fail
+from ._session import release_dead as _release_dead, retry as _retry
 
-_ERRORS = {
-    lib.AG_ERR_NOMEM: MemoryError,
-    lib.AG_ERR_LIMIT: MemoryError,
-    lib.AG_ERR_ZERODIV: ZeroDivisionError,
-    lib.AG_ERR_OVERFLOW: OverflowError,
-    lib.AG_ERR_INT_RANGE: OverflowError,
-    lib.AG_ERR_DOMAIN: ValueError,
-    lib.AG_ERR_COMPLEX: ValueError,
-    lib.AG_ERR_ARG: ValueError,
-    lib.AG_ERR_NOT_LEAF: ValueError,
-}
-
-
-def _fail(status, what=""):
-    """Raise the Python exception for a C status (given negated or not)."""
-    status = abs(status)
-    message = ffi.string(lib.ag_status_str(status)).decode()
-    raise _ERRORS.get(status, RuntimeError)(f"{what}: {message}" if what else message)
-
-
-# Handles of dead Values, given back to C in batches: one call per batch
-# instead of one per Value.  Any failed allocation flushes them first.
-_dead = []
-_DEAD_BATCH = 512
-_release_lock = threading.Lock()
-
-
-def _release_dead():
-    """Give the handles of dead Values back to the arena (never blocks)."""
-    if not _release_lock.acquire(False):
-        return  # another thread (or this one, re-entered) is releasing
-    try:
-        n = len(_dead)
-        ids = _dead[:n]
-        del _dead[:n]
-        lib.ag_release_many(_ctx, ids, n)
-    finally:
-        _release_lock.release()
-
-
-def _retry(status, fn, *args):
-    """After fn(*args) returned -status: if memory ran out, release the dead
-    Values and call once more.  Returns the new id or raises."""
-    if -status in (lib.AG_ERR_NOMEM, lib.AG_ERR_LIMIT):
-        _release_dead()
-        status = fn(*args)
-        if status >= 0:
-            return status
-    _fail(status)
-
-
-def _new_context():
-    ctx = lib.ag_ctx_new()
-    if ctx == ffi.NULL:
-        raise MemoryError("autograd_c: cannot allocate the node arena")
-    limit = os.environ.get("AUTOGRAD_C_MAX_NODES")
-    if limit:
-        lib.ag_set_limit(ctx, int(limit))
-    return ctx
-
-
-_ctx = _new_context()  # one arena for the process; lives until exit
-
-_OP_NAMES = {lib.AG_LEAF: "", lib.AG_ADD: "+", lib.AG_MUL: "*", lib.AG_POW: "**",
-             lib.AG_RELU: "ReLU", lib.AG_TANH: "tanh", lib.AG_EXP: "exp",
-             lib.AG_LOG: "log", lib.AG_SIGMOID: "sigmoid"}
 _opaque_op_names = {}  # OPAQUE node id -> the _op string a user gave Value(...)
 _labelled = weakref.WeakValueDictionary()  # node id -> the Value its label was set on
 
@@ -99,13 +35,6 @@ def _number(x):
 _new = object.__new__
 _apply, _apply_const, _new_leaf = lib.ag_apply, lib.ag_apply_const, lib.ag_leaf
 _ADD, _MUL, _POW, _POWK = lib.AG_ADD, lib.AG_MUL, lib.AG_POW, lib.AG_POW_CONST
-
-
-def _wrap(i):
-    """A Value for the node id i, which owns one handle."""
-    v = _new(Value)
-    v._i = i
-    return v
 
 
 def _binary_op(op, const_first=0):
@@ -157,7 +86,11 @@ def _user_node(data, children, op):
 def _apply_checked(op, a, k, k_int):
     """A Value for op(a) (k: the exponent of **)."""
     i = _apply(_ctx, op, a._i, -1, k, k_int)
-    return _wrap(i if i >= 0 else _retry(i, _apply, _ctx, op, a._i, -1, k, k_int))
+    if i < 0:
+        i = _retry(i, _apply, _ctx, op, a._i, -1, k, k_int)
+    v = _new(Value)
+    v._i = i
+    return v
 
 
 def _unary_op(op):
@@ -190,6 +123,14 @@ class Value:
         if label:
             self.label = label
 
+    @classmethod
+    def _from_handle(cls, i):
+        """The Value of node id i, taking over one handle the caller owns
+        (as a C constructor returns it): for the package's own C calls."""
+        v = _new(cls)
+        v._i = i
+        return v
+
     def __del__(self, _append=_dead.append, _dead=_dead):
         try:
             _append(self._i)
@@ -206,7 +147,9 @@ class Value:
 
     @data.setter
     def data(self, value):
-        lib.ag_set_data(_ctx, self._i, *_number(value))
+        status = lib.ag_set_data(_ctx, self._i, *_number(value))
+        if status:
+            _fail(status, "Value.data")
 
     @property
     def grad(self):
@@ -215,12 +158,17 @@ class Value:
 
     @grad.setter
     def grad(self, value):
-        lib.ag_set_grad(_ctx, self._i, *_number(value))
+        status = lib.ag_set_grad(_ctx, self._i, *_number(value))
+        if status:
+            _fail(status, "Value.grad")
 
     # -- the graph ------------------------------------------------------------
     def _node(self):
+        """The C record of this node: op, children a and b, exponent k, flags."""
         info = ffi.new("ag_node *")
-        lib.ag_node_info(_ctx, self._i, info)
+        status = lib.ag_node_info(_ctx, self._i, info)
+        if status:
+            _fail(status, "Value._node")
         return info
 
     @property
@@ -230,20 +178,26 @@ class Value:
         kids = set()
         for j in (info.a, info.b):
             if j >= 0:
-                lib.ag_retain(_ctx, j)
-                kids.add(_wrap(j))
+                status = lib.ag_retain(_ctx, j)
+                if status:
+                    _fail(status, "Value._prev")
+                kids.add(Value._from_handle(j))
         return kids
 
     _children = _prev
 
     @property
     def _op(self):
+        """micrograd's name of the op that made this node: C's name of it
+        ("" for a leaf), with the exponent of a ** by a number ("**2"); the
+        user's string for Value(data, children, op)."""
         info = self._node()
-        if info.op == lib.AG_POW_CONST:
-            return f"**{int(info.k) if info.flags & lib.AG_K_INT else info.k}"
         if info.op == lib.AG_OPAQUE:
             return _opaque_op_names.get(self._i, "")
-        return _OP_NAMES[info.op]
+        name = ffi.string(lib.ag_op_name(info.op)).decode()
+        if info.op == lib.AG_POW_CONST:
+            return f"{name}{int(info.k) if info.flags & lib.AG_K_INT else info.k}"
+        return name
 
     def __eq__(self, other):  # one node, one identity
         return isinstance(other, Value) and other._i == self._i
@@ -275,6 +229,7 @@ class Value:
     exp = _unary_op(lib.AG_EXP)
     log = _unary_op(lib.AG_LOG)
     sigmoid = _unary_op(lib.AG_SIGMOID)
+    __abs__ = _unary_op(lib.AG_ABS)
 
     def __neg__(self): return self * -1
     def __sub__(self, other): return self + (-other)
@@ -289,7 +244,9 @@ class Value:
 
     def backward(self):
         """micrograd's backward: grad of self = 1, accumulated into all it reaches."""
-        lib.ag_backward(_ctx, self._i)
+        status = lib.ag_backward(_ctx, self._i)
+        if status:
+            _fail(status, "Value.backward")
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
@@ -309,23 +266,3 @@ def _leaf(data, grad=0, label=""):
     v = Value(data, label=label)
     v.grad = grad
     return v
-
-
-def stats():
-    """The arena's numbers after releasing dead Values: a dict with
-    live_nodes, capacity (node slots), bytes (held by the arena) and limit."""
-    _release_dead()
-    s = ffi.new("ag_stats *")
-    lib.ag_get_stats(_ctx, s)
-    return {"live_nodes": s.live_nodes, "capacity": s.capacity,
-            "bytes": s.bytes, "limit": s.limit}
-
-
-def set_node_limit(max_nodes):
-    """Cap the number of live nodes (0 or None: no cap).  Building beyond it
-    raises MemoryError; also set by the environment variable
-    AUTOGRAD_C_MAX_NODES at import."""
-    max_nodes = 0 if max_nodes is None else operator.index(max_nodes)  # 1.5, '3': TypeError
-    if max_nodes < 0:
-        raise ValueError(f"node limit must be >= 0, got {max_nodes}")
-    lib.ag_set_limit(_ctx, max_nodes)

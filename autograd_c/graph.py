@@ -21,7 +21,8 @@ import os
 import sys
 
 from ._autograd_c import ffi, lib
-from .engine import Value, _ctx, _fail
+from ._session import ctx, fail
+from .engine import Value
 
 __all__ = ["Graph", "Params"]
 
@@ -59,13 +60,20 @@ class Params:
         return self.values[i]
 
     def zero_grad(self):
-        """p.grad = 0 (int, as Module.zero_grad) for every p."""
-        lib.ag_zero_grads(_ctx, self._ids, len(self.values))
+        """p.grad = 0 (an int, as micrograd's Module.zero_grad sets it) for
+        every p: the one zero_grad of Module, Optimizer and the demo."""
+        status = lib.ag_zero_grads(ctx, self._ids, len(self.values))
+        if status:
+            fail(status, "Params.zero_grad")
 
     def sgd(self, lr):
         """p.data -= lr * p.grad for every p, as micrograd's update loop does
-        and with the same bits for a float lr (the data becomes a float)."""
-        lib.ag_sgd(_ctx, self._ids, len(self.values), float(lr))
+        and with the same bits for a float lr (the data becomes a float):
+        the one plain SGD step of the package (optim.SGD without momentum
+        or weight decay, train.sgd_step and the demo go through it)."""
+        status = lib.ag_sgd(ctx, self._ids, len(self.values), float(lr))
+        if status:
+            fail(status, "Params.sgd")
 
     def __repr__(self):
         return f"Params({len(self.values)} values)"
@@ -170,13 +178,13 @@ class Graph:
     def __init__(self, root):
         if not isinstance(root, Value):
             raise TypeError(f"Graph needs a Value to capture, not {type(root).__name__}")
-        status = ffi.new("int *")
-        g = lib.ag_graph_new(_ctx, root._i, status)
-        if g == ffi.NULL:
-            _fail(status[0], "Graph")
-        self._g = ffi.gc(g, lib.ag_graph_free)
+        out = ffi.new("ag_graph **")
+        status = lib.ag_graph_new(ctx, root._i, out)
+        if status:
+            fail(status, "Graph")
+        self._g = ffi.gc(out[0], lib.ag_graph_free)
         self._root = root
-        self._n = lib.ag_graph_size(g)
+        self._n = lib.ag_graph_size(self._g)
         self._cache = {}  # "inputs" / "grads" -> (Values, C id array)
 
     def __len__(self):
@@ -203,13 +211,15 @@ class Graph:
         every node keeps the data and grad it had before the call."""
         status = lib.ag_graph_forward(self._g)
         if status:
-            _fail(status, "Graph.forward")
+            fail(status, "Graph.forward")
         return self._root.data
 
     def backward(self):
         """root.backward(), without re-sorting the graph: root's grad = 1,
         gradients accumulated (never zeroed) into every captured node."""
-        lib.ag_graph_backward(self._g)
+        status = lib.ag_graph_backward(self._g)
+        if status:
+            fail(status, "Graph.backward")
 
     def _ids(self, kind, values):
         """The cached (Values, id array) for inputs or grads."""
@@ -272,7 +282,9 @@ class Graph:
         if status:
             self._run_error(status, in_values, grad_values)
         if n_grads:
-            lib.ag_add_grads(_ctx, grad_ids, n_grads, sums)
+            status = lib.ag_add_grads(ctx, grad_ids, n_grads, sums)
+            if status:
+                fail(status, "Graph.run")
         return out if out is not None else ffi.unpack(out_buf, n_rows)
 
     def _run_error(self, status, inputs, grads):
@@ -281,12 +293,10 @@ class Graph:
             p = lib.ag_graph_position(self._g, v._i)
             if p < 0:
                 raise ValueError(f"inputs[{i}] is not a node of this graph")
-            info = ffi.new("ag_node *")
-            lib.ag_node_info(_ctx, v._i, info)
-            if info.op not in (lib.AG_LEAF, lib.AG_OPAQUE):
+            if v._node().op not in (lib.AG_LEAF, lib.AG_OPAQUE):
                 raise ValueError(f"inputs[{i}] is not a leaf of this graph: it is computed "
                                  f"from other Values (op {v._op!r})")
         for j, v in enumerate(grads):
             if lib.ag_graph_position(self._g, v._i) < 0:
                 raise ValueError(f"grads[{j}] is not a node of this graph")
-        _fail(status, "Graph.run")
+        fail(status, "Graph.run")

@@ -10,7 +10,9 @@ import random
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._autograd_c import ffi, lib
-from .engine import Value, _ctx, _retry, _wrap
+from ._session import ctx, retry
+from .engine import Value
+from .graph import Params
 
 Number = Union[int, float]
 
@@ -46,8 +48,8 @@ def _named_values(obj: Any, prefix: str) -> List[Tuple[str, Value]]:
 class Module:
 
     def zero_grad(self) -> None:
-        for p in self.parameters():
-            p.grad = 0
+        """p.grad = 0 for every parameter, in one C call (Params.zero_grad)."""
+        Params(self.parameters()).zero_grad()
 
     def parameters(self) -> List[Value]:
         return []
@@ -158,11 +160,11 @@ class Layer(Module):
         nout = len(self.neurons)
         xs = ffi.new("int32_t[]", [xi._i for xi in x] or [0])
         out = ffi.new("int32_t[]", nout)
-        args = (_ctx, w, b, xs, nin, nout, 1 if acts[0] == "relu" else 0, out)
+        args = (ctx, w, b, xs, nin, nout, 1 if acts[0] == "relu" else 0, out)
         status = lib.ag_layer(*args)
         if status:
-            _retry(-status, lambda *a: -lib.ag_layer(*a), *args)
-        values = [_wrap(i) for i in out]
+            retry(status, lib.ag_layer, *args)
+        values = [Value._from_handle(i) for i in out]
         f = None if acts[0] == "relu" else ACTIVATIONS[acts[0]][0]
         return [f(v) for v in values] if f else values
 

@@ -17,14 +17,16 @@ import math
 from typing import Any, Dict, Iterable, List, Tuple, Union
 
 from .engine import Value
+from .graph import Params
 
-Params = Union[Iterable[Value], Iterable[Dict[str, Any]]]
+# what an optimizer takes: Values, or parameter groups (dicts with "params")
+ParamsArg = Union[Iterable[Value], Iterable[Dict[str, Any]]]
 
 
 class Optimizer:
     """The base: parameter groups, per-Value state, zero_grad()."""
 
-    def __init__(self, params: Params, defaults: Dict[str, Any]):
+    def __init__(self, params: ParamsArg, defaults: Dict[str, Any]):
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -62,14 +64,17 @@ class Optimizer:
                 raise ValueError(f"invalid beta parameter at index {i}: {beta!r}")
 
     def zero_grad(self) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = 0
+        """p.grad = 0 for every parameter, in one C call (Params.zero_grad)."""
+        Params([p for group in self.param_groups for p in group["params"]]).zero_grad()
 
     def step(self) -> None:
         for group in self.param_groups:
-            for p in group["params"]:
-                p.data = self._update(p, p.data, p.grad, group, self.state.setdefault(p, {}))
+            self._step_group(group)
+
+    def _step_group(self, group: Dict[str, Any]) -> None:
+        """Update the parameters of one group, each by _update."""
+        for p in group["params"]:
+            p.data = self._update(p, p.data, p.grad, group, self.state.setdefault(p, {}))
 
     def _update(self, p: Value, x: float, g: float, group: Dict[str, Any],
                 state: Dict[str, Any]) -> float:
@@ -88,9 +93,21 @@ class SGD(Optimizer):
     buf = g at the first step, then buf = momentum*buf + g, and g = buf;
     p -= lr*g."""
 
-    def __init__(self, params: Params, lr: float, momentum: float = 0.0,
+    def __init__(self, params: ParamsArg, lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0):
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+
+    def _step_group(self, group):
+        """Plain SGD (no momentum, no weight decay) with a float lr is
+        micrograd's step: Params.sgd, in one C call and with the bits of
+        _update's x - lr*g.  Anything else (an int lr keeps int data) goes
+        by _update."""
+        if type(group["lr"]) is float and not group["momentum"] and not group["weight_decay"]:
+            for p in group["params"]:
+                self.state.setdefault(p, {})  # as _update's path (and torch) keep it
+            Params(group["params"]).sgd(group["lr"])
+        else:
+            super()._step_group(group)
 
     def _update(self, p, x, g, group, state):
         g = g + group["weight_decay"] * x if group["weight_decay"] else g
@@ -107,7 +124,7 @@ class Adam(Optimizer):
 
     decoupled = False  # AdamW: weight decay applied to p, not added to g
 
-    def __init__(self, params: Params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: ParamsArg, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
                                   "weight_decay": weight_decay})
@@ -131,6 +148,6 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params: Params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: ParamsArg, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2):
         super().__init__(params, lr, betas, eps, weight_decay)

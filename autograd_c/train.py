@@ -1,8 +1,13 @@
 """micrograd's moons demo (MLP, SVM max-margin loss, L2, SGD), for any engine.
 
-`engine` is a module-like object with Value and an MLP class: autograd_c or
-micrograd, so the demo, the benchmarks and the tests run the same code."""
+Each function takes the engine's Value class or model: autograd_c's or
+micrograd's, so the demo, the benchmarks and the tests run the same code
+(autograd_c's model does micrograd's zero_grad and update loops in one C
+call each, with the same numbers)."""
 import random
+
+from .graph import Params
+from .nn import Module
 
 
 def moons_loss(Value, model, X, y, alpha=1e-4):
@@ -17,11 +22,21 @@ def moons_loss(Value, model, X, y, alpha=1e-4):
     return total_loss, sum(accuracy) / len(accuracy)
 
 
+def learning_rate(k, steps=100):
+    """The demo's learning rate at step k of steps: micrograd's schedule,
+    1.0 decaying linearly towards 0.1."""
+    return 1.0 - 0.9 * k / steps
+
+
 def sgd_step(model, k, steps=100):
-    """micrograd's update with its decaying learning rate."""
-    learning_rate = 1.0 - 0.9 * k / steps
+    """micrograd's update `p.data -= lr * p.grad` at learning_rate(k, steps):
+    for an autograd_c model by Params.sgd, the same bits in one C call."""
+    lr = learning_rate(k, steps)
+    if isinstance(model, Module):
+        Params(model.parameters()).sgd(lr)
+        return
     for p in model.parameters():
-        p.data -= learning_rate * p.grad
+        p.data -= lr * p.grad
 
 
 def train_step(Value, model, X, y, k, steps=100):

@@ -7,29 +7,14 @@ rendering it needs Graphviz's `dot` program).  Both draw the same thing: one
 record box per node (label | data | grad), an op node feeding each non-leaf.
 plot_decision_boundary needs matplotlib (pip install 'autograd_c[plot]').
 """
-import importlib
 import math
-from types import ModuleType
 from typing import Any, List, Sequence, Tuple, Union
 
+from ._optional import require
 from .autograd import no_grad, trace
 from .engine import Value
 
 Roots = Union[Value, Sequence[Value]]
-
-# importable name -> (pip name, this package's extra that brings it)
-_EXTRAS = {"graphviz": ("graphviz", "viz"), "tqdm": ("tqdm", "progress"),
-           "matplotlib": ("matplotlib", "plot"), "matplotlib.figure": ("matplotlib", "plot")}
-
-
-def require(module: str, what: str = "this") -> ModuleType:
-    """import module, or raise ImportError saying how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        pip_name, extra = _EXTRAS[module]
-        raise ImportError(f"{what} needs the {pip_name} package: "
-                          f"pip install 'autograd_c[{extra}]' (or pip install {pip_name})") from None
 
 
 def _escape(text: str, record: bool) -> str:

@@ -18,6 +18,15 @@
 #include <stdint.h>
 #include "autograd_c.h"
 
+/* For the few functions whose inlining decides a hot loop's speed. */
+#ifndef AG_ALWAYS_INLINE
+#if defined(__GNUC__)
+#define AG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define AG_ALWAYS_INLINE inline
+#endif
+#endif
+
 #define AG_NONE (-1)
 #define AG_FREE_OP 255          /* op[] of a free slot                    */
 #define AG_MARK 128             /* flags[] bit: visited by a traversal    */
@@ -81,7 +90,7 @@ static inline int32_t ag__take_lowest_free(ag_ctx *c) {
 
 /* Take a slot (room reserved) with refs = 0; link a, b (AG_NONE if absent).
  * Locked. */
-static inline int32_t ag__alloc(ag_ctx *c, int op, double v, int flags,
+static AG_ALWAYS_INLINE int32_t ag__alloc(ag_ctx *c, int op, double v, int flags,
                                 int32_t a, int32_t b) {
     int32_t id;
     if (c->live < c->used) {

@@ -76,17 +76,17 @@ static inline void forward_rows(int op, double *restrict o,
 /* One child's share of the backward rule of out = op(x, y): gc[r] +=
  * R_grad_a (R_grad_b when second) of gp[r], every int flag 0 -- the eager
  * backward's float expressions. */
-static inline void backward_rows(int op, int second, double *restrict gc,
+static AG_ALWAYS_INLINE void backward_rows(int op, int second, double *restrict gc,
                                  const double *restrict gp,
                                  const double *restrict x,
                                  const double *restrict y,
                                  const double *restrict o, double k, int nr) {
-    int c_int;                                /* always 0: no int flags */
 #define ROW(code, rule, name, arity) BACK_##arity(code, rule)
 #define BACK_0(code, rule) case AG_##code: break;
 #define BACK_ROWS(grad)                                                \
     for (int r = 0; r < nr; r++) {                                     \
         ag_operands v = {x[r], y[r], k, o[r], 0, 0, 0};                \
+        int c_int;                               /* 0: no int flags */ \
         gc[r] += grad(&v, gp[r], 0, &c_int);                           \
     }
 #define BACK_1(code, rule)                                             \
@@ -101,7 +101,6 @@ static inline void backward_rows(int op, int second, double *restrict gc,
     }
 #undef ROW
 #undef BACK_ROWS
-    (void)c_int;
 }
 
 /* The work of one thread in ag_graph_run. */

@@ -52,25 +52,32 @@ static inline void accumulate(const nodes *c, int32_t ch, double v,
     c->flags[ch] = (uint8_t)(is_int ? f | AG_GRAD_INT : f);
 }
 
-/* What a rule sees of node id: its children's values and types, its
- * exponent (POW_CONST only: k[] is unwritten for other nodes) and value. */
+/* What a rule that reads `reads` (AG_READS_*) sees of node id (flags f,
+ * children a, b): its children's values and types, its exponent and its
+ * own value.  Only those are loaded, as each op's case asks: loads the
+ * compiler could share between cases would be made for every op. */
 static AG_ALWAYS_INLINE ag_operands operands_of(const nodes *c, int32_t id,
-                                                int op, int arity) {
-    int32_t a = c->a[id], b = c->b[id];
-    ag_operands o = {c->data[a], 0.0, 0.0, c->data[id],
-                     DATA_IS_INT(c, a), 0, (c->flags[id] & AG_K_INT) != 0};
-    if (arity == 2) {
+                                                uint8_t f, int32_t a,
+                                                int32_t b, int reads) {
+    ag_operands o = {0.0, 0.0, 0.0, 0.0, 0, 0, (f & AG_K_INT) != 0};
+    if (reads & AG_READS_X) {
+        o.x = c->data[a];
+        o.x_int = DATA_IS_INT(c, a);
+    }
+    if (reads & AG_READS_Y) {
         o.y = c->data[b];
         o.y_int = DATA_IS_INT(c, b);
     }
-    if (op == AG_POW_CONST) o.k = c->k[id];
+    if (reads & AG_READS_K) o.k = c->k[id];  /* written for POW_CONST only */
+    if (reads & AG_READS_OUT) o.out = c->data[id];
     return o;
 }
 
-/* The rules for a node whose grad g has the type g_int: each child, a
- * first, receives what the op's rules say. */
-static inline void backprop_g(const nodes *c, int32_t id, double g,
-                              int g_int) {
+/* The rules for node id (flags f) whose grad g has the type g_int: each
+ * child, a first, receives what the op's rules say. */
+static AG_ALWAYS_INLINE void backprop_g(const nodes *c, int32_t id, uint8_t f,
+                                        double g, int g_int) {
+    int32_t a = c->a[id], b = c->b[id];
     ag_operands o;
     double v;
     int v_int;
@@ -78,17 +85,17 @@ static inline void backprop_g(const nodes *c, int32_t id, double g,
 #define BACK_0(code, rule) case AG_##code: break;  /* sources: no rule */
 #define BACK_1(code, rule)                                  \
     case AG_##code:                                         \
-        o = operands_of(c, id, AG_##code, 1);               \
+        o = operands_of(c, id, f, a, b, rule##_reads);       \
         v = rule##_grad_a(&o, g, g_int, &v_int);            \
-        accumulate(c, c->a[id], v, v_int);                  \
+        accumulate(c, a, v, v_int);                         \
         break;
 #define BACK_2(code, rule)                                  \
     case AG_##code:                                         \
-        o = operands_of(c, id, AG_##code, 2);               \
+        o = operands_of(c, id, f, a, b, rule##_reads);       \
         v = rule##_grad_a(&o, g, g_int, &v_int);            \
-        accumulate(c, c->a[id], v, v_int);                  \
+        accumulate(c, a, v, v_int);                         \
         v = rule##_grad_b(&o, g, g_int, &v_int);            \
-        accumulate(c, c->b[id], v, v_int);                  \
+        accumulate(c, b, v, v_int);                         \
         break;
     switch ((ag_op)c->op[id]) {
     AG_OP_LIST(ROW)
@@ -106,9 +113,9 @@ static inline void backprop(const nodes *c, int32_t id) {
     c->flags[id] = f & (uint8_t)~AG_MARK;   /* set by topo_marked, if any */
     double g = (f & AG_GRAD_ZERO) ? 0.0 : c->grad[id];
     if (f & AG_GRAD_INT)
-        backprop_g(c, id, g, 1);
+        backprop_g(c, id, f, g, 1);
     else
-        backprop_g(c, id, g, 0);
+        backprop_g(c, id, f, g, 0);
 }
 
 /* ag__topo, leaving AG_MARK set on the n nodes of c->order; with_leaves 0

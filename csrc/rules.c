@@ -37,6 +37,16 @@ int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
     return AG_OK;
 }
 
+double ag__grad_power(double x, int x_int, double k, int k_int, double g,
+                      int g_int, int *c_int) {
+    double e = k - 1.0;
+    int p_int = x_int && k_int && e >= 0;
+    double d = k * (p_int ? ag__int_pow(x, e) : pow(x, e));
+    if (p_int) d += 0.0;
+    *c_int = p_int && g_int;
+    return d * g;
+}
+
 #define AG__NAME(code, rule, name, arity) [AG_##code] = name,
 static const char *const op_names[] = {AG_OP_LIST(AG__NAME)};
 _Static_assert(sizeof op_names / sizeof *op_names == AG_OP_COUNT,

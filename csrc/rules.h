@@ -14,6 +14,8 @@
  *   double R_grad_b(...)         node's grad g: micrograd's chain rule term,
  *                                an int when Python's would be (*c_int);
  *                                R_grad_b for two-child ops only
+ *   R_reads                      the operands R_grad_* read (AG_READS_*):
+ *                                the eager backward loads only those
  *
  * The eager backward calls R_grad_* with the nodes' real int flags; the
  * batched replay calls the same functions with every flag 0, which leaves
@@ -29,10 +31,12 @@
 #include "autograd_c.h"
 
 /* For the few functions whose inlining decides a hot loop's speed. */
+#ifndef AG_ALWAYS_INLINE
 #if defined(__GNUC__)
 #define AG_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define AG_ALWAYS_INLINE inline
+#endif
 #endif
 
 /* What a rule sees of one node: its children's values and Python types
@@ -42,6 +46,16 @@ typedef struct ag_operands {
     double x, y, k, out;
     int x_int, y_int, k_int;
 } ag_operands;
+
+/* Which operands an op's R_grad_* read: x and x_int, y and y_int, k and
+ * k_int, out.  A child's value is a load from anywhere in the arena (a
+ * likely cache miss), so the eager backward loads no more than these. */
+enum {
+    AG_READS_X = 1,
+    AG_READS_Y = 2,
+    AG_READS_K = 4,
+    AG_READS_OUT = 8
+};
 
 /* x ** k for an int x and an int k >= 0, by squaring: exact while every
  * product stays within 2**53, like Python's int power there (rules.c). */
@@ -69,67 +83,65 @@ static inline int ag__float_result(double r, double *out, int *out_int) {
 }
 
 /* micrograd's (k * x**(k-1)) * g: what x receives from x ** k; an int when
- * x, k and g are ints and k >= 1 (Python's int power). */
-static inline double ag__grad_power(double x, int x_int, double k, int k_int,
-                                    double g, int g_int, int *c_int) {
-    double e = k - 1.0;
-    int p_int = x_int && k_int && e >= 0;
-    double d = k * (p_int ? ag__int_pow(x, e) : pow(x, e));
-    if (p_int) d += 0.0;
-    *c_int = p_int && g_int;
-    return d * g;
-}
+ * x, k and g are ints and k >= 1 (Python's int power).  Out of line
+ * (rules.c): inlined into the eager backward's two specialisations, its
+ * four copies cost the common ops more than the call costs pow. */
+double ag__grad_power(double x, int x_int, double k, int k_int, double g,
+                      int g_int, int *c_int);
 
 /* ---- add: a + b ---------------------------------------------------------- */
-static inline double add_value(double x, double y, double k) {
+enum { add_reads = 0 };
+static AG_ALWAYS_INLINE double add_value(double x, double y, double k) {
     (void)k;
     return x + y;
 }
-static inline int add_eval(const ag_operands *o, double *out, int *out_int) {
+static AG_ALWAYS_INLINE int add_eval(const ag_operands *o, double *out, int *out_int) {
     *out_int = o->x_int && o->y_int;
     if (*out_int) return ag__int_result(add_value(o->x, o->y, 0), out);
     *out = add_value(o->x, o->y, 0);
     return AG_OK;
 }
-static inline double add_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double add_grad_a(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     (void)o;
     *c_int = g_int;
     return g;
 }
-static inline double add_grad_b(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double add_grad_b(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     return add_grad_a(o, g, g_int, c_int);
 }
 
 /* ---- mul: a * b ---------------------------------------------------------- */
-static inline double mul_value(double x, double y, double k) {
+enum { mul_reads = AG_READS_X | AG_READS_Y };
+static AG_ALWAYS_INLINE double mul_value(double x, double y, double k) {
     (void)k;
     return x * y;
 }
-static inline int mul_eval(const ag_operands *o, double *out, int *out_int) {
+static AG_ALWAYS_INLINE int mul_eval(const ag_operands *o, double *out, int *out_int) {
     *out_int = o->x_int && o->y_int;
     if (*out_int) return ag__int_result(mul_value(o->x, o->y, 0), out);
     *out = mul_value(o->x, o->y, 0);
     return AG_OK;
 }
-static inline double mul_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double mul_grad_a(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     *c_int = o->y_int && g_int;
     return o->y * g;
 }
-static inline double mul_grad_b(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double mul_grad_b(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     *c_int = o->x_int && g_int;
     return o->x * g;
 }
 
 /* ---- pow_const: a ** k, k a number kept on the node ---------------------- */
-static inline double pow_const_value(double x, double y, double k) {
+enum { pow_const_reads = AG_READS_X | AG_READS_K };
+static AG_ALWAYS_INLINE double pow_const_value(double x, double y, double k) {
     (void)y;
     return pow(x, k);
 }
-static inline int pow_const_eval(const ag_operands *o, double *out,
+static AG_ALWAYS_INLINE int pow_const_eval(const ag_operands *o, double *out,
                                  int *out_int) {
     double r;           /* through locals: out must not escape into the call */
     int r_int, st = ag__python_pow(o->x, o->x_int, o->k, o->k_int, &r, &r_int);
@@ -137,29 +149,30 @@ static inline int pow_const_eval(const ag_operands *o, double *out,
     *out_int = r_int;
     return st;
 }
-static inline double pow_const_grad_a(const ag_operands *o, double g,
+static AG_ALWAYS_INLINE double pow_const_grad_a(const ag_operands *o, double g,
                                       int g_int, int *c_int) {
     return ag__grad_power(o->x, o->x_int, o->k, o->k_int, g, g_int, c_int);
 }
 
 /* ---- pow: a ** b, both nodes --------------------------------------------- */
-static inline double pow_value(double x, double y, double k) {
+enum { pow_reads = AG_READS_X | AG_READS_Y | AG_READS_OUT };
+static AG_ALWAYS_INLINE double pow_value(double x, double y, double k) {
     (void)k;
     return pow(x, y);
 }
-static inline int pow_eval(const ag_operands *o, double *out, int *out_int) {
+static AG_ALWAYS_INLINE int pow_eval(const ag_operands *o, double *out, int *out_int) {
     double r;
     int r_int, st = ag__python_pow(o->x, o->x_int, o->y, o->y_int, &r, &r_int);
     *out = r;
     *out_int = r_int;
     return st;
 }
-static inline double pow_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double pow_grad_a(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     return ag__grad_power(o->x, o->x_int, o->y, o->y_int, g, g_int, c_int);
 }
 /* d(x**y)/dy = x**y * ln x; 0 where x == 0 and y >= 0 (as PyTorch). */
-static inline double pow_grad_b(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double pow_grad_b(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     (void)g_int;
     *c_int = 0;
@@ -167,30 +180,32 @@ static inline double pow_grad_b(const ag_operands *o, double g, int g_int,
 }
 
 /* ---- relu: 0 if a < 0 else a (micrograd; int 0 for a negative a) -------- */
-static inline double relu_value(double x, double y, double k) {
+enum { relu_reads = AG_READS_OUT };
+static AG_ALWAYS_INLINE double relu_value(double x, double y, double k) {
     (void)y, (void)k;
     return x < 0 ? 0.0 : x;
 }
-static inline int relu_eval(const ag_operands *o, double *out, int *out_int) {
+static AG_ALWAYS_INLINE int relu_eval(const ag_operands *o, double *out, int *out_int) {
     *out = relu_value(o->x, 0, 0);
     *out_int = o->x < 0 ? 1 : o->x_int;
     return AG_OK;
 }
-static inline double relu_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double relu_grad_a(const ag_operands *o, double g, int g_int,
                                  int *c_int) {
     *c_int = g_int;                          /* (out > 0) * g */
     return (o->out > 0 ? 1.0 : 0.0) * g;
 }
 
 /* ---- tanh ----------------------------------------------------------------- */
-static inline double tanh_value(double x, double y, double k) {
+enum { tanh_reads = AG_READS_OUT };
+static AG_ALWAYS_INLINE double tanh_value(double x, double y, double k) {
     (void)y, (void)k;
     return tanh(x);
 }
-static inline int tanh_eval(const ag_operands *o, double *out, int *out_int) {
+static AG_ALWAYS_INLINE int tanh_eval(const ag_operands *o, double *out, int *out_int) {
     return ag__float_result(tanh_value(o->x, 0, 0), out, out_int);
 }
-static inline double tanh_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double tanh_grad_a(const ag_operands *o, double g, int g_int,
                                  int *c_int) {
     (void)g_int;
     *c_int = 0;
@@ -198,15 +213,16 @@ static inline double tanh_grad_a(const ag_operands *o, double g, int g_int,
 }
 
 /* ---- exp: OverflowError where math.exp raises it --------------------------- */
-static inline double exp_value(double x, double y, double k) {
+enum { exp_reads = AG_READS_OUT };
+static AG_ALWAYS_INLINE double exp_value(double x, double y, double k) {
     (void)y, (void)k;
     return exp(x);
 }
-static inline int exp_eval(const ag_operands *o, double *out, int *out_int) {
+static AG_ALWAYS_INLINE int exp_eval(const ag_operands *o, double *out, int *out_int) {
     ag__float_result(exp_value(o->x, 0, 0), out, out_int);
     return isinf(*out) && isfinite(o->x) ? AG_ERR_OVERFLOW : AG_OK;
 }
-static inline double exp_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double exp_grad_a(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     (void)g_int;
     *c_int = 0;
@@ -214,15 +230,16 @@ static inline double exp_grad_a(const ag_operands *o, double g, int g_int,
 }
 
 /* ---- log: ValueError for a <= 0 (NaN passes through) ---------------------- */
-static inline double log_value(double x, double y, double k) {
+enum { log_reads = AG_READS_X };
+static AG_ALWAYS_INLINE double log_value(double x, double y, double k) {
     (void)y, (void)k;
     return log(x);
 }
-static inline int log_eval(const ag_operands *o, double *out, int *out_int) {
+static AG_ALWAYS_INLINE int log_eval(const ag_operands *o, double *out, int *out_int) {
     if (o->x <= 0.0) return AG_ERR_DOMAIN;
     return ag__float_result(log_value(o->x, 0, 0), out, out_int);
 }
-static inline double log_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double log_grad_a(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     (void)g_int;
     *c_int = 0;
@@ -230,17 +247,18 @@ static inline double log_grad_a(const ag_operands *o, double g, int g_int,
 }
 
 /* ---- sigmoid: 1 / (1 + e**-a), computed without overflow ------------------ */
-static inline double sigmoid_value(double x, double y, double k) {
+enum { sigmoid_reads = AG_READS_OUT };
+static AG_ALWAYS_INLINE double sigmoid_value(double x, double y, double k) {
     (void)y, (void)k;
     if (x >= 0) return 1.0 / (1.0 + exp(-x));
     double e = exp(x);
     return e / (1.0 + e);
 }
-static inline int sigmoid_eval(const ag_operands *o, double *out,
+static AG_ALWAYS_INLINE int sigmoid_eval(const ag_operands *o, double *out,
                                int *out_int) {
     return ag__float_result(sigmoid_value(o->x, 0, 0), out, out_int);
 }
-static inline double sigmoid_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double sigmoid_grad_a(const ag_operands *o, double g, int g_int,
                                     int *c_int) {
     (void)g_int;
     *c_int = 0;
@@ -248,16 +266,17 @@ static inline double sigmoid_grad_a(const ag_operands *o, double g, int g_int,
 }
 
 /* ---- abs: |a|, an int for an int a; gradient sign(a), 0 at 0 -------------- */
-static inline double abs_value(double x, double y, double k) {
+enum { abs_reads = AG_READS_X };
+static AG_ALWAYS_INLINE double abs_value(double x, double y, double k) {
     (void)y, (void)k;
     return fabs(x);
 }
-static inline int abs_eval(const ag_operands *o, double *out, int *out_int) {
+static AG_ALWAYS_INLINE int abs_eval(const ag_operands *o, double *out, int *out_int) {
     *out = abs_value(o->x, 0, 0);
     *out_int = o->x_int;
     return AG_OK;
 }
-static inline double abs_grad_a(const ag_operands *o, double g, int g_int,
+static AG_ALWAYS_INLINE double abs_grad_a(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
     *c_int = g_int;                   /* ((a > 0) - (a < 0)) * g, as Python */
     return (double)((o->x > 0) - (o->x < 0)) * g;
