@@ -1,6 +1,6 @@
 # autograd_c -- C tests, Python tests, benchmarks.
 #   make test     C unit tests (no Python), then the pytest suite
-#   make ctest    C unit tests only: tests/c/test_engine.c, public API, no Python
+#   make ctest    C unit tests only: tests/c/test_*.c, public API, no Python
 #   make pytest   the pytest suite (needs the extension: python3 setup.py build_ext --inplace)
 #   make bench    C microbenchmarks (ns per node), then the Python benchmarks
 #   make cbench   benchmarks/bench_engine.c: ns per node to build/backprop/free 10^6 nodes;
@@ -25,12 +25,15 @@ PYBENCH_FLAGS ?=
 
 test: ctest pytest
 
-$(BUILD)/test_engine: tests/c/test_engine.c $(CSRC) $(CHDR)
-	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) -Icsrc -o $@ tests/c/test_engine.c $(CSRC) -lm -lpthread
+# One binary per tests/c/test_*.c, each with the harness tests/c/check.h.
+CTESTS := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-ctest: $(BUILD)/test_engine
-	./$(BUILD)/test_engine
+$(BUILD)/test_%: tests/c/test_%.c tests/c/check.h $(CSRC) $(CHDR)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -Icsrc -o $@ $< $(CSRC) -lm -lpthread
+
+ctest: $(addprefix $(BUILD)/,$(CTESTS))
+	@set -e; for t in $(CTESTS); do echo "== $$t"; ./$(BUILD)/$$t; done
 
 pytest:
 	$(PYTHON) -m pytest -q
@@ -95,8 +98,9 @@ asan: asan-c asan-py
 
 # The C tests and the corpus, with leak detection on (the C code frees everything).
 asan-c:
-	$(MAKE) --no-print-directory BUILD=$(ASAN)/c CFLAGS="$(SAN_CFLAGS)" $(ASAN)/c/test_engine $(ASAN)/c/replay_corpus
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./$(ASAN)/c/test_engine
+	$(MAKE) --no-print-directory BUILD=$(ASAN)/c CFLAGS="$(SAN_CFLAGS)" $(addprefix $(ASAN)/c/,$(CTESTS)) $(ASAN)/c/replay_corpus
+	set -e; for t in $(CTESTS); do \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./$(ASAN)/c/$$t; done
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./$(ASAN)/c/replay_corpus $(CORPUS)
 
 # The extension built with the sanitizers in a copy of the tree; their runtimes
@@ -112,8 +116,8 @@ asan-py:
 
 valgrind:
 	$(MAKE) --no-print-directory BUILD=build/valgrind/c CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Wswitch-enum -Werror" \
-	    build/valgrind/c/test_engine build/valgrind/c/replay_corpus
-	$(VALGRIND) ./build/valgrind/c/test_engine
+	    $(addprefix build/valgrind/c/,$(CTESTS)) build/valgrind/c/replay_corpus
+	set -e; for t in $(CTESTS); do $(VALGRIND) ./build/valgrind/c/$$t; done
 	$(VALGRIND) ./build/valgrind/c/replay_corpus $(CORPUS)
 
 build/fuzz/fuzz_api: $(FUZZ_SRC) $(CSRC) $(CHDR)

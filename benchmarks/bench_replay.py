@@ -48,18 +48,13 @@ import autograd_c as ag  # noqa: E402
 import micrograd.engine  # noqa: E402
 import micrograd.nn  # noqa: E402
 from autograd_c.datasets import make_moons  # noqa: E402
-from autograd_c.train import make_model, moons_loss, train_step  # noqa: E402
+from autograd_c.train import learning_rate, make_model, moons_loss, train_step  # noqa: E402
 
 POINTS = 100
-STEPS = 100          # the learning-rate schedule's length (train.sgd_step)
+STEPS = 100          # the learning-rate schedule's length (train.learning_rate)
 ALPHA = 1e-4         # train.moons_loss's L2 weight
 TARGET = 2000        # micrograd / replay
 RTOL = 1e-9
-
-
-def learning_rate(k):
-    """train.sgd_step's rate for step k (checked against it below)."""
-    return 1.0 - 0.9 * k / STEPS
 
 
 def collect():
@@ -95,7 +90,7 @@ class WholeBatchGraph:
         loss = self.graph.forward()
         self.params.zero_grad()
         self.graph.backward()
-        self.params.sgd(learning_rate(k))
+        self.params.sgd(learning_rate(k, STEPS))
         return loss
 
     def grads(self):
@@ -128,7 +123,7 @@ class BatchedRun:
                                  threads=self.threads)
         reg = self.reg_graph.forward()
         self.reg_graph.backward()
-        self.params.sgd(learning_rate(k))
+        self.params.sgd(learning_rate(k, STEPS))
         return math.fsum(out) + reg
 
     def grads(self):

@@ -1,8 +1,7 @@
 /*
- * test_engine.c -- unit tests of the C engine through its public API only
- * (autograd_c.h).  No Python.  Run by `make ctest`; exits non-zero when any
- * check fails.  Every test makes its own context and leaves it empty (live
- * count 0) before freeing it, so the run is also clean under valgrind.
+ * test_engine.c -- unit tests of the eager engine (values, types, errors,
+ * backward, arena, threads) through the public API only (autograd_c.h).
+ * No Python.  Run by `make ctest`; exits non-zero when any check fails.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -10,106 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "autograd_c.h"
-
-/* ---- harness -------------------------------------------------------------
- * CHECK* count and report failures; call them from one thread at a time. */
-
-static int n_checks, n_failed;
-static const char *current_test = "";
-
-static void check_at(int ok, const char *what, const char *file, int line) {
-    n_checks++;
-    if (ok) return;
-    n_failed++;
-    printf("  FAIL %s (%s:%d): %s\n", current_test, file, line, what);
-}
-
-/* got == want exactly (inf, nan included) or within rel * max(1, |want|). */
-static void check_near_at(double got, double want, double rel,
-                          const char *what, const char *file, int line) {
-    int ok = got == want || (isnan(got) && isnan(want)) ||
-             fabs(got - want) <= rel * fmax(1.0, fabs(want));
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s: got %.17g, want %.17g", what, got, want);
-    check_at(ok, msg, file, line);
-}
-
-static void check_i64_at(int64_t got, int64_t want, const char *what,
-                         const char *file, int line) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s: got %lld, want %lld", what, (long long)got,
-             (long long)want);
-    check_at(got == want, msg, file, line);
-}
-
-#define CHECK(cond) check_at((cond), #cond, __FILE__, __LINE__)
-#define CHECK_EQ(got, want) \
-    check_i64_at((got), (want), #got, __FILE__, __LINE__)
-#define CHECK_NEAR(got, want) \
-    check_near_at((got), (want), 1e-12, #got, __FILE__, __LINE__)
-#define CHECK_SAME(got, want) \
-    check_near_at((got), (want), 0.0, #got, __FILE__, __LINE__)
-
-/* ---- helpers over the public API ---------------------------------------- */
-
-/* A constructor's id, or the end of the run: later calls would use it. */
-static int32_t must(int64_t id, const char *what) {
-    if (id < 0) {
-        printf("  FATAL %s: %s returned %lld (%s)\n", current_test, what,
-               (long long)id, ag_status_str((int)id));
-        exit(1);
-    }
-    return (int32_t)id;
-}
-
-static ag_ctx *ctx_new(void) {
-    ag_ctx *c = ag_ctx_new();
-    if (!c) { printf("FATAL: ag_ctx_new returned NULL\n"); exit(1); }
-    return c;
-}
-
-static ag_stats stats(ag_ctx *c) {
-    ag_stats s;
-    ag_get_stats(c, &s);
-    return s;
-}
-
-static int64_t live(ag_ctx *c) { return (int64_t)stats(c).live_nodes; }
-
-/* Every test ends here: nothing may be left alive. */
-static void ctx_done(ag_ctx *c) {
-    CHECK_EQ(live(c), 0);
-    ag_ctx_free(c);
-}
-
-static int32_t leaf(ag_ctx *c, double v, int is_int) {
-    return must(ag_leaf(c, v, is_int), "ag_leaf");
-}
-
-static int32_t apply2(ag_ctx *c, int op, int32_t a, int32_t b) {
-    return must(ag_apply(c, op, a, b, 0.0, 0), "ag_apply");
-}
-
-static int32_t apply1(ag_ctx *c, int op, int32_t a) {
-    return must(ag_apply(c, op, a, -1, 0.0, 0), "ag_apply");
-}
-
-static int32_t pow_const(ag_ctx *c, int32_t a, double k, int k_int) {
-    return must(ag_apply(c, AG_POW_CONST, a, -1, k, k_int), "ag_apply pow");
-}
-
-static int is_binary(int op) {
-    return op == AG_ADD || op == AG_MUL || op == AG_POW;
-}
-
-static int data_int(ag_ctx *c, int32_t id) {
-    return (ag_flags(c, id) & AG_DATA_INT) != 0;
-}
-
-static int grad_int(ag_ctx *c, int32_t id) {
-    return (ag_flags(c, id) & AG_GRAD_INT) != 0;
-}
+#include "check.h"
 
 /* ---- values, int flags and errors of single ops -------------------------- */
 
@@ -147,6 +47,11 @@ static const apply_case apply_cases[] = {
     {AG_EXP, 0, 1, 0, 0, 0, 1.0, 0},
     {AG_LOG, 1, 1, 0, 0, 0, 0.0, 0},
     {AG_SIGMOID, 0, 1, 0, 0, 0, 0.5, 0},
+    {AG_ABS, -3, 1, 0, 0, 0, 3, 1},          /* abs(int) is an int */
+    {AG_ABS, 0, 1, 0, 0, 0, 0, 1},
+    {AG_ABS, -2.5, 0, 0, 0, 0, 2.5, 0},
+    {AG_ABS, -0.0, 0, 0, 0, 0, 0.0, 0},
+    {AG_ABS, -INFINITY, 0, 0, 0, 0, INFINITY, 0},
     /* errors */
     {AG_POW_CONST, 0.0, 0, -1, 1, AG_ERR_ZERODIV, 0, 0},
     {AG_POW_CONST, 0, 1, -2, 1, AG_ERR_ZERODIV, 0, 0},
@@ -311,6 +216,9 @@ static const grad_case grad_cases[] = {
     {AG_EXP, 0.5, 0, 0, 1.6487212707001282, 0},
     {AG_LOG, 0.5, 0, 0, 2.0, 0},
     {AG_SIGMOID, 0.5, 0, 0, 0.2350037122015945, 0},  /* s (1 - s) */
+    {AG_ABS, -1.5, 0, 0, -1.0, 0},                   /* sign(x) */
+    {AG_ABS, 2.0, 0, 0, 1.0, 0},
+    {AG_ABS, 0.0, 0, 0, 0.0, 0},                     /* 0 at 0 */
 };
 
 static void test_grads_of_ops(void) {
@@ -350,6 +258,7 @@ static void test_grad_int_flags(void) {
         {AG_POW_CONST, -1, 1, -1.0 / 9, 0},
         {AG_RELU, 0, 0, 1, 1},
         {AG_TANH, 0, 0, 1 - tanh(3.0) * tanh(3.0), 0},
+        {AG_ABS, 0, 0, 1, 1},                /* sign(3) * int 1: an int */
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
         int32_t u = leaf(c, 3, 1);
@@ -866,7 +775,7 @@ static void test_threads_match_serial(void) {
 
 /* ---- main ---------------------------------------------------------------- */
 
-static const struct { const char *name; void (*fn)(void); } tests[] = {
+static const test_case tests[] = {
     {"leaf_flags", test_leaf_flags},
     {"apply_values_and_errors", test_apply_values_and_errors},
     {"apply_const_children", test_apply_const_children},
@@ -891,17 +800,5 @@ static const struct { const char *name; void (*fn)(void); } tests[] = {
 };
 
 int main(void) {
-    int n = (int)(sizeof tests / sizeof tests[0]), failed_tests = 0;
-    setvbuf(stdout, NULL, _IOLBF, 0);         /* lines show up as they come */
-    for (int i = 0; i < n; i++) {
-        int before = n_failed;
-        current_test = tests[i].name;
-        tests[i].fn();
-        int bad = n_failed > before;
-        failed_tests += bad;
-        printf("%-30s %s\n", tests[i].name, bad ? "FAILED" : "ok");
-    }
-    printf("%d checks, %d failed checks\n", n_checks, n_failed);
-    printf("ctest: %d passed, %d failed\n", n - failed_tests, failed_tests);
-    return failed_tests ? 1 : 0;
+    return run_tests(tests, (int)(sizeof tests / sizeof tests[0]));
 }
