@@ -80,7 +80,7 @@ ASAN := build/asan
 GCC_RT = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
 SAN_ENV := ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # RSS-per-node numbers mean nothing under ASan (shadow memory, redzones, quarantine)
-ASAN_PYTEST_FLAGS ?= --deselect tests/test_graph_memory.py::test_bytes_per_live_node
+ASAN_PYTEST_FLAGS ?= --deselect tests/test_memory.py::test_bytes_per_live_node
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all --show-leak-kinds=all
 
 .PHONY: fuzz-corpus asan asan-c asan-py valgrind fuzz

@@ -17,15 +17,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "autograd_c.h"
+#include "compiler.h"
 
-/* For the few functions whose inlining decides a hot loop's speed. */
-#ifndef AG_ALWAYS_INLINE
-#if defined(__GNUC__)
-#define AG_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define AG_ALWAYS_INLINE inline
-#endif
-#endif
 
 #define AG_NONE (-1)
 #define AG_FREE_OP 255          /* op[] of a free slot                    */

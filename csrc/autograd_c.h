@@ -124,7 +124,7 @@ ag_ctx *ag_ctx_new(void);
 enum {
     AG_CTX_ONE_THREAD = 1  /* no lock: the caller lets only one thread at a
                             * time call into the context, as in SQLite's
-                            * multi-thread mode (saves ~3 ns a call)       */
+                            * multi-thread mode                           */
 };
 
 /* ag_ctx_new with options: 0 or AG_CTX_ONE_THREAD.  Returns NULL when out of

@@ -29,15 +29,8 @@
 
 #include <math.h>
 #include "autograd_c.h"
+#include "compiler.h"
 
-/* For the few functions whose inlining decides a hot loop's speed. */
-#ifndef AG_ALWAYS_INLINE
-#if defined(__GNUC__)
-#define AG_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define AG_ALWAYS_INLINE inline
-#endif
-#endif
 
 /* What a rule sees of one node: its children's values and Python types
  * (x = child a; y = child b, 0 when absent), the POW_CONST exponent k and,

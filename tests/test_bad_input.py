@@ -1,28 +1,35 @@
-"""Bad input: every public function and operator against wrong types, NaN,
-+-inf, -0.0, huge and tiny floats, ints beyond 2**53, bools, numpy scalars,
-Values of a dropped Graph -- each with its documented result or exception.
+"""Bad input and edge cases: every public function and operator against
+wrong types, NaN, +-inf, -0.0, huge and tiny floats, ints beyond 2**53,
+bools, numpy scalars, numeric errors (x / 0, overflow, math domain, complex
+results), Values of a dropped Graph -- each with its documented result or
+exception (the README's table); then the same exception types as Python's
+and micrograd's, and IEEE semantics against micrograd.
 
 Each row of TABLE is (what, call, expected):
-  * expected an exception class: call(ref) must raise it, create no node
-    and change no Value;
+  * expected an exception class, or (class, regex its message must match):
+    call(ref) must raise it and create no node;
   * expected a str: repr of what call(ref) returns (types show: 1 vs 1.0);
   * expected a function: it must return True for what call(ref) returns.
 `ref` is a reference graph built (and backpropagated) before every row;
-after every row, failing or not, its data and grads must be unchanged.
+after every row, failing or not, its data and grads must be unchanged, and
+another backward must give what it gives on a graph no row touched.
 """
 import decimal
 import gc
 import math
 import random
+import re
 from types import SimpleNamespace
 
 import micrograd.nn as mg_nn
 import pytest
+from micrograd.engine import Value as MV
 
 import autograd_c
 from autograd_c import Graph, Value, set_node_limit
 from autograd_c.nn import MLP
 from support import live_nodes as live
+from support import raised, reachable, same_number
 
 try:  # numpy is optional: its rows are left out without it
     import numpy as np
@@ -43,13 +50,7 @@ def reference_graph():
 
 def snapshot(ref):
     """repr of every node the reference graph reaches (order-free)."""
-    seen, stack = set(), [ref.out]
-    while stack:
-        v = stack.pop()
-        if v not in seen:
-            seen.add(v)
-            stack.extend(v._prev)
-    return sorted(repr(v) for v in seen)
+    return sorted(repr(v) for v in reachable(ref.out))
 
 
 # -- helpers the rows call ----------------------------------------------------
@@ -157,19 +158,30 @@ TABLE = [
     ("5e-324 * 0.5: underflow to 0", lambda r: Value(TINY) * 0.5, "Value(data=0.0, grad=0)"),
     ("-(-0.0): -0.0 * -1", lambda r: -Value(-0.0), "Value(data=0.0, grad=0)"),
     ("-0.0 + 0", lambda r: Value(-0.0) + 0, "Value(data=0.0, grad=0)"),
+    # numeric errors: Python's exceptions (see PYTHON_EQUIVALENTS)
     ("2.0 / 0", lambda r: Value(2.0) / 0, ZeroDivisionError),
     ("2.0 / -0.0", lambda r: Value(2.0) / -0.0, ZeroDivisionError),
     ("2.0 / Value(0.0)", lambda r: Value(2.0) / Value(0.0), ZeroDivisionError),
+    ("Value(1.0) / Value(0)", lambda r: Value(1.0) / Value(0), ZeroDivisionError),
     ("1 / Value(0)", lambda r: 1 / Value(0), ZeroDivisionError),
     ("2.0 / inf", lambda r: Value(2.0) / inf, "Value(data=0.0, grad=0)"),
     ("Value(0) ** -1", lambda r: Value(0) ** -1, ZeroDivisionError),
+    ("Value(-0.0) ** -2.5", lambda r: Value(-0.0) ** -2.5, ZeroDivisionError),
+    ("Value(0.0) ** Value(-1)", lambda r: Value(0.0) ** Value(-1), ZeroDivisionError),
+    ("0 ** Value(-2)", lambda r: 0 ** Value(-2), ZeroDivisionError),
     ("Value(2.0) ** 5000", lambda r: Value(2.0) ** 5000, OverflowError),
+    ("Value(10) ** 400.0", lambda r: Value(10) ** 400.0, OverflowError),
+    ("Value(1e-320) ** -1", lambda r: Value(1e-320) ** -1, OverflowError),
+    ("Value(2.0) ** Value(5000)", lambda r: Value(2.0) ** Value(5000), OverflowError),
+    ("2 ** Value(5000.0)", lambda r: 2 ** Value(5000.0), OverflowError),
     ("Value(2) ** 5000: int beyond double range", lambda r: Value(2) ** 5000, OverflowError),
     ("Value(2) ** 60: exact int", lambda r: Value(2) ** 60, "Value(data=1152921504606846976, grad=0)"),
     ("Value(2**53) * Value(2**53): int, rounded", lambda r: Value(2**53) * Value(2**53),
      "Value(data=81129638414606681695789005144064, grad=0)"),
     ("Value(10**200) * Value(10**200)", lambda r: Value(10**200) * Value(10**200), OverflowError),
     ("Value(-8.0) ** (1/3): complex in Python", lambda r: Value(-8.0) ** (1 / 3), ValueError),
+    ("Value(-8) ** (1/3)", lambda r: Value(-8) ** (1 / 3), ValueError),
+    ("Value(-8.0) ** 0.5", lambda r: Value(-8.0) ** 0.5, ValueError),
     ("Value(-2.0) ** Value(0.5)", lambda r: Value(-2.0) ** Value(0.5), ValueError),
     ("Value(-2.0) ** Value(2.0)", lambda r: Value(-2.0) ** Value(2.0), "Value(data=4.0, grad=0)"),
     ("grads of Value(-2.0) ** Value(2.0): d/dexp = 4 ln(-2) = nan",
@@ -193,7 +205,10 @@ TABLE = [
     ("exp(-1000.0)", lambda r: Value(-1000.0).exp(), "Value(data=0.0, grad=0)"),
     ("log(0.0)", lambda r: Value(0.0).log(), ValueError),
     ("log(-0.0)", lambda r: Value(-0.0).log(), ValueError),
+    ("log(0)", lambda r: Value(0).log(), ValueError),
     ("log(-1)", lambda r: Value(-1).log(), ValueError),
+    ("log(-1.0)", lambda r: Value(-1.0).log(), ValueError),
+    ("log(-inf)", lambda r: Value(-inf).log(), ValueError),
     ("log(nan)", lambda r: Value(nan).log(), "Value(data=nan, grad=0)"),
     ("log(inf)", lambda r: Value(inf).log(), "Value(data=inf, grad=0)"),
     ("log(5e-324)", lambda r: Value(TINY).log(), "Value(data=-744.4400719213812, grad=0)"),
@@ -262,10 +277,13 @@ OPERATORS = {
 }
 SETTERS = {"v.data = {}": set_data, "v.grad = {}": set_grad}
 
-# every operator, setter and Value() with every wrong type: TypeError
-TABLE += [(name.format(repr(o)), lambda r, f=f, o=o: f(r.x, o), TypeError)
+# every operator, setter and Value() with every wrong type: a TypeError
+# whose message names the type
+TABLE += [(name.format(repr(o)), lambda r, f=f, o=o: f(r.x, o),
+           (TypeError, re.escape(type(o).__name__)))
           for name, f in {**OPERATORS, **SETTERS}.items() for o in WRONG_TYPES]
-TABLE += [(f"Value({o!r})", lambda r, o=o: Value(o), TypeError) for o in WRONG_TYPES]
+TABLE += [(f"Value({o!r})", lambda r, o=o: Value(o), (TypeError, re.escape(type(o).__name__)))
+          for o in WRONG_TYPES]
 
 if np is not None:
     TABLE += [
@@ -285,13 +303,18 @@ if np is not None:
     ]
 
 
+def is_exception(expected):
+    return isinstance(expected, type) and issubclass(expected, BaseException)
+
+
 @pytest.mark.parametrize("what, call, expected", TABLE, ids=[row[0] for row in TABLE])
 def test_bad_input(what, call, expected):
     ref = reference_graph()
     before, live_before = snapshot(ref), live()
     try:
-        if isinstance(expected, type) and issubclass(expected, BaseException):
-            with pytest.raises(expected):
+        if is_exception(expected) or isinstance(expected, tuple):
+            exc, match = expected if isinstance(expected, tuple) else (expected, None)
+            with pytest.raises(exc, match=match):
                 call(ref)
             assert live() == live_before, "a failed call created or freed nodes"
         else:
@@ -304,3 +327,106 @@ def test_bad_input(what, call, expected):
     finally:
         set_node_limit(0)
     assert snapshot(ref) == before, "the reference graph changed"
+    # and it still works: another backward adds as on a graph no row touched
+    ref.out.backward()
+    untouched = reference_graph()
+    untouched.out.backward()
+    assert snapshot(ref) == snapshot(untouched)
+
+
+# The same computation on Python numbers raises the same exception type.
+PYTHON_EQUIVALENTS = {
+    "Value(0) ** -1": lambda: 0 ** -1,
+    "x ** -1 with x = 0.0: ZeroDivisionError": lambda: 0.0 ** -1,
+    "Value(-0.0) ** -2.5": lambda: (-0.0) ** -2.5,
+    "Value(2.0) ** 5000": lambda: 2.0 ** 5000,
+    "Value(10) ** 400.0": lambda: 10 ** 400.0,
+    "Value(1e-320) ** -1": lambda: 1e-320 ** -1,
+    "log(-1.0)": lambda: math.log(-1.0),
+    "log(0)": lambda: math.log(0),
+    "log(-inf)": lambda: math.log(-inf),
+    "exp(1000.0)": lambda: math.exp(1000.0),
+}
+
+
+@pytest.mark.parametrize("what", sorted(PYTHON_EQUIVALENTS))
+def test_numeric_errors_are_pythons_own(what):
+    (expected,) = [row[2] for row in TABLE if row[0] == what]
+    err = raised(PYTHON_EQUIVALENTS[what])
+    assert err is not None and err[0] is expected
+
+
+def test_micrograd_errors_are_the_same_type():
+    """Where micrograd raises on the shared ops, so does autograd_c."""
+    cases = [lambda V: V(0) ** -1, lambda V: V(0.0) ** -0.5, lambda V: V(2.0) ** 5000,
+             lambda V: V(3) / V(0), lambda V: 5 / V(0.0), lambda V: V(1e-200) ** -2]
+    for case in cases:
+        ours, ref = raised(lambda: case(Value)), raised(lambda: case(MV))
+        assert ours is not None and ref is not None and ours[0] is ref[0]
+    # micrograd makes a complex number; autograd_c refuses with ValueError
+    assert isinstance((MV(-8.0) ** 0.5).data, complex)
+    assert raised(lambda: Value(-8.0) ** 0.5)[0] is ValueError
+
+
+# --------------------------------------------------------------------------
+# NaN and inf follow IEEE (micrograd, plain Python floats, is the reference)
+
+SPECIALS = [nan, inf, -inf, 0.0, -0.0, 1.0, -2, 3]
+IEEE_EXPRS = {
+    "x+1": lambda x, y: x + 1, "x*0": lambda x, y: x * 0, "x*0.0": lambda x, y: x * 0.0,
+    "x-x": lambda x, y: x - x, "x-y": lambda x, y: x - y, "x*y": lambda x, y: x * y,
+    "x/y": lambda x, y: x / y, "relu": lambda x, y: x.relu(), "x**2": lambda x, y: x ** 2,
+    "x**-1": lambda x, y: x ** -1, "x**0": lambda x, y: x ** 0, "x**0.5": lambda x, y: x ** 0.5,
+    "x**-0.5": lambda x, y: x ** -0.5, "2/x": lambda x, y: 2 / x, "-x": lambda x, y: -x,
+}
+
+
+@pytest.mark.parametrize("name", sorted(IEEE_EXPRS))
+def test_nan_inf_follow_ieee_like_micrograd(name):
+    expr = IEEE_EXPRS[name]
+    checked = 0
+    for x in SPECIALS:
+        for y in SPECIALS:
+            ref_x, ref_y = MV(x), MV(y)
+            ref_err = raised(lambda: expr(ref_x, ref_y))
+            ax, ay = Value(x), Value(y)
+            if ref_err is not None:
+                assert raised(lambda: expr(ax, ay))[0] is ref_err[0], (x, y)
+                continue
+            ref = expr(ref_x, ref_y)
+            if isinstance(ref.data, complex):
+                assert raised(lambda: expr(ax, ay))[0] is ValueError
+                continue
+            out = expr(ax, ay)
+            assert same_number(out.data, ref.data), (x, y, out.data, ref.data)
+            try:
+                ref.backward()
+            except (ZeroDivisionError, OverflowError):
+                continue  # micrograd fails half-way; see test_backward
+            out.backward()
+            for o, r in ((out, ref), (ax, ref_x), (ay, ref_y)):
+                assert same_number(o.grad, r.grad) or (o.grad == r.grad and type(o.grad) is type(r.grad)), \
+                    (x, y, o.grad, r.grad)
+            checked += 1
+    assert checked > 0
+
+
+NEW_OP_SPECIALS = [
+    # the ops beyond micrograd: (op, x, expected data, expected grad of x)
+    ("exp", inf, inf, inf), ("exp", -inf, 0.0, 0.0), ("exp", nan, nan, nan),
+    ("log", inf, inf, 0.0), ("log", nan, nan, nan),
+    ("tanh", inf, 1.0, 0.0), ("tanh", -inf, -1.0, 0.0), ("tanh", nan, nan, nan),
+    ("sigmoid", inf, 1.0, 0.0), ("sigmoid", -inf, 0.0, 0.0), ("sigmoid", nan, nan, nan),
+    ("tanh", -0.0, -0.0, 1.0), ("sigmoid", 0.0, 0.5, 0.25), ("exp", -800.0, 0.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("op,x,data,grad", NEW_OP_SPECIALS)
+def test_new_ops_ieee_specials(op, x, data, grad):
+    v = Value(x)
+    out = getattr(v, op)()
+    assert same_number(out.data, data)
+    if op in ("exp", "log", "tanh") and not math.isnan(x):
+        assert same_number(out.data, getattr(math, op)(x))
+    out.backward()
+    assert same_number(v.grad, grad), (v.grad, grad)

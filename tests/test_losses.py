@@ -137,6 +137,6 @@ def test_cross_entropy_gradients_and_batch():
     (lambda: cross_entropy([[Value(1.0)]], 0), TypeError, "list of target indices"),
     (lambda: binary_cross_entropy_with_logits(0.5, 1), TypeError, "logits must be Values"),
 ])
-def test_bad_input(call, error, match):
+def test_losses_reject_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()

@@ -1,14 +1,18 @@
-"""SGD / Adam / AdamW against PyTorch's update rules.
+"""SGD / Adam / AdamW against PyTorch's update rules; Params (zero_grad and
+sgd in one C call each) against Python loops.
 
 PyTorch is not installed: the references below are torch.optim's algorithms
 written out in torch's own form (lerp_, addcdiv_, bias_correction2_sqrt),
 run on plain floats, plus numbers worked out by hand."""
 import math
+import random
 
 import pytest
 
-from autograd_c import Value
+import autograd_c as ag
+from autograd_c import Params, Value
 from autograd_c.optim import SGD, Adam, AdamW
+from support import bits
 
 GRADS = [  # a fixed gradient sequence for three parameters, sign changes and a zero
     [0.5, -2.0, 0.0],
@@ -187,3 +191,20 @@ def test_a_parameter_twice_is_an_error():
         Adam([p, p])
     with pytest.raises(ValueError, match="appears twice"):
         SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
+
+
+def test_params_sgd_and_zero_grad_match_python_loops():
+    random.seed(3)
+    model = ag.nn.MLP(3, [4, 1])
+    ps = model.parameters()
+    for i, p in enumerate(ps):
+        p.grad = (i % 5) - 2 if i % 2 else 0.25 * i
+    want = [p.data - 0.37 * p.grad for p in ps]
+    P = Params(ps)
+    assert len(P) == len(ps) and list(P) == ps
+    P.sgd(0.37)
+    assert [bits(p.data) for p in ps] == [bits(w) for w in want]
+    P.zero_grad()
+    assert all(bits(p.grad) == bits(0) for p in ps)
+    with pytest.raises(TypeError):
+        Params([1.0])

@@ -1,51 +1,41 @@
 """Threads: every C call takes the context's lock and cffi releases the GIL
-around it, so threads may build and backpropagate at once.  Results must
-equal the single-threaded ones, and nodes must be neither lost nor leaked.
+around it, so threads may build, backpropagate, replay captured Graphs and
+drop Values at once.  Results must equal the single-threaded (serial)
+ones, and nodes must be neither lost nor leaked.
 
-The `fast_switching` fixture (conftest) makes the interpreter switch
-threads every microsecond, and a barrier starts the threads together."""
+Why the comparisons are exact: each thread's own nodes are touched only by
+that thread, so its numbers are bit-identical to the serial run whatever
+the interleaving; shared parameters that several threads' backward passes
+add into hold ints, whose sums are exact in any order (float ones are
+compared up to rounding).  The `fast_switching` fixture (conftest) makes
+the interpreter switch threads every microsecond, and support.run_threads
+starts the threads together.  (no_grad's per-thread state:
+test_autograd_controls.py; Graph.run's threads= option: test_graph_run.py.)
+"""
 import math
 import random
 
-from autograd_c import Value
+from autograd_c import Graph, Value
 from autograd_c.nn import MLP
-from support import live_nodes, run_threads
+from support import ALL_OPS, live_nodes, random_program, run_program, run_threads
 
-N_THREADS = 4
+N_THREADS = 4   # the tests of one kind of work each
+N_HAMMER = 8    # the tests that do everything at once
+ITERATIONS = 100
+N_SHARED = 4
 
 
-
+# --------------------------------------------------------------------------
+# private graphs, a shared MLP, many small Values, one shared graph
 
 def private_graph(seed):
-    """A graph of its own from a seed: mixed int/float data, every op, node
-    reuse.  Returns the data and grads of every node it keeps."""
-    rng = random.Random(seed)
-    leaves = [Value(rng.choice([rng.randint(-3, 3), rng.uniform(-2, 2)])) for _ in range(6)]
-    nodes = list(leaves)
-    for _ in range(60):
-        a, b = rng.choice(nodes), rng.choice(nodes)
-        op = rng.randrange(8)
-        if op == 0:
-            r = a + b
-        elif op == 1:
-            r = a * b
-        elif op == 2:
-            r = a - 2.5 * b
-        elif op == 3:
-            r = (a * a + 1) ** -1 * b
-        elif op == 4:
-            r = a.relu() + b.tanh()
-        elif op == 5:
-            r = (a * 0.1).exp() - b.sigmoid()
-        elif op == 6:
-            r = 3 - a
-        else:
-            r = (a * a + 0.5).log() + b ** 2
-        if abs(r.data) < 1e3:
-            nodes.append(r)
-    root = sum(nodes[6:], nodes[0])
-    root.backward()
-    return [(repr(v.data), repr(v.grad)) for v in nodes + [root]]
+    """A graph of its own from a seed (support.random_program with every
+    op): mixed int/float data, node reuse.  Returns the data and grads of
+    every node it keeps."""
+    program = random_program(random.Random(seed), 6, 60, ops=ALL_OPS)
+    run = run_program(Value, program, keep=lambda op, r, a, k: abs(r.data) < 1e3)
+    run.root.backward()
+    return [(repr(v.data), repr(v.grad)) for v in run.pool + run.sums]
 
 
 def test_private_graphs_match_single_threaded(fast_switching, live_baseline):
@@ -55,34 +45,6 @@ def test_private_graphs_match_single_threaded(fast_switching, live_baseline):
     got = run_threads(lambda k: [private_graph(k) for _ in range(25)], N_THREADS)
     for k in seeds:
         assert all(r == expected[k][0] for r in got[k]), f"thread {k} differs"
-    assert live_nodes() == live_baseline
-
-
-def test_shared_int_parameters(fast_switching, live_baseline):
-    """Shared parameter Values (read for their data by every thread; their
-    grads receive every thread's backward).  All ints, so the sum over the
-    threads is exact in any order."""
-    params = [Value(p) for p in (2, -3, 5, 1)]
-    rounds = 30
-
-    def one(k, i):
-        x = Value(k + i)
-        w0, w1, w2, w3 = params
-        h = (w0 * x + w1).relu() + (w2 * x - w3) * x
-        out = h * h + w0 * w1
-        out.backward()
-        return out.data, x.grad, h.grad
-
-    expected = [[one(k, i) for i in range(rounds)] for k in range(N_THREADS)]
-    single_grads = [p.grad for p in params]
-    for p in params:
-        p.grad = 0
-    del p
-    got = run_threads(lambda k: [one(k, i) for i in range(rounds)], N_THREADS)
-    assert got == expected
-    assert [p.grad for p in params] == single_grads
-    assert all(type(p.grad) is int for p in params)
-    del params
     assert live_nodes() == live_baseline
 
 
@@ -146,15 +108,21 @@ def test_threads_share_one_graph_for_reading(fast_switching, live_baseline):
     """One graph built up front; threads read data, walk _prev and build new
     nodes on top of it at once.  The shared graph is not changed."""
     x = Value(1.5)
-    shared = [x]
+    shared, products = [x], []
     for i in range(200):
-        shared.append(shared[-1] * 1.01 + x)
+        products.append(shared[-1] * 1.01)
+        shared.append(products[-1] + x)
     snapshot = [v.data for v in shared]
 
     def reader(k):
         out = []
-        for v in shared:
-            assert x in v._prev or v is x or len(v._prev) == 2
+        assert x._prev == set()
+        for i, v in enumerate(shared):
+            if i:  # v = shared[i-1] * 1.01 + x: exactly the Values it was built from
+                p = products[i - 1]
+                assert v._prev == {p, x} and len(p._prev) == 2 and shared[i - 1] in p._prev
+                (factor,) = p._prev - {shared[i - 1]}
+                assert factor.data == 1.01 and factor._prev == set()
             out.append((v * k).data)
         return out
 
@@ -163,5 +131,121 @@ def test_threads_share_one_graph_for_reading(fast_switching, live_baseline):
         assert row == [d * k for d in snapshot]
     assert [v.data for v in shared] == snapshot
     assert all(v.grad == 0 for v in shared)
-    del shared, x
+    del shared, products, x
+    assert live_nodes() == live_baseline
+
+
+# --------------------------------------------------------------------------
+# 8 threads: build, backward, replay and drop on shared parameters, like serial
+
+def run_serially(work, n=N_HAMMER):
+    return [work(k) for k in range(n)]
+
+
+def shared_parameters():
+    return [Value(i + 1) for i in range(N_SHARED)]
+
+
+def snapshot(values):
+    return [(type(v.data), v.data, type(v.grad), v.grad) for v in values]
+
+
+def build(rng, shared):
+    """A small graph on fresh leaves and the shared (int) parameters: ints
+    where the grads reach the shared parameters, floats elsewhere."""
+    x = [Value(rng.randint(-3, 3)) for _ in range(N_SHARED)]
+    f = Value(rng.uniform(-2.0, 2.0))
+    act = sum((w * xi for w, xi in zip(shared, x)), Value(1))
+    out = act.relu() * 2 + act ** 2 - x[0]
+    side = (f * 3.5).tanh() + (f / 7).exp() + (f ** 2 + 1).log() + f.sigmoid()
+    return x, f, act, out, side
+
+
+def eager_work(shared):
+    """One thread's eager iterations: build, backward, read, drop."""
+    def work(k):
+        rng = random.Random(k)
+        seen = []
+        for _ in range(ITERATIONS):
+            x, f, act, out, side = build(rng, shared)
+            out.backward()
+            side.backward()
+            seen.append(snapshot([out, side, f, act, *x]))
+            del x, f, act, out, side  # dropped while other threads build
+        return seen
+    return work
+
+
+def replay_work(shared):
+    """One thread's Graph replays: capture once, then for each iteration set
+    the leaves, forward, backward, and a batched run; drop the Graph."""
+    def work(k):
+        rng = random.Random(100 + k)
+        x, f, act, out, side = build(rng, shared)
+        total = out + side
+        graph = Graph(total)
+        seen = []
+        for _ in range(ITERATIONS):
+            for xi in x:
+                xi.data = rng.randint(-3, 3)
+            f.data = rng.uniform(-2.0, 2.0)
+            graph.forward()
+            graph.backward()
+            rows = [[rng.uniform(-1, 1)] for _ in range(70)]  # over one block of 64
+            ran = graph.run(inputs=[f], rows=rows, grads=[f])
+            seen.append((snapshot([total, f, *x]), repr(ran)))
+        del graph
+        return seen
+    return work
+
+
+def check_same_as_serial(make_work, live_baseline):
+    serial_shared = shared_parameters()
+    expected = run_serially(make_work(serial_shared))
+    shared = shared_parameters()
+    got = run_threads(make_work(shared), N_HAMMER)
+    assert [len(r) for r in got] == [ITERATIONS] * N_HAMMER
+    assert got == expected
+    assert snapshot(shared) == snapshot(serial_shared)
+    # the shared grads hold every thread's contributions, exactly (ints)
+    assert all(p.grad != 0 and type(p.grad) is int for p in shared)
+    del got, expected, shared, serial_shared
+    assert live_nodes() == live_baseline
+
+
+def test_threads_build_backward_and_drop_like_serial(fast_switching, live_baseline):
+    """Each thread's outputs, leaf grads and the grad of an inner node on
+    the shared parameters equal the serial run's; the shared parameters'
+    int grads are the exact sum over the threads."""
+    check_same_as_serial(eager_work, live_baseline)
+
+
+def test_threads_replay_graphs_like_serial(fast_switching, live_baseline):
+    """8 threads replay Graphs of their own at once (captured on the shared
+    parameters): forward, backward and a batched run, as serially."""
+    check_same_as_serial(replay_work, live_baseline)
+
+
+def test_threads_run_one_shared_graph(fast_switching, live_baseline):
+    """Graph.run on one Graph from every thread (calls on one graph are
+    serialised by its lock): each thread gets the single-threaded outputs,
+    and w.grad gets every run's (identical) sum added."""
+    x = Value(0.5)
+    w = Value(-1.25)
+    root = (x * w + 0.25).tanh() + (x * x).exp()
+    graph = Graph(root)
+    rows = [[i / 10] for i in range(-20, 21)]
+    expected = graph.run(inputs=[x], rows=rows, grads=[w])
+    one_sum = w.grad
+    w.grad = 0
+
+    def work(k):
+        return [graph.run(inputs=[x], rows=rows, grads=[w]) for _ in range(ITERATIONS)]
+
+    assert run_threads(work, N_HAMMER) == [[expected] * ITERATIONS] * N_HAMMER
+    total = 0
+    for _ in range(N_HAMMER * ITERATIONS):
+        total += one_sum
+    assert (x.data, w.data, x.grad, w.grad) == (0.5, -1.25, 0, total)
+    del graph, root, x, w
     assert live_nodes() == live_baseline

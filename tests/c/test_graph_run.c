@@ -51,6 +51,27 @@ static void build(ag_ctx *c, int32_t ids[4]) {
     ids[0] = x, ids[1] = y, ids[2] = w, ids[3] = t;
 }
 
+/* A context holding build()'s graph, captured. */
+typedef struct {
+    ag_ctx *c;
+    int32_t id[4];  /* x, y, w, t as build() makes them */
+    ag_graph *g;    /* the graph of t */
+} captured;
+
+static captured capture(void) {
+    captured k = {ctx_new(), {0}, NULL};
+    build(k.c, k.id);
+    CHECK_EQ(ag_graph_new(k.c, k.id[3], &k.g), AG_OK);
+    return k;
+}
+
+/* Free the graph and the handles; the context must then be empty. */
+static void release(captured *k) {
+    ag_graph_free(k->g);
+    for (int i = 0; i < 4; i++) ag_release(k->c, k->id[i]);
+    ctx_done(k->c);
+}
+
 enum { ROWS = 150 };  /* two full blocks of 64 and a partial one */
 
 static void fill_rows(double *rows, int n) {
@@ -64,11 +85,10 @@ static void fill_rows(double *rows, int n) {
  * the summed gradients equal the eager backward's summed over the rows
  * (up to the order of the additions). */
 static void test_run_matches_single_row_replay(void) {
-    ag_ctx *c = ctx_new();
-    int32_t id[4];
-    build(c, id);
-    ag_graph *g;
-    CHECK_EQ(ag_graph_new(c, id[3], &g), AG_OK);
+    captured k = capture();
+    ag_ctx *c = k.c;
+    ag_graph *g = k.g;
+    const int32_t *id = k.id;
     double rows[2 * ROWS], out[ROWS], sums[3];
     fill_rows(rows, ROWS);
     const int32_t inputs[2] = {id[0], id[1]}, grads[3] = {id[0], id[1], id[2]};
@@ -88,19 +108,16 @@ static void test_run_matches_single_row_replay(void) {
     CHECK(same_bits);
     for (int j = 0; j < 3; j++) check_near_at(sums[j], want[j], 1e-12,
                                               "summed grad", __FILE__, __LINE__);
-    ag_graph_free(g);
-    for (int i = 0; i < 4; i++) ag_release(c, id[i]);
-    ctx_done(c);
+    release(&k);
 }
 
 /* No node's data or grad changes; sources not among the inputs keep their
  * data for every row; out may be NULL; no grads means forward only. */
 static void test_run_changes_no_node(void) {
-    ag_ctx *c = ctx_new();
-    int32_t id[4];
-    build(c, id);
-    ag_graph *g;
-    CHECK_EQ(ag_graph_new(c, id[3], &g), AG_OK);
+    captured k = capture();
+    ag_ctx *c = k.c;
+    ag_graph *g = k.g;
+    const int32_t *id = k.id;
     CHECK_EQ(ag_backward(c, id[3]), AG_OK);
     double before[4][2];
     for (int i = 0; i < 4; i++)
@@ -122,20 +139,16 @@ static void test_run_changes_no_node(void) {
     CHECK_EQ(ag_graph_run(g, inputs, 2, row, 1, 2, NULL, 0, &one, NULL, 1),
              AG_OK);
     CHECK(one == before[3][0]);
-    ag_graph_free(g);
-    for (int i = 0; i < 4; i++) ag_release(c, id[i]);
-    ctx_done(c);
+    release(&k);
 }
 
 /* A row stride wider than the inputs reads only the first columns; the
  * same rows split over threads give the same outputs, and the same sums up
  * to reassociation. */
 static void test_run_stride_and_threads(void) {
-    ag_ctx *c = ctx_new();
-    int32_t id[4];
-    build(c, id);
-    ag_graph *g;
-    CHECK_EQ(ag_graph_new(c, id[3], &g), AG_OK);
+    captured k = capture();
+    ag_graph *g = k.g;
+    const int32_t *id = k.id;
     enum { N = 40000 };  /* enough node-rows for a second thread */
     double *rows = malloc(sizeof(double) * 2 * N);
     double *wide = malloc(sizeof(double) * 3 * N);
@@ -165,19 +178,16 @@ static void test_run_stride_and_threads(void) {
     }
     CHECK(s1[2] == (double)N);                 /* d root / d root, per row 1 */
     free(rows); free(wide); free(out1); free(out2); free(out3);
-    ag_graph_free(g);
-    for (int i = 0; i < 4; i++) ag_release(c, id[i]);
-    ctx_done(c);
+    release(&k);
 }
 
 /* Bad arguments return their status and write nothing. */
 static void test_run_errors_write_nothing(void) {
-    ag_ctx *c = ctx_new();
-    int32_t id[4];
-    build(c, id);
+    captured k = capture();
+    ag_ctx *c = k.c;
+    ag_graph *g = k.g;
+    const int32_t *id = k.id;
     int32_t stranger = leaf(c, 1.0, 0);        /* not in the graph */
-    ag_graph *g;
-    CHECK_EQ(ag_graph_new(c, id[3], &g), AG_OK);
     double rows[4] = {0.1, 0.2, 0.3, 0.4}, out[2] = {7, 7}, sums[2] = {7, 7};
     const int32_t ok_in[2] = {id[0], id[1]}, op_in[2] = {id[0], id[3]};
     const int32_t twice[2] = {id[0], id[0]}, out_in[2] = {id[0], stranger};
@@ -214,10 +224,8 @@ static void test_run_errors_write_nothing(void) {
     CHECK_EQ(ag_graph_run(g, ok_in, 2, NULL, 0, 2, id + 2, 1, NULL, sums, 1),
              AG_OK);
     CHECK(sums[0] == 0.0);
-    ag_graph_free(g);
     ag_release(c, stranger);
-    for (int i = 0; i < 4; i++) ag_release(c, id[i]);
-    ctx_done(c);
+    release(&k);
 }
 
 /* Plain doubles: log of a negative input is nan, exp overflow inf -- no

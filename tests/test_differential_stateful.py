@@ -22,7 +22,7 @@ and a backward in which micrograd raises or makes complex gradients
 then "tainted": its data is still compared, its grad no longer.
 
 CI runs ~100 programs of ~30 steps.  For a longer hunt:
-    AGC_FUZZ_EXAMPLES=20000 AGC_FUZZ_STEPS=100 pytest tests/test_stateful.py
+    AGC_FUZZ_EXAMPLES=20000 AGC_FUZZ_STEPS=100 pytest tests/test_differential_stateful.py
 """
 import math
 import os
@@ -36,7 +36,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes,
                                  initialize, invariant, multiple, rule)
 
 import autograd_c
-from support import same_number
+from support import MICROGRAD_OPS, OPS, local_derivatives, same_number, topo
 
 EXAMPLES = int(os.environ.get("AGC_FUZZ_EXAMPLES", "100"))
 STEPS = int(os.environ.get("AGC_FUZZ_STEPS", "30"))
@@ -55,28 +55,11 @@ numbers = st.one_of(
 exponents = st.one_of(st.integers(-3, 4),
                       st.sampled_from([0.5, -0.5, 1.5, 2.0, -1.0, 0.0, 3.0]))
 
-# Every op both engines have, as a function of Values (and numbers).
-BINARY = {
-    "a+b": lambda a, b: a + b,
-    "a-b": lambda a, b: a - b,
-    "a*b": lambda a, b: a * b,
-    "a/b": lambda a, b: a / b,
-}
-WITH_NUMBER = {
-    "a+n": lambda a, n: a + n,
-    "a-n": lambda a, n: a - n,
-    "a*n": lambda a, n: a * n,
-    "a/n": lambda a, n: a / n,
-    "n+a": lambda a, n: n + a,
-    "n-a": lambda a, n: n - a,
-    "n*a": lambda a, n: n * a,
-    "n/a": lambda a, n: n / a,
-    "a**n": lambda a, n: a ** n,
-}
-UNARY = {
-    "-a": lambda a: -a,
-    "relu": lambda a: a.relu(),
-}
+# Every op both engines have (support.OPS), by its operands.
+BINARY = ("add", "sub", "mul", "div")                                  # a op b
+WITH_NUMBER = ("addc", "subc", "mulc", "divc", "radd", "rsub", "rmul", "rdiv")  # a op n, n op a
+UNARY = ("neg", "relu")
+assert set(BINARY + WITH_NUMBER + UNARY + ("pow",)) == set(MICROGRAD_OPS)
 
 
 def big_int_as_double(exact, got):
@@ -93,38 +76,6 @@ class Pair:
 
     def __repr__(self):
         return f"Pair({self.mg!r}, {self.ag!r}{', tainted' if self.tainted else ''})"
-
-
-def topo(root):
-    """micrograd nodes reachable from root, children before parents."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        v, done = stack.pop()
-        if done:
-            order.append(v)
-        elif v not in seen:
-            seen.add(v)
-            stack.append((v, True))
-            stack.extend((ch, False) for ch in v._prev)
-    return order
-
-
-def local_derivatives(v):
-    """(child, |d v / d child|) for each contribution v makes in backward."""
-    kids = list(v._prev)
-    if v._op == "+":
-        return [(k, 1.0) for k in kids * (3 - len(kids))]
-    if v._op == "*":
-        if len(kids) == 1:
-            return [(kids[0], abs(kids[0].data))] * 2
-        return [(kids[0], abs(kids[1].data)), (kids[1], abs(kids[0].data))]
-    if v._op.startswith("**"):
-        text = v._op[2:]
-        k = int(text) if text.lstrip("-").isdigit() else float(text)
-        return [(kids[0], abs(k * kids[0].data ** (k - 1)))]
-    if v._op == "ReLU":
-        return [(kids[0], 1.0 if v.data > 0 else 0.0)]
-    return []
 
 
 class Magnitudes:
@@ -189,12 +140,14 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.mag = Magnitudes()
 
     # -- building ----------------------------------------------------------
-    def build(self, name, fn, *operands):
-        """fn on both engines; the new Pair, or nothing when micrograd's
-        result is an error, a complex number or an int beyond 2**53."""
-        note(f"{name} {operands}")
-        m_args = [o.mg if isinstance(o, Pair) else o for o in operands]
-        a_args = [o.ag if isinstance(o, Pair) else o for o in operands]
+    def build(self, op, a, b=None, k=0):
+        """support.OPS[op] on both engines; the new Pair, or nothing when
+        micrograd's result is an error, a complex number or an int beyond
+        2**53."""
+        note(f"{op} {a} {b} {k}")
+        fn = OPS[op]
+        m_args = (a.mg, None if b is None else b.mg, k)
+        a_args = (a.ag, None if b is None else b.ag, k)
         try:
             m = fn(*m_args)
         except (ZeroDivisionError, OverflowError) as e:
@@ -209,12 +162,12 @@ class DifferentialMachine(RuleBasedStateMachine):
             return multiple()
         if type(m.data) is int and abs(m.data) > EXACT_INT:
             try:
-                a = fn(*a_args)
+                got = fn(*a_args)
             except OverflowError:
                 with pytest.raises(OverflowError):
                     float(m.data)
             else:
-                assert big_int_as_double(m.data, a.data), (m, a)
+                assert big_int_as_double(m.data, got.data), (m, got)
             return multiple()
         pair = Pair(m, fn(*a_args))
         self.pairs.append(pair)
@@ -235,21 +188,21 @@ class DifferentialMachine(RuleBasedStateMachine):
     def leaf(self, x):
         return self.new_leaf(x)
 
-    @rule(target=values, op=st.sampled_from(sorted(BINARY)), a=values, b=values)
+    @rule(target=values, op=st.sampled_from(BINARY), a=values, b=values)
     def binary(self, op, a, b):
-        return self.build(op, BINARY[op], a, b)
+        return self.build(op, a, b)
 
-    @rule(target=values, op=st.sampled_from(sorted(WITH_NUMBER)), a=values, n=numbers)
+    @rule(target=values, op=st.sampled_from(WITH_NUMBER), a=values, n=numbers)
     def with_number(self, op, a, n):
-        return self.build(op, WITH_NUMBER[op], a, n)
+        return self.build(op, a, k=n)
 
     @rule(target=values, a=values, k=exponents)
     def power(self, a, k):
-        return self.build("a**k", WITH_NUMBER["a**n"], a, k)
+        return self.build("pow", a, k=k)
 
-    @rule(target=values, op=st.sampled_from(sorted(UNARY)), a=values)
+    @rule(target=values, op=st.sampled_from(UNARY), a=values)
     def unary(self, op, a):
-        return self.build(op, UNARY[op], a)
+        return self.build(op, a)
 
     # -- using -------------------------------------------------------------
     @rule(p=values)

@@ -1,4 +1,5 @@
-"""python -m autograd_c: progress bar (tqdm, optional) and --plot (matplotlib, optional)."""
+"""python -m autograd_c, the demo: step lines or a progress bar (tqdm,
+optional), --plot (matplotlib, optional), --replay."""
 import importlib.util
 import re
 import sys
@@ -115,3 +116,9 @@ def test_plot_in_this_environment(tmp_path, capsys):
     else:
         demo.main(ARGS + ["--plot", str(path)])
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_replay_option_trains_with_the_same_numbers(capsys):
+    demo.main(["--replay", "--steps", "3", "--samples", "20"])
+    out = capsys.readouterr().out
+    assert "replay: final loss" in out and "the same bits as the eager run" in out
