@@ -147,13 +147,15 @@ static int forward_in_place(ag_graph *g, ag_ctx *c) {
     for (int32_t i = 0; i < n_ins; i++) {
         int32_t p = ins[i].p, id = ins_id[i], a = pos_id[ins[i].a];
         int32_t b = ins[i].b >= 0 ? pos_id[ins[i].b] : AG_NONE;
-        ag_operands o = {data[a], 0.0, 0.0, 0.0, (flags[a] & AG_DATA_INT) != 0,
-                         0, ins[i].k_int};
+        double y = 0.0, k = 0.0;
+        int y_int = 0;
         if (b != AG_NONE) {
-            o.y = data[b];
-            o.y_int = (flags[b] & AG_DATA_INT) != 0;
+            y = data[b];
+            y_int = (flags[b] & AG_DATA_INT) != 0;
         }
-        if (ins[i].op == AG_POW_CONST) o.k = kp[p];
+        if (ins[i].op == AG_POW_CONST) k = kp[p];
+        ag_operands o = {data[a], y, k, 0.0, (flags[a] & AG_DATA_INT) != 0,
+                         y_int, ins[i].k_int};
         double r;
         int r_int, st = ag__eval(ins[i].op, &o, &r, &r_int);
         if (st != AG_OK) {

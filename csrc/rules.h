@@ -14,8 +14,9 @@
  *   double R_grad_b(...)         node's grad g: micrograd's chain rule term,
  *                                an int when Python's would be (*c_int);
  *                                R_grad_b for two-child ops only
- *   R_reads                      the operands R_grad_* read (AG_READS_*):
- *                                the eager backward loads only those
+ *   R_reads                      the children's operands R_grad_* read
+ *                                (AG_READS_*): the eager backward loads
+ *                                only those
  *
  * The eager backward calls R_grad_* with the nodes' real int flags; the
  * batched replay calls the same functions with every flag 0, which leaves
@@ -40,14 +41,14 @@ typedef struct ag_operands {
     int x_int, y_int, k_int;
 } ag_operands;
 
-/* Which operands an op's R_grad_* read: x and x_int, y and y_int, k and
- * k_int, out.  A child's value is a load from anywhere in the arena (a
- * likely cache miss), so the eager backward loads no more than these. */
+/* Which operands an op's R_grad_* read: x and x_int, y and y_int, k
+ * (out, the node's own value, is always given).  A child's value is a load
+ * from anywhere in the arena (a likely cache miss), so the eager backward
+ * loads no more than these. */
 enum {
     AG_READS_X = 1,
     AG_READS_Y = 2,
-    AG_READS_K = 4,
-    AG_READS_OUT = 8
+    AG_READS_K = 4
 };
 
 /* x ** k for an int x and an int k >= 0, by squaring: exact while every
@@ -89,10 +90,11 @@ static AG_ALWAYS_INLINE double add_value(double x, double y, double k) {
     return x + y;
 }
 static AG_ALWAYS_INLINE int add_eval(const ag_operands *o, double *out, int *out_int) {
-    *out_int = o->x_int && o->y_int;
-    if (*out_int) return ag__int_result(add_value(o->x, o->y, 0), out);
-    *out = add_value(o->x, o->y, 0);
-    return AG_OK;
+    if (o->x_int && o->y_int) {
+        *out_int = 1;
+        return ag__int_result(add_value(o->x, o->y, 0), out);
+    }
+    return ag__float_result(add_value(o->x, o->y, 0), out, out_int);
 }
 static AG_ALWAYS_INLINE double add_grad_a(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
@@ -112,10 +114,11 @@ static AG_ALWAYS_INLINE double mul_value(double x, double y, double k) {
     return x * y;
 }
 static AG_ALWAYS_INLINE int mul_eval(const ag_operands *o, double *out, int *out_int) {
-    *out_int = o->x_int && o->y_int;
-    if (*out_int) return ag__int_result(mul_value(o->x, o->y, 0), out);
-    *out = mul_value(o->x, o->y, 0);
-    return AG_OK;
+    if (o->x_int && o->y_int) {
+        *out_int = 1;
+        return ag__int_result(mul_value(o->x, o->y, 0), out);
+    }
+    return ag__float_result(mul_value(o->x, o->y, 0), out, out_int);
 }
 static AG_ALWAYS_INLINE double mul_grad_a(const ag_operands *o, double g, int g_int,
                                 int *c_int) {
@@ -148,7 +151,7 @@ static AG_ALWAYS_INLINE double pow_const_grad_a(const ag_operands *o, double g,
 }
 
 /* ---- pow: a ** b, both nodes --------------------------------------------- */
-enum { pow_reads = AG_READS_X | AG_READS_Y | AG_READS_OUT };
+enum { pow_reads = AG_READS_X | AG_READS_Y };
 static AG_ALWAYS_INLINE double pow_value(double x, double y, double k) {
     (void)k;
     return pow(x, y);
@@ -173,7 +176,7 @@ static AG_ALWAYS_INLINE double pow_grad_b(const ag_operands *o, double g, int g_
 }
 
 /* ---- relu: 0 if a < 0 else a (micrograd; int 0 for a negative a) -------- */
-enum { relu_reads = AG_READS_OUT };
+enum { relu_reads = 0 };
 static AG_ALWAYS_INLINE double relu_value(double x, double y, double k) {
     (void)y, (void)k;
     return x < 0 ? 0.0 : x;
@@ -190,7 +193,7 @@ static AG_ALWAYS_INLINE double relu_grad_a(const ag_operands *o, double g, int g
 }
 
 /* ---- tanh ----------------------------------------------------------------- */
-enum { tanh_reads = AG_READS_OUT };
+enum { tanh_reads = 0 };
 static AG_ALWAYS_INLINE double tanh_value(double x, double y, double k) {
     (void)y, (void)k;
     return tanh(x);
@@ -206,7 +209,7 @@ static AG_ALWAYS_INLINE double tanh_grad_a(const ag_operands *o, double g, int g
 }
 
 /* ---- exp: OverflowError where math.exp raises it --------------------------- */
-enum { exp_reads = AG_READS_OUT };
+enum { exp_reads = 0 };
 static AG_ALWAYS_INLINE double exp_value(double x, double y, double k) {
     (void)y, (void)k;
     return exp(x);
@@ -240,7 +243,7 @@ static AG_ALWAYS_INLINE double log_grad_a(const ag_operands *o, double g, int g_
 }
 
 /* ---- sigmoid: 1 / (1 + e**-a), computed without overflow ------------------ */
-enum { sigmoid_reads = AG_READS_OUT };
+enum { sigmoid_reads = 0 };
 static AG_ALWAYS_INLINE double sigmoid_value(double x, double y, double k) {
     (void)y, (void)k;
     if (x >= 0) return 1.0 / (1.0 + exp(-x));
