@@ -156,6 +156,8 @@ def local_derivatives(v):
         return [(kids[0], d)]
     if v._op == "ReLU":
         return [(kids[0], 1.0 if v.data > 0 else 0.0)]
+    if v._op == "abs":
+        return [(kids[0], 1.0 if kids[0].data != 0 else 0.0)]
     return []
 
 
@@ -177,6 +179,23 @@ def grad_magnitudes(root):
         for child, d in local_derivatives(v):
             mag[id(child)] = mag.get(id(child), 0.0) + d * g
     return mag
+
+
+def grads_match(g_ac, g_mg, scale):
+    """grad equal up to summation order (see support.grad_magnitudes): ints
+    exact, floats within 1e-9 of the scale (generous: the rounding error is
+    about depth * 2**-53 of it); non-finite floats exactly (NaN == NaN), as
+    a sum with an inf or NaN term is the same in any order."""
+    if type(g_ac) is not type(g_mg):
+        return False
+    if isinstance(g_mg, int):
+        return g_ac == g_mg
+    if math.isnan(g_mg) or math.isnan(g_ac):
+        return math.isnan(g_mg) and math.isnan(g_ac)
+    if math.isinf(g_mg) or math.isinf(g_ac) or not math.isfinite(scale):
+        return g_ac == g_mg
+    return abs(g_ac - g_mg) <= 1e-9 * scale + 1e-300
+
 
 
 # --------------------------------------------------------------------------
@@ -217,6 +236,7 @@ OPS = {
     "exp": lambda a, b, k: a.exp(),
     "log": lambda a, b, k: a.log(),
     "sigmoid": lambda a, b, k: a.sigmoid(),
+    "abs": lambda a, b, k: abs(a),
 }
 # what micrograd 0.1.0 has too; every op (a new op: add it to OPS)
 MICROGRAD_OPS = ("add", "sub", "mul", "div", "addc", "subc", "mulc", "divc",

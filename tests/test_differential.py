@@ -35,7 +35,7 @@ from autograd_c import Value as AV
 from autograd_c.datasets import make_moons
 from autograd_c.train import make_model, moons_loss, train_step
 from micrograd.engine import Value as MV
-from support import (Program, gc_paused, grad_magnitudes, live_nodes, programs, raised,
+from support import (Program, gc_paused, grad_magnitudes, grads_match, live_nodes, programs, raised,
                      reachable, run_program, same_number, small_number)
 
 POOL_MAX = 1e4   # |data| of a result that may be used again (ints stay
@@ -117,22 +117,6 @@ def check_failed_op(n, kind, call):
         return ("ok", None)
     assert live_nodes(collect=False) == before, f"op {n} ({kind}) failed but left nodes behind"
     return ("raise", err[0])
-
-
-def grads_match(g_ac, g_mg, scale):
-    """grad equal up to summation order (see support.grad_magnitudes): ints
-    exact, floats within 1e-9 of the scale (generous: the rounding error is
-    about depth * 2**-53 of it); non-finite floats exactly (NaN == NaN), as
-    a sum with an inf or NaN term is the same in any order."""
-    if type(g_ac) is not type(g_mg):
-        return False
-    if isinstance(g_mg, int):
-        return g_ac == g_mg
-    if math.isnan(g_mg) or math.isnan(g_ac):
-        return math.isnan(g_mg) and math.isnan(g_ac)
-    if math.isinf(g_mg) or math.isinf(g_ac) or not math.isfinite(scale):
-        return g_ac == g_mg
-    return abs(g_ac - g_mg) <= 1e-9 * scale + 1e-300
 
 
 def grads_in_range(nodes):

@@ -12,14 +12,16 @@ test_differential.py."""
 import copy
 import math
 import pickle
+import random
+from unittest import mock
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from autograd_c import Value
 from micrograd.engine import Value as MV
-from support import reachable, same_number
+from support import MICROGRAD_OPS, grad_magnitudes, grads_match, random_program, reachable, run_program, same_number
 
 
 # --------------------------------------------------------------------------
@@ -389,11 +391,58 @@ def test_composite_gradcheck(a, b, c):
 
 
 # --------------------------------------------------------------------------
-# abs
-#
-# (its tests come with the op, here: value and type against Python's abs(),
-# the gradient, special values; adding "abs" to support.OPS puts it in the
-# random programs of test_graph_replay and test_threads too)
+# abs: |x|, micrograd-style gradient sign(x) (0 at 0); "abs" in support.OPS
+# puts it in the random programs of test_graph_replay and test_threads too
+
+@pytest.mark.parametrize("x", [3, -3, 0, True, 2.5, -2.5, 0.0, -0.0, 1e308, -math.inf,
+                               math.nan, -(2**53)])
+def test_abs_value_and_type_are_pythons(x):
+    v = Value(x)
+    out = abs(v)
+    assert same_number(out.data, abs(x) + 0 if type(x) is bool else abs(x))
+    assert out._op == "abs" and out._prev == {v}
+
+
+@pytest.mark.parametrize("x,grad", [(-1.5, -1), (2.0, 1), (0.0, 0), (-0.0, 0), (-3, -1),
+                                    (4, 1), (0, 0), (math.nan, 0)])
+def test_abs_gradient_is_the_sign(x, grad):
+    v = Value(x)
+    abs(v).backward()  # sign(x) is an int, as relu's (x > 0): int * root's int 1
+    assert same_number(v.grad, grad)
+    w = Value(x)
+    (abs(w) * 0.5).backward()  # a float grad makes a float
+    assert same_number(w.grad, grad * 0.5)
+
+
+def _micrograd_abs(self):
+    """abs written as micrograd writes its ops (what a user would add)."""
+    out = MV(abs(self.data), (self,), "abs")
+
+    def _backward():
+        self.grad += ((self.data > 0) - (self.data < 0)) * out.grad
+    out._backward = _backward
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_abs_in_programs_matches_micrograd_with_abs(seed):
+    """Random programs over micrograd's ops and abs: the same data, bit for
+    bit, and grads as micrograd extended with abs in its own style."""
+    program = random_program(random.Random(seed), 3, 12,
+                             ops=MICROGRAD_OPS + ("abs", "abs", "abs"))
+    with mock.patch.object(MV, "__abs__", _micrograd_abs, create=True):
+        reference = run_program(MV, program)
+        ours = run_program(Value, program, plan=reference)
+        try:
+            reference.root.backward()
+        except (ZeroDivisionError, OverflowError):  # micrograd's own pow rule
+            assume(False)
+    ours.root.backward()
+    assert same_number(ours.root.data, reference.root.data)
+    scale = grad_magnitudes(reference.root)  # grads: up to summation order
+    for a, b in zip(ours.leaves, reference.leaves):
+        assert grads_match(a.grad, b.grad, scale.get(id(b), 0.0))
 
 
 # --------------------------------------------------------------------------
