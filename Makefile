@@ -3,6 +3,7 @@
 #   make ctest    C unit tests only: tests/c/test_*.c, public API, no Python
 #   make pytest   the pytest suite (needs the extension: python3 setup.py build_ext --inplace)
 #   make bench    C microbenchmarks (ns per node), then the Python benchmarks
+#   make dist     sdist and abi3 wheel into dist/ (pip install -e '.[dev]' first)
 #   make cbench   benchmarks/bench_engine.c: ns per node to build/backprop/free 10^6 nodes;
 #                 benchmarks/bench_replay.c: ns per node of a replayed pass, per node-row batched
 #   make pybench  benchmarks/bench_engine.py: autograd_c vs micrograd (vs PyTorch if
@@ -21,7 +22,7 @@ BUILD := build/c
 BENCH_CFLAGS := -std=c11 -O3 -DNDEBUG -fno-math-errno -g -Wall -Wextra -Wswitch-enum -Werror
 PYBENCH_FLAGS ?=
 
-.PHONY: test ctest pytest bench cbench pybench clean
+.PHONY: test ctest pytest bench cbench pybench clean dist
 
 test: ctest pytest
 
@@ -57,7 +58,13 @@ pybench:
 bench: cbench pybench
 
 clean:
-	rm -rf build autograd_c/*.so autograd_c/_autograd_c.c
+	rm -rf build dist autograd_c/*.so autograd_c/_autograd_c.c
+
+# sdist and wheel into dist/ (needs the [dev] extra).  Run from inside build/:
+# in the checkout's root the build/ folder would shadow the `build` package.
+dist:
+	@mkdir -p build
+	cd build && $(PYTHON) -m build --outdir ../dist ..
 
 # --- reliability targets (asan, valgrind, fuzz) go below this line ---
 #   make fuzz-corpus  replay tests/fuzz/corpus through the fuzz harness (gcc; part of `make test`)
