@@ -15,8 +15,11 @@ from .autograd import enable_grad, grad, is_grad_enabled, no_grad
 from .viz import draw_dot, to_dot
 from . import losses, nn, optim
 from .graph import Graph, Params
+from ._recovery import install as _install_recovery, reclaim
 
-__all__ = ["Value", "nn", "optim", "losses", "stats", "set_node_limit",
+_install_recovery()
+
+__all__ = ["Value", "nn", "optim", "losses", "stats", "set_node_limit", "reclaim",
            "no_grad", "enable_grad", "is_grad_enabled", "grad", "draw_dot", "to_dot",
            "Graph", "Params"]
 __version__ = "0.1.0"

@@ -6,13 +6,16 @@ is the one answer to a failure (memory ran out: give back the handles of
 dead Values and call once more), `fail` the one way to raise a status.
 
 Values that die do not release their node one C call each: __del__ puts
-the id on `dead`, and release_dead() gives them back in batches (also
+the handle on `dead`, and release_dead() gives them back in batches (also
 before a retry and before stats(), so what is counted is what is held).
+
+KeyboardInterrupt can arrive after any call (Python runs signal handlers
+there), so release_dead takes no lock and hands a batch to C in a way
+that an interrupt can delay but never lose or repeat (see release_dead).
 """
 import operator
 import os
-import threading
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Type
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Type
 
 from ._autograd_c import ffi, lib
 
@@ -26,6 +29,7 @@ ERRORS: Dict[int, Type[Exception]] = {
     lib.AG_ERR_COMPLEX: ValueError,
     lib.AG_ERR_ARG: ValueError,
     lib.AG_ERR_NOT_LEAF: ValueError,
+    lib.AG_ERR_STALE: ReferenceError,
 }
 
 
@@ -50,46 +54,87 @@ def retry(status: int, fn: Callable[..., int], *args: Any) -> int:
     fail(status)
 
 
+def _limit_from_environment() -> int:
+    """The node limit AUTOGRAD_C_MAX_NODES asks for (0: none)."""
+    text = os.environ.get("AUTOGRAD_C_MAX_NODES", "").strip()
+    if not text:
+        return 0
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise ValueError("the environment variable AUTOGRAD_C_MAX_NODES must be a "
+                         f"non-negative whole number of nodes (0: no limit), got {text!r}")
+    return limit
+
+
 def _new_context() -> Any:
+    limit = _limit_from_environment()
     ctx = lib.ag_ctx_new()
     if ctx == ffi.NULL:
         raise MemoryError("autograd_c: cannot allocate the node arena")
-    limit = os.environ.get("AUTOGRAD_C_MAX_NODES")
-    if limit:
-        lib.ag_set_limit(ctx, int(limit))
+    lib.ag_set_limit(ctx, limit)
     return ctx
 
 
 ctx: Any = _new_context()  # one arena for the process; lives until exit
 
-# Node ids of dead Values, one handle each, given back to C in batches of
-# DEAD_BATCH: one call per batch instead of one per Value.
+# Handles of dead Values, one reference each, given back to C in batches
+# of DEAD_BATCH: one call per batch instead of one per Value.
 dead: List[int] = []
 DEAD_BATCH: int = 512
-_release_lock = threading.Lock()
+# Batches taken off `dead` and handed to C, each with the C flag that says
+# whether C has released it (ag_release_once releases a batch once per
+# flag); one stays here until its release call has returned.
+_in_flight: List[Tuple[List[int], Any]] = []
 
 
 def release_dead() -> None:
-    """Give the handles of dead Values back to the arena (never blocks: if
-    another thread, or this one re-entered, is releasing, it does it)."""
-    if not _release_lock.acquire(False):
+    """Give the handles of dead Values back to the arena.
+
+    No lock (an interrupt right after taking one would keep it for good),
+    and no call between taking a batch off `dead` and recording it in
+    _in_flight: Python delivers KeyboardInterrupt, and switches threads,
+    only at calls, loops and function entries, so the two lines that move
+    the batch run as one step, and each batch is taken by one thread.  If
+    an interrupt stops this function later, the batch is still in
+    _in_flight and the next call finishes it; C's flag makes a release that
+    had in fact happened a no-op."""
+    for entry in tuple(_in_flight):
+        _release(entry)
+    done = ffi.new("int *")
+    n = len(dead)
+    if not n:
         return
+    batch = dead[:n]            # these two: no call, no interrupt between
+    del dead[:n]
+    entry = (batch, done)
+    _in_flight.append(entry)
+    _release(entry)
+
+
+def _release(entry: Tuple[List[int], Any]) -> None:
+    batch, done = entry
+    status = lib.ag_release_once(ctx, batch, len(batch), done)
     try:
-        n = len(dead)
-        ids = dead[:n]
-        del dead[:n]
-        status = lib.ag_release_many(ctx, ids, n)
-    finally:
-        _release_lock.release()
-    if status:  # then C released none: give back the live ones, name the others
-        bad = [i for i in ids if lib.ag_release(ctx, i)]
-        fail(status, f"releasing the nodes of dead Values: ids {bad} are not live")
+        _in_flight.remove(entry)
+    except ValueError:  # another thread finished it first
+        pass
+    if status:  # C released the others
+        fail(status, "releasing the nodes of dead Values")
+
+
+# Run by stats() before it counts (the recovery after a KeyboardInterrupt).
+before_count: List[Callable[[], None]] = []
 
 
 def stats() -> Dict[str, int]:
     """The arena's numbers after releasing dead Values: a dict with
     live_nodes, capacity (node slots), bytes (held by the arena) and limit."""
     release_dead()
+    for check in before_count:
+        check()
     s = ffi.new("ag_stats *")
     lib.ag_get_stats(ctx, s)
     return {"live_nodes": s.live_nodes, "capacity": s.capacity,

@@ -1,12 +1,14 @@
 """Value: micrograd's API as a thin facade over the C node arena.
 
-A Value holds only the id of its node (one reference in the arena); data,
-grad and the graph live in C.  Graphs are built micrograd's way (`a - b` is
+A Value holds only the handle of its node (one reference in the arena);
+data, grad and the graph live in C.  A handle whose node was freed (a
+Value that outlived its own finalizer) is refused by C: ReferenceError.  Graphs are built micrograd's way (`a - b` is
 `a + (-b)`, `a / b` is `a * b**-1`, ...) so every number comes out the same.
 
 This module holds Value and what only Value needs; the C context, error
 mapping and release of dead Values are _session's.
 """
+import gc
 import numbers
 import weakref
 
@@ -14,8 +16,9 @@ from ._autograd_c import ffi, lib
 from ._session import DEAD_BATCH as _DEAD_BATCH, ctx as _ctx, dead as _dead, fail as _fail
 from ._session import release_dead as _release_dead, retry as _retry
 
-_opaque_op_names = {}  # OPAQUE node id -> the _op string a user gave Value(...)
-_labelled = weakref.WeakValueDictionary()  # node id -> the Value its label was set on
+_labelled = weakref.WeakValueDictionary()  # node handle -> the Value its label was set on
+_read = lib.ag_read
+_DATA, _GRAD = lib.AG_READ_DATA, lib.AG_READ_GRAD
 
 
 def _number(x):
@@ -38,7 +41,9 @@ _ADD, _MUL, _POW, _POWK = lib.AG_ADD, lib.AG_MUL, lib.AG_POW, lib.AG_POW_CONST
 
 
 def _binary_op(op, const_first=0):
-    """The method a.op(b) for a Value a and a Value or number b: one call into C."""
+    """The method a.op(b) for a Value a and a Value or number b: one call
+    into C.  NotImplemented for an operand that is no number, so the other
+    operand's reflected method, then Python's TypeError, get their turn."""
     def method(a, b):
         t = type(b)  # the common kinds first: no isinstance, no tuples
         if t is float or t is int:
@@ -50,7 +55,10 @@ def _binary_op(op, const_first=0):
             if i < 0:
                 i = _retry(i, _apply, _ctx, op, a._i, b._i, 0.0, 0)
         else:
-            x, x_int = _number(b)
+            try:
+                x, x_int = _number(b)
+            except TypeError:
+                return NotImplemented
             i = _apply_const(_ctx, op, a._i, x, x_int, const_first)
             if i < 0:
                 i = _retry(i, _apply_const, _ctx, op, a._i, x, x_int, const_first)
@@ -64,8 +72,9 @@ _POW_VALUE = _binary_op(_POW)  # Value.__pow__ for a Value exponent
 
 
 def _user_node(data, children, op):
-    """The node id of Value(data, children, op): a leaf, or a node of the
-    user's own op (micrograd keeps its children and name; gradient stops)."""
+    """The node handle of Value(data, children, op): a leaf, or a node of the
+    user's own op (micrograd keeps its children and name; gradient stops).
+    Everything that can raise is done before the node is made."""
     x, x_int = _number(data)
     kids = tuple(children)
     if not kids and not op:
@@ -73,13 +82,12 @@ def _user_node(data, children, op):
     else:
         if len(kids) > 2 or not all(isinstance(k, Value) for k in kids):
             raise ValueError("Value(data, children): children must be at most two Values")
-        ids = [k._i for k in kids] + [-1, -1]
-        args = (lib.ag_opaque, _ctx, x, x_int, ids[0], ids[1])
+        handles = [k._i for k in kids] + [-1, -1]
+        name = str(op).encode("utf-8", "surrogatepass")
+        args = (lib.ag_opaque, _ctx, x, x_int, handles[0], handles[1], name)
     i = args[0](*args[1:])
     if i < 0:
         i = _retry(i, *args)
-    if kids or op:
-        _opaque_op_names[i] = str(op)
     return i
 
 
@@ -105,12 +113,28 @@ def _unary_op(op):
     return method
 
 
+def _is_operand(x):
+    """x can meet a Value in an operator: a Value or a real number."""
+    t = type(x)
+    return t is float or t is int or isinstance(x, (Value, numbers.Real))
+
+
+def _drop_old_node(v):
+    """v.__init__ called on a Value that has a node: give that node's
+    reference back (a subclass may have set other attributes first)."""
+    try:
+        _dead.append(v._i)
+    except AttributeError:
+        pass
+
+
 class Value:
     """A scalar in the graph: micrograd's Value, computed in C."""
 
     __slots__ = ("_i", "_label", "__weakref__")
 
-    def __init__(self, data, _children=(), _op="", label="", *, children=None, op=None):
+    def __init__(self, data, _children=(), _op="", label="", *, children=None, op=None,
+                 _referents=gc.get_referents):
         t = type(data)
         if (t is float or t is int) and not (_children or _op or children or op):
             i = _new_leaf(_ctx, data, t is int)  # the common case: a plain leaf
@@ -119,14 +143,16 @@ class Value:
         else:
             i = _user_node(data, _children if children is None else children,
                            _op if op is None else op)
+        if len(_referents(self)) > 1:  # not a fresh object: __init__ again?
+            _drop_old_node(self)
         self._i = i
         if label:
             self.label = label
 
     @classmethod
     def _from_handle(cls, i):
-        """The Value of node id i, taking over one handle the caller owns
-        (as a C constructor returns it): for the package's own C calls."""
+        """The Value of node handle i, taking over one reference the caller
+        owns (as a C constructor returns it): for the package's own C calls."""
         v = _new(cls)
         v._i = i
         return v
@@ -142,8 +168,10 @@ class Value:
     # -- data and grad: Python int where micrograd keeps int ------------------
     @property
     def data(self):
-        d = lib.ag_data(_ctx, self._i)
-        return int(d) if lib.ag_flags(_ctx, self._i) & lib.AG_DATA_INT else d
+        r = _read(_ctx, self._i, _DATA)  # value + 1j if it is an int: one read
+        if r.imag:
+            return _typed(r, "Value.data")
+        return r.real
 
     @data.setter
     def data(self, value):
@@ -153,8 +181,10 @@ class Value:
 
     @property
     def grad(self):
-        g = lib.ag_grad(_ctx, self._i)
-        return int(g) if lib.ag_flags(_ctx, self._i) & lib.AG_GRAD_INT else g
+        r = _read(_ctx, self._i, _GRAD)
+        if r.imag:
+            return _typed(r, "Value.grad")
+        return r.real
 
     @grad.setter
     def grad(self, value):
@@ -193,7 +223,7 @@ class Value:
         user's string for Value(data, children, op)."""
         info = self._node()
         if info.op == lib.AG_OPAQUE:
-            return _opaque_op_names.get(self._i, "")
+            return _node_name(self._i)
         name = ffi.string(lib.ag_op_name(info.op)).decode()
         if info.op == lib.AG_POW_CONST:
             return f"{name}{int(info.k) if info.flags & lib.AG_K_INT else info.k}"
@@ -232,15 +262,29 @@ class Value:
     __abs__ = _unary_op(lib.AG_ABS)
 
     def __neg__(self): return self * -1
-    def __sub__(self, other): return self + (-other)
-    def __rsub__(self, other): return other + (-self)
-    def __truediv__(self, other): return self * other**-1
-    def __rtruediv__(self, other): return other * self**-1
+
+    # micrograd's derived ops; NotImplemented for what is no operand, so
+    # Python names both types in its TypeError as for any other operator
+    def __sub__(self, other):
+        return self + (-other) if _is_operand(other) else NotImplemented
+
+    def __rsub__(self, other):
+        return other + (-self) if _is_operand(other) else NotImplemented
+
+    def __truediv__(self, other):
+        return self * other**-1 if _is_operand(other) else NotImplemented
+
+    def __rtruediv__(self, other):
+        return other * self**-1 if _is_operand(other) else NotImplemented
 
     def __pow__(self, other):
         if isinstance(other, Value):
             return _POW_VALUE(self, other)
-        return _apply_checked(_POWK, self, *_number(other))
+        try:
+            k, k_int = _number(other)
+        except TypeError:
+            return NotImplemented
+        return _apply_checked(_POWK, self, k, k_int)
 
     def backward(self):
         """micrograd's backward: grad of self = 1, accumulated into all it reaches."""
@@ -259,6 +303,27 @@ class Value:
         """Pickle (and copy) this node alone, as a leaf with its data, grad
         and label: the graph behind it is not pickled."""
         return _leaf, (self.data, self.grad, self.label)
+
+
+def _typed(r, what):
+    """The number ag_read gave as r = value + type*1j: an int for type 1;
+    a negative type is a status (a stale handle)."""
+    if r.imag > 0:
+        return int(r.real)
+    _fail(int(r.imag), what)
+
+
+def _node_name(i):
+    """The name a user gave Value(data, children, name) to node i, kept in C
+    and freed with the node."""
+    buf = ffi.new("char[]", 64)
+    n = lib.ag_node_name(_ctx, i, buf, 64)
+    if n >= 64:
+        buf = ffi.new("char[]", n + 1)
+        n = lib.ag_node_name(_ctx, i, buf, n + 1)
+    if n < 0:
+        _fail(n, "Value._op")
+    return ffi.string(buf, n).decode("utf-8", "surrogatepass")
 
 
 def _leaf(data, grad=0, label=""):

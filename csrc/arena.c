@@ -12,7 +12,8 @@
 
 /* Bytes of all per-node arrays for one slot. */
 static size_t bytes_per_slot(void) {
-    return 3 * sizeof(double) + 4 * sizeof(int32_t) + sizeof(uint32_t) + 2;
+    return 3 * sizeof(double) + 4 * sizeof(int32_t) + 2 * sizeof(uint32_t) +
+           sizeof(char *) + 2;
 }
 
 /* Words of the free bitmaps for cap slots. */
@@ -33,7 +34,11 @@ ag_ctx *ag_ctx_new(void) { return ag_ctx_new_opt(0); }
 void ag_ctx_free(ag_ctx *c) {
     if (!c) return;
     free(c->data); free(c->grad); free(c->k); free(c->a); free(c->b);
-    free(c->refs); free(c->op); free(c->flags); free(c->order);
+    for (size_t i = 0; i < c->used; i++)
+        if (c->op[i] != AG_FREE_OP && (c->flags[i] & AG_NAMED))
+            free(c->names[i]);
+    free(c->refs); free(c->op); free(c->flags); free(c->gen); free(c->names);
+    free(c->order);
     free(c->stack); free(c->freemap); free(c->freesum);
     free(c);
 }
@@ -57,12 +62,16 @@ static int grow(ag_ctx *c, size_t new_cap) {
         !grow_array((void **)&c->refs, new_cap, sizeof(uint32_t)) ||
         !grow_array((void **)&c->op, new_cap, 1) ||
         !grow_array((void **)&c->flags, new_cap, 1) ||
+        !grow_array((void **)&c->gen, new_cap, sizeof(uint32_t)) ||
+        !grow_array((void **)&c->names, new_cap, sizeof(char *)) ||
         !grow_array((void **)&c->order, new_cap, sizeof(int32_t)) ||
         !grow_array((void **)&c->stack, new_cap, sizeof(int32_t)) ||
         !grow_array((void **)&c->freemap, map_words(new_cap), 8) ||
         !grow_array((void **)&c->freesum, sum_words(new_cap), 8))
         return AG_ERR_NOMEM;
-    /* slots beyond the old cap are not free yet (they are beyond `used`) */
+    /* new slots start at generation 0; they are not free yet (they are
+     * beyond `used`) */
+    memset(c->gen + c->cap, 0, (new_cap - c->cap) * sizeof(uint32_t));
     memset(c->freemap + map_words(c->cap), 0,
            (map_words(new_cap) - map_words(c->cap)) * 8);
     memset(c->freesum + sum_words(c->cap), 0,
@@ -103,6 +112,8 @@ void ag__free_from(ag_ctx *c, int32_t id) {
         int32_t kids[2] = {c->a[x], c->b[x]};
         c->refs[x] = 0;
         c->op[x] = AG_FREE_OP;
+        c->gen[x] = (c->gen[x] + 1) & AG_GEN_MASK;  /* its handles go stale */
+        if (c->flags[x] & AG_NAMED) free(c->names[x]);
         put_free(c, x);
         c->live--;
         for (int i = 0; i < 2; i++) {
@@ -131,79 +142,141 @@ void ag_get_stats(ag_ctx *c, ag_stats *out) {
     AG_UNLOCK(c);
 }
 
-int ag_retain(ag_ctx *c, int32_t id) {
+int ag_retain(ag_ctx *c, int64_t h) {
     AG_LOCK(c);
-    int live = ag__is_live(c, id);
-    if (live) c->refs[id]++;
+    int64_t id = ag__slot(c, h);
+    if (id >= 0) c->refs[id]++;
     AG_UNLOCK(c);
-    return live ? AG_OK : AG_ERR_ARG;
+    return id < 0 ? (int)id : AG_OK;
 }
 
-int ag_release(ag_ctx *c, int32_t id) {
+int ag_release(ag_ctx *c, int64_t h) {
     AG_LOCK(c);
-    int live = ag__is_live(c, id);
-    if (live) ag__unref(c, id);
+    int64_t id = ag__slot(c, h);
+    if (id >= 0) ag__unref(c, (int32_t)id);
     AG_UNLOCK(c);
-    return live ? AG_OK : AG_ERR_ARG;
+    return id < 0 ? (int)id : AG_OK;
 }
 
-/* All ids are checked first, so a bad one releases none.  A repeated id
- * must hold as many handles as it appears: that is the caller's to know. */
-int ag_release_many(ag_ctx *c, const int32_t *ids, size_t n) {
+/* Every handle is checked first, so a bad one releases none.  A node named
+ * twice must hold as many references as it is named: the caller's to know
+ * (a release that frees it makes the next one stale). */
+int ag_release_many(ag_ctx *c, const int64_t *hs, size_t n) {
     AG_LOCK(c);
-    int ok = 1;
-    for (size_t i = 0; i < n; i++) ok &= ag__is_live(c, ids[i]);
-    for (size_t i = 0; ok && i < n; i++) ag__unref(c, ids[i]);
+    int st = AG_OK;
+    for (size_t i = 0; i < n && st == AG_OK; i++) {
+        int64_t id = ag__slot(c, hs[i]);
+        if (id < 0) st = (int)id;
+    }
+    for (size_t i = 0; st == AG_OK && i < n; i++) {
+        int64_t id = ag__slot(c, hs[i]);
+        if (id >= 0) ag__unref(c, (int32_t)id);
+    }
     AG_UNLOCK(c);
-    return ok ? AG_OK : AG_ERR_ARG;
+    return st;
 }
 
-double ag_data(ag_ctx *c, int32_t id) {
+int ag_release_once(ag_ctx *c, const int64_t *hs, size_t n, int *done) {
     AG_LOCK(c);
-    assert(ag__is_live(c, id));
-    double v = c->data[id];
+    int st = AG_OK;
+    if (!*done) {
+        for (size_t i = 0; i < n; i++) {
+            int64_t id = ag__slot(c, hs[i]);
+            if (id >= 0) ag__unref(c, (int32_t)id);
+            else st = (int)id;
+        }
+        *done = 1;
+    }
     AG_UNLOCK(c);
-    return v;
+    return st;
 }
 
-double ag_grad(ag_ctx *c, int32_t id) {
+int64_t ag_held_refs(ag_ctx *c, int64_t *handles, uint32_t *counts,
+                     size_t cap) {
     AG_LOCK(c);
-    assert(ag__is_live(c, id));
-    double v = ag__grad(c->grad, c->flags, id);
+    int64_t n = 0;
+    uint32_t *links = calloc(c->used ? c->used : 1, sizeof *links);
+    if (!links) n = AG_ERR_NOMEM;
+    for (size_t i = 0; links && i < c->used; i++) {
+        if (c->op[i] == AG_FREE_OP) continue;
+        if (c->a[i] != AG_NONE) links[c->a[i]]++;
+        if (c->b[i] != AG_NONE) links[c->b[i]]++;
+    }
+    for (size_t i = 0; links && i < c->used; i++) {
+        if (c->op[i] == AG_FREE_OP || c->refs[i] <= links[i]) continue;
+        if ((size_t)n < cap) {
+            handles[n] = ag__handle(c, (int32_t)i);
+            counts[n] = c->refs[i] - links[i];
+        }
+        n++;
+    }
+    free(links);
     AG_UNLOCK(c);
-    return v;
+    return n;
 }
 
-int ag_flags(ag_ctx *c, int32_t id) {
+double _Complex ag_read(ag_ctx *c, int64_t h, int what) {
     AG_LOCK(c);
-    assert(ag__is_live(c, id));
-    int f = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
+    int64_t id = ag__slot(c, h);
+    double v = 0.0, type = (double)id;
+    if (id >= 0) {
+        uint8_t f = c->flags[id];
+        if (what == AG_READ_DATA) {
+            v = c->data[id];
+            type = (f & AG_DATA_INT) ? 1.0 : 0.0;
+        } else if (what == AG_READ_GRAD) {
+            v = ag__grad(c->grad, c->flags, (int32_t)id);
+            type = (f & AG_GRAD_INT) ? 1.0 : 0.0;
+        } else {
+            type = AG_ERR_ARG;
+        }
+    }
     AG_UNLOCK(c);
-    return f;
+    double _Complex r;                   /* v + type * I, without <complex.h> */
+    ((double *)&r)[0] = v;
+    ((double *)&r)[1] = type;
+    return r;
 }
 
 /* Ints are stored with +0.0 for zero (Python's int 0 has no sign). */
-int ag_set_data(ag_ctx *c, int32_t id, double v, int is_int) {
+int ag_set_data(ag_ctx *c, int64_t h, double v, int is_int) {
     AG_LOCK(c);
-    int live = ag__is_live(c, id);
-    if (live) {
+    int64_t id = ag__slot(c, h);
+    if (id >= 0) {
         c->data[id] = is_int ? v + 0.0 : v;
         c->flags[id] = (uint8_t)((c->flags[id] & ~AG_DATA_INT) |
                                  (is_int ? AG_DATA_INT : 0));
     }
     AG_UNLOCK(c);
-    return live ? AG_OK : AG_ERR_ARG;
+    return id < 0 ? (int)id : AG_OK;
 }
 
-int ag_set_grad(ag_ctx *c, int32_t id, double v, int is_int) {
+int ag_set_grad(ag_ctx *c, int64_t h, double v, int is_int) {
     AG_LOCK(c);
-    int live = ag__is_live(c, id);
-    if (live) {
+    int64_t id = ag__slot(c, h);
+    if (id >= 0) {
         c->grad[id] = is_int ? v + 0.0 : v;
         c->flags[id] = (uint8_t)((c->flags[id] &
                                   ~(AG_GRAD_INT | AG_GRAD_ZERO)) |
                                  (is_int ? AG_GRAD_INT : 0));
     }
     AG_UNLOCK(c);
-    return live ? AG_OK : AG_ERR_ARG;
+    return id < 0 ? (int)id : AG_OK;
+}
+
+int64_t ag_node_name(ag_ctx *c, int64_t h, char *buf, size_t cap) {
+    AG_LOCK(c);
+    int64_t r = ag__slot(c, h);
+    if (r >= 0) {
+        const char *name = (c->flags[r] & AG_NAMED) ? c->names[r] : "";
+        size_t len = strlen(name);
+        if (cap) {
+            size_t n = len < cap ? len : cap - 1;
+            memcpy(buf, name, n);
+            buf[n] = '\0';
+        }
+        r = (int64_t)len;
+    }
+    AG_UNLOCK(c);
+    return r;
 }

@@ -4,10 +4,13 @@
  *
  * The arena is a struct-of-arrays: node i is data[i], grad[i], op[i], ...
  * Every array has `cap` slots and moves as a whole when the arena grows
- * (realloc, doubling), so code keeps ids, never pointers, across a call that
- * may allocate.  Free slots below `used` are bits of a two-level bitmap,
- * and a new node takes the lowest free slot, so nodes built one after
- * another get nearby ids (backward then walks memory nearly in order).
+ * (realloc, doubling), so code keeps slots, never pointers, across a call
+ * that may allocate.  Free slots below `used` are bits of a two-level
+ * bitmap, and a new node takes the lowest free slot, so nodes built one
+ * after another get nearby slots (backward then walks memory nearly in
+ * order).  Inside the engine a node is its slot (int32_t); outside it is a
+ * handle (int64_t, autograd_c.h): the slot and the slot's generation, which
+ * freeing the node advances.
  */
 #ifndef AG_ARENA_H
 #define AG_ARENA_H
@@ -26,6 +29,9 @@
 #define AG_GRAD_ZERO 64         /* flags[] bit: grad is int 0, grad[] is
                                  * stale (not written, so a new node costs
                                  * no grad store); implies AG_GRAD_INT    */
+#define AG_NAMED 8              /* flags[] bit: names[] holds a malloc'ed
+                                 * name, freed with the node              */
+#define AG_GEN_MASK 0x7fffffffu /* generations: 31 bits, handles >= 0     */
 #define AG_REFS_END UINT32_MAX  /* end of the dying list threaded in refs */
 
 struct ag_ctx {
@@ -39,7 +45,10 @@ struct ag_ctx {
     uint32_t *refs;     /* handles + parent links                       */
     uint8_t *op;        /* ag_op, AG_FREE_OP when free                  */
     uint8_t *flags;     /* AG_DATA_INT | AG_GRAD_INT | AG_K_INT |
-                         * AG_GRAD_ZERO | AG_MARK                       */
+                         * AG_NAMED | AG_GRAD_ZERO | AG_MARK            */
+    uint32_t *gen;      /* generation of the slot: advanced when its node
+                         * is freed (all slots, 0 when first handed out) */
+    char **names;       /* a node's name where AG_NAMED (else unwritten) */
     /* traversal scratch, cap slots each, so traversals never allocate */
     int32_t *order;     /* topological order (children first)           */
     int32_t *stack;     /* DFS stack                                    */
@@ -56,6 +65,33 @@ struct ag_ctx {
 int ag__reserve_grow(ag_ctx *c, size_t n);
 /* Free id (refs just reached 0) and what nothing reaches any more.  Locked. */
 void ag__free_from(ag_ctx *c, int32_t id);
+/* The handle of live slot id. */
+static inline int64_t ag__handle(const ag_ctx *c, int32_t id) {
+    return (int64_t)c->gen[id] << 32 | (int64_t)(uint32_t)id;
+}
+
+/* The slot that handle h names, or its status: AG_ERR_ARG for a number
+ * that is no handle of c (negative, beyond the slots ever used),
+ * AG_ERR_STALE for a node freed since (its slot free, or holding a newer
+ * node).  Locked. */
+static inline int64_t ag__slot(const ag_ctx *c, int64_t h) {
+    if (h < 0 || (uint64_t)(uint32_t)h >= c->used) return AG_ERR_ARG;
+    int32_t id = (int32_t)(uint32_t)h;
+    if (c->op[id] == AG_FREE_OP || c->gen[id] != (uint32_t)(h >> 32))
+        return AG_ERR_STALE;
+    return id;
+}
+
+/* AG_OK when each of the n handles names a live node, else the first bad
+ * one's status.  Locked. */
+static inline int ag__all_live(const ag_ctx *c, const int64_t *hs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int64_t id = ag__slot(c, hs[i]);
+        if (id < 0) return (int)id;
+    }
+    return AG_OK;
+}
+
 /* Make room for n more nodes (grow and/or check the limit).  Locked. */
 static inline int ag__reserve(ag_ctx *c, size_t n) {
     if (!c->limit && c->live + n <= c->cap) return AG_OK;
@@ -110,10 +146,6 @@ static inline void ag__unref(ag_ctx *c, int32_t id) {
     if (--c->refs[id] == 0) ag__free_from(c, id);
 }
 
-/* A live node id of c (not free, within the arena).  Locked. */
-static inline int ag__is_live(const ag_ctx *c, int32_t id) {
-    return id >= 0 && (size_t)id < c->used && c->op[id] != AG_FREE_OP;
-}
 
 /* Node id's gradient as a double (0.0 while it is AG_GRAD_ZERO). */
 static inline double ag__grad(const double *grad, const uint8_t *flags,

@@ -2,11 +2,16 @@
  * autograd_c.h -- the one public header of the autograd_c engine.
  *
  * A scalar reverse-mode autograd engine.  Every graph node lives in an
- * arena owned by an opaque context (ag_ctx) and is named by an integer id.
- * Nodes are reference counted: the caller owns one reference for every id a
- * constructor returns (its "handle") and gives it back with ag_release().
- * A node also holds one reference on each of its children, so a node lives
- * while any handle reaches it, directly or through the graph.
+ * arena owned by an opaque context (ag_ctx) and is named by a handle, an
+ * int64_t: its arena slot in the low 32 bits, the slot's generation above
+ * them.  A slot's generation changes when its node is freed, so a handle
+ * that outlived its node is told apart from the slot's next node: every
+ * function that takes a handle checks it and fails with AG_ERR_STALE,
+ * never touching another node.  Nodes are reference counted: the caller
+ * owns one reference for every handle a constructor returns and gives it
+ * back with ag_release().  A node also holds one reference on each of its
+ * children, so a node lives while any handle reaches it, directly or
+ * through the graph.
  *
  * Every public function locks the context, so several threads may call into
  * the same context at once (a context made with AG_CTX_ONE_THREAD skips the
@@ -17,9 +22,9 @@
  *   - a function that can fail returns an int (int64_t for the node
  *     constructors): negative is the ag_status of the failure, and then
  *     nothing has changed; AG_OK (0) -- or, from a constructor, the new
- *     node's id (>= 0) -- is success.  ag_ctx_new* return NULL instead.
- *   - a function that cannot fail returns void or the value it reads; its
- *     id arguments must be live ids the caller holds (checked by assert).
+ *     node's handle (>= 0) -- is success.  ag_ctx_new* return NULL
+ *     instead, and ag_read, which returns two numbers, its imaginary part.
+ *   - a function that cannot fail returns void or the value it reads.
  *
  * Number types follow Python's: every value carries an "is int" flag, so a
  * facade can give back int where Python would have kept int.  Int values are
@@ -78,21 +83,23 @@ typedef enum ag_status {
     AG_ERR_INT_RANGE = -5, /* int result beyond the range of a double            */
     AG_ERR_DOMAIN = -6,    /* math domain error (log of x <= 0)                  */
     AG_ERR_COMPLEX = -7,   /* negative base to a fractional power                */
-    AG_ERR_ARG = -8,       /* bad argument: unknown op, bad id, wrong shape      */
-    AG_ERR_NOT_LEAF = -9   /* a replay input that is not a leaf of the graph     */
+    AG_ERR_ARG = -8,       /* bad argument: unknown op, bad handle, wrong shape  */
+    AG_ERR_NOT_LEAF = -9,  /* a replay input that is not a leaf of the graph     */
+    AG_ERR_STALE = -10     /* a handle whose node has been freed since           */
 } ag_status;
 
-/* Flags of a node, as returned by ag_flags(). */
+/* Flags of a node (ag_node_info), and what ag_read reads. */
 enum {
     AG_DATA_INT = 1,   /* data holds a Python int       */
     AG_GRAD_INT = 2,   /* grad holds a Python int       */
     AG_K_INT = 4       /* POW_CONST exponent is an int  */
 };
+enum { AG_READ_DATA = 0, AG_READ_GRAD = 1 };
 
 /* A node as seen from outside (ag_node_info). */
 typedef struct ag_node {
     int op;            /* ag_op                                  */
-    int32_t a, b;      /* children, -1 where absent              */
+    int64_t a, b;      /* children's handles, -1 where absent    */
     double k;          /* POW_CONST exponent                     */
     int flags;         /* AG_DATA_INT | AG_GRAD_INT | AG_K_INT    */
 } ag_node;
@@ -131,7 +138,7 @@ enum {
  * memory or for an unknown option bit. */
 ag_ctx *ag_ctx_new_opt(int options);
 
-/* Free a context and every node in it.  Ids of that context become invalid.
+/* Free a context and every node in it; its handles and graphs become invalid.
  * NULL is accepted. */
 void ag_ctx_free(ag_ctx *ctx);
 
@@ -148,68 +155,101 @@ void ag_get_stats(ag_ctx *ctx, ag_stats *out);
 int ag_set_grad_enabled(int enabled);
 int ag_is_grad_enabled(void);
 
-/* A new leaf holding v (is_int: v is a Python int).  Returns its id, with
- * one handle owned by the caller, or AG_ERR_NOMEM / AG_ERR_LIMIT. */
+/* Every function below that takes a handle fails with AG_ERR_STALE for a
+ * handle whose node has been freed and AG_ERR_ARG for a number that is no
+ * handle of ctx, changing nothing. */
+
+/* A new leaf holding v (is_int: v is a Python int).  Returns its handle,
+ * one reference owned by the caller, or AG_ERR_NOMEM / AG_ERR_LIMIT. */
 int64_t ag_leaf(ag_ctx *ctx, double v, int is_int);
 
 /* A new node op(a, b).  b is ignored (pass -1) for unary ops; k and k_int are
- * the exponent of AG_POW_CONST and ignored otherwise.  a and b must be live
- * ids of ctx.  The value is computed now, with Python's float errors
- * (AG_ERR_ZERODIV, AG_ERR_OVERFLOW, AG_ERR_DOMAIN, AG_ERR_COMPLEX): on error
- * nothing is created.  Returns the id (one handle for the caller) or a
- * status (AG_ERR_ARG: op is not one with children, or a bad id). */
-int64_t ag_apply(ag_ctx *ctx, int op, int32_t a, int32_t b, double k, int k_int);
+ * the exponent of AG_POW_CONST and ignored otherwise.  The value is computed
+ * now, with Python's float errors (AG_ERR_ZERODIV, AG_ERR_OVERFLOW,
+ * AG_ERR_DOMAIN, AG_ERR_COMPLEX): on error nothing is created.  Returns the
+ * handle (one reference for the caller) or a status (AG_ERR_ARG also for an
+ * op that takes no children). */
+int64_t ag_apply(ag_ctx *ctx, int op, int64_t a, int64_t b, double k,
+                 int k_int);
 
 /* op(a, leaf(v)) -- or op(leaf(v), a) when const_first -- in one call: the
  * binary op of a node with a fresh constant leaf, as micrograd builds
  * `a + 2`.  Same contract as ag_apply; on error neither node is created. */
-int64_t ag_apply_const(ag_ctx *ctx, int op, int32_t a, double v, int v_int,
-                    int const_first);
+int64_t ag_apply_const(ag_ctx *ctx, int op, int64_t a, double v, int v_int,
+                       int const_first);
 
 /* A node holding v whose children are a and b (-1 where absent) and whose
  * gradient does not flow to them (micrograd's Value(data, children, op)).
- * Returns the id (one handle for the caller) or a status. */
-int64_t ag_opaque(ag_ctx *ctx, double v, int is_int, int32_t a, int32_t b);
+ * name (NULL for none) is copied and kept with the node, freed with it
+ * (ag_node_name).  Returns the handle (one reference for the caller) or a
+ * status. */
+int64_t ag_opaque(ag_ctx *ctx, double v, int is_int, int64_t a, int64_t b,
+                  const char *name);
 
-/* Take one more handle on a live id / give one back.  When the last
+/* Take one more reference on a node / give one back.  When the last
  * reference to a node goes, the node is freed, then every child that nothing
- * else reaches, iteratively (no recursion, any depth).  AG_OK, or AG_ERR_ARG
- * for an id that is not live (ag_release_many: then none is released). */
-int ag_retain(ag_ctx *ctx, int32_t id);
-int ag_release(ag_ctx *ctx, int32_t id);
-int ag_release_many(ag_ctx *ctx, const int32_t *ids, size_t n);
+ * else reaches, iteratively (no recursion, any depth).  AG_OK or a status
+ * (ag_release_many checks every handle first: on failure none is released). */
+int ag_retain(ag_ctx *ctx, int64_t h);
+int ag_release(ag_ctx *ctx, int64_t h);
+int ag_release_many(ag_ctx *ctx, const int64_t *hs, size_t n);
 
-/* Read a live node's value, gradient and flags (AG_DATA_INT: the value is
- * a Python int, AG_GRAD_INT: the gradient is). */
-double ag_data(ag_ctx *ctx, int32_t id);
-double ag_grad(ag_ctx *ctx, int32_t id);
-int ag_flags(ag_ctx *ctx, int32_t id);
+/* Release the n handles at most once per flag *done: under the lock, when
+ * *done is 0, give back every live handle of hs (skipping a stale or bad
+ * one: then its status is returned, after the others are released) and set
+ * *done to 1; when *done is already 1, do nothing and return AG_OK.  For a
+ * caller that can be interrupted between handing a batch over and learning
+ * that it was released (a Python facade under KeyboardInterrupt): calling
+ * again with the same flag can never release twice. */
+int ag_release_once(ag_ctx *ctx, const int64_t *hs, size_t n, int *done);
 
-/* Write a node's value or gradient (is_int: a Python int).  AG_OK, or
- * AG_ERR_ARG for an id that is not live. */
-int ag_set_data(ag_ctx *ctx, int32_t id, double v, int is_int);
-int ag_set_grad(ag_ctx *ctx, int32_t id, double v, int is_int);
+/* A node's value (what = AG_READ_DATA) or gradient (AG_READ_GRAD) together
+ * with its Python type, read at once under the lock, so a concurrent write
+ * is seen whole or not at all: the real part is the number, the imaginary
+ * part 1 for a Python int, 0 for a float -- or a status (AG_ERR_STALE,
+ * AG_ERR_ARG), the real part then 0.  Two numbers in one return value,
+ * because a facade's call (cffi) costs more than the C work. */
+double _Complex ag_read(ag_ctx *ctx, int64_t h, int what);
 
-/* Fill *out with the op, children, exponent and flags of id.  AG_OK, or
- * AG_ERR_ARG for an id that is not live. */
-int ag_node_info(ag_ctx *ctx, int32_t id, ag_node *out);
+/* Write a node's value or gradient (is_int: a Python int).  AG_OK or a
+ * status. */
+int ag_set_data(ag_ctx *ctx, int64_t h, double v, int is_int);
+int ag_set_grad(ag_ctx *ctx, int64_t h, double v, int is_int);
+
+/* Fill *out with the op, children (as handles), exponent and flags of h.
+ * AG_OK or a status. */
+int ag_node_info(ag_ctx *ctx, int64_t h, ag_node *out);
+
+/* Copy the name ag_opaque kept with node h into buf (cap bytes, NUL
+ * terminated, "" when it has none).  Returns the name's length -- when it is
+ * >= cap, buf holds a cut copy: call again with more room -- or a status. */
+int64_t ag_node_name(ag_ctx *ctx, int64_t h, char *buf, size_t cap);
+
+/* The references that no child link holds -- a caller's handles, a
+ * graph's reference on its root -- of every node that has some: writes up
+ * to cap of them as (handles[i], counts[i]) and returns how many there
+ * are (call again with more room when that is > cap).  For a facade that
+ * must find references it lost (a Python KeyboardInterrupt between a
+ * constructor's return and the Value that keeps the handle). */
+int64_t ag_held_refs(ag_ctx *ctx, int64_t *handles, uint32_t *counts,
+                     size_t cap);
 
 /* micrograd's backward(): set root's grad to int 1, then, in reverse
  * topological order of every node reachable from root, add each node's
  * contribution to its children's grads.  Grads are never zeroed.
- * Iterative, any depth; needs no memory beyond the arena.  Returns AG_OK,
- * or AG_ERR_ARG (and changes nothing) when root is not a live id. */
-int ag_backward(ag_ctx *ctx, int32_t root);
+ * Iterative, any depth; needs no memory beyond the arena.  AG_OK or a
+ * status. */
+int ag_backward(ag_ctx *ctx, int64_t root);
 
 /* One micrograd Layer applied to nodes: for each of n_out neurons j,
  *   act = b[j] + w[j*n_in+0]*x[0] + ... + w[j*n_in+n_in-1]*x[n_in-1]
  * built left to right exactly as micrograd's Neuron, then relu'd when
- * nonlin.  w: n_out*n_in ids, b: n_out ids, x: n_in ids, out: n_out slots
- * that receive the output ids (one handle each).  On error nothing is
- * created and AG_ERR_* is returned. */
-int ag_layer(ag_ctx *ctx, const int32_t *w, const int32_t *b,
-             const int32_t *x, int32_t n_in, int32_t n_out, int nonlin,
-             int32_t *out);
+ * nonlin.  w: n_out*n_in handles, b: n_out, x: n_in, out: n_out slots that
+ * receive the output handles (one reference each).  On error nothing is
+ * created and a status is returned. */
+int ag_layer(ag_ctx *ctx, const int64_t *w, const int64_t *b,
+             const int64_t *x, int32_t n_in, int32_t n_out, int nonlin,
+             int64_t *out);
 
 /* ---- Captured graphs (csrc/replay.c) -------------------------------------
  * A graph captured once as a flat program -- op codes and operand positions
@@ -224,8 +264,8 @@ typedef struct ag_graph ag_graph;
  * program lists the nodes children first, root last, in the order
  * ag_backward visits them.  The graph takes one reference on root, which
  * keeps every captured node alive until ag_graph_free.  Returns AG_OK, or
- * AG_ERR_ARG (root is not a live id) / AG_ERR_NOMEM with *out = NULL. */
-int ag_graph_new(ag_ctx *ctx, int32_t root, ag_graph **out);
+ * a status (AG_ERR_NOMEM, a bad handle) with *out = NULL. */
+int ag_graph_new(ag_ctx *ctx, int64_t root, ag_graph **out);
 
 /* Free a graph and give back its reference on the root (which may free the
  * nodes).  NULL is accepted.  The graph must not be in use. */
@@ -234,8 +274,8 @@ void ag_graph_free(ag_graph *g);
 /* Number of nodes in the program (>= 1). */
 int32_t ag_graph_size(const ag_graph *g);
 
-/* Program position of node id, or -1 when id is not in the graph. */
-int32_t ag_graph_position(const ag_graph *g, int32_t id);
+/* Program position of node h, or -1 when h is not a node of the graph. */
+int32_t ag_graph_position(const ag_graph *g, int64_t h);
 
 /* Recompute every node from its leaves, as building the graph anew would:
  * the value of each op node (with Python's int/float types and errors, as
@@ -268,24 +308,24 @@ int ag_graph_backward(ag_graph *g);
  * threads = 1 up to floating-point reassociation.  The context lock is held
  * only to read source data.
  * Returns AG_OK; AG_ERR_NOT_LEAF (an input is not a leaf of the graph),
- * AG_ERR_ARG (a grads id not in the graph, a repeated input, a negative
+ * AG_ERR_ARG (a grads node not in the graph, a repeated input, a negative
  * count, row_stride < n_inputs, threads < 1, NULL where data is needed) or
  * AG_ERR_NOMEM, with nothing written. */
-int ag_graph_run(ag_graph *g, const int32_t *inputs, int32_t n_inputs,
+int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
                  const double *rows, int64_t n_rows, int64_t row_stride,
-                 const int32_t *grads, int32_t n_grads, double *out,
+                 const int64_t *grads, int32_t n_grads, double *out,
                  double *grad_out, int threads);
 
-/* Bulk parameter updates, one lock for n nodes.  ids must be live nodes of
- * ctx; otherwise AG_ERR_ARG and nothing changes.  Return AG_OK. */
-/* grad = int 0, for each id (Module.zero_grad()). */
-int ag_zero_grads(ag_ctx *ctx, const int32_t *ids, size_t n);
-/* grad = grad + v[i] as a float, for each ids[i] (a repeated id adds
+/* Bulk parameter updates, one lock for n nodes.  Every handle is checked
+ * first: on a bad one, its status and nothing changes.  Return AG_OK. */
+/* grad = int 0, for each node (Module.zero_grad()). */
+int ag_zero_grads(ag_ctx *ctx, const int64_t *hs, size_t n);
+/* grad = grad + v[i] as a float, for each hs[i] (a repeated node adds
  * twice). */
-int ag_add_grads(ag_ctx *ctx, const int32_t *ids, size_t n, const double *v);
-/* data = data - lr * grad as a float, for each id: micrograd's SGD update
+int ag_add_grads(ag_ctx *ctx, const int64_t *hs, size_t n, const double *v);
+/* data = data - lr * grad as a float, for each node: micrograd's SGD update
  * `p.data -= lr * p.grad` for a float lr, bit for bit. */
-int ag_sgd(ag_ctx *ctx, const int32_t *ids, size_t n, double lr);
+int ag_sgd(ag_ctx *ctx, const int64_t *hs, size_t n, double lr);
 /* CDEF END */
 
 #ifdef __cplusplus

@@ -221,8 +221,8 @@ static int ensure_scratch(ag_graph *g, int threads, int32_t n_acc) {
 
 /* Positions of the inputs (distinct leaves) and grads (any node) into
  * pos[0..n_in) and pos[n_in..n_in+n_grads).  AG_OK or a status. */
-static int find_positions(ag_graph *g, const int32_t *inputs, int32_t n_in,
-                          const int32_t *grads, int32_t n_grads,
+static int find_positions(ag_graph *g, const int64_t *inputs, int32_t n_in,
+                          const int64_t *grads, int32_t n_grads,
                           int32_t *pos) {
     int st = AG_OK;
     int32_t i = 0;
@@ -282,9 +282,9 @@ static void sum_grads(const ag_graph *g, int threads, const int32_t *grad_pos,
     }
 }
 
-int ag_graph_run(ag_graph *g, const int32_t *inputs, int32_t n_inputs,
+int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
                  const double *rows, int64_t n_rows, int64_t row_stride,
-                 const int32_t *grads, int32_t n_grads, double *out,
+                 const int64_t *grads, int32_t n_grads, double *out,
                  double *grad_out, int threads) {
     if (n_inputs < 0 || n_grads < 0 || n_rows < 0 || threads < 1 ||
         row_stride < n_inputs || (n_inputs && !inputs) ||

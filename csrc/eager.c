@@ -4,6 +4,8 @@
  * micrograd's backward.
  */
 #include <assert.h>
+#include <stdlib.h>
+#include <string.h>
 #include "eager.h"
 #include "rules.h"
 
@@ -203,16 +205,15 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
     }
 }
 
-int ag_backward(ag_ctx *c, int32_t root) {
+int ag_backward(ag_ctx *c, int64_t h) {
     AG_LOCK(c);
-    int st = AG_ERR_ARG;
-    if (ag__is_live(c, root)) {
-        size_t n = topo_marked(c, root, 0);  /* no leaves: no rule */
-        ag__backward_order(c, root, c->order, n);  /* clears the marks */
-        st = AG_OK;
+    int64_t root = ag__slot(c, h);
+    if (root >= 0) {
+        size_t n = topo_marked(c, (int32_t)root, 0);  /* no leaves: no rule */
+        ag__backward_order(c, (int32_t)root, c->order, n);  /* clears marks */
     }
     AG_UNLOCK(c);
-    return st;
+    return root < 0 ? (int)root : AG_OK;
 }
 
 /* op(a, b) as a new node with refs = 0 -- or, while recording is off, a
@@ -237,38 +238,41 @@ static AG_ALWAYS_INLINE int64_t make_node(ag_ctx *c, int op, int32_t a,
     return id;
 }
 
-int64_t ag_apply(ag_ctx *c, int op, int32_t a, int32_t b, double k, int k_int) {
-    AG_LOCK(c);
-    int64_t id = AG_ERR_ARG;
-    int n = ag__arity(op);
-    if (n > 0 && ag__is_live(c, a) && (n == 1 || ag__is_live(c, b))) {
-        int st = ag__reserve(c, 1);
-        id = st ? st : make_node(c, op, a, n == 2 ? b : AG_NONE, k, k_int);
-        if (id >= 0) c->refs[id] = 1;
-    }
-    AG_UNLOCK(c);
-    return id;
+/* A new node's handle for the caller (refs = 1), or its status. */
+static inline int64_t handed_out(ag_ctx *c, int64_t id) {
+    if (id < 0) return id;
+    c->refs[id] = 1;
+    return ag__handle(c, (int32_t)id);
 }
 
-int64_t ag_apply_const(ag_ctx *c, int op, int32_t a, double v, int v_int,
-                    int const_first) {
+int64_t ag_apply(ag_ctx *c, int op, int64_t ha, int64_t hb, double k,
+                 int k_int) {
     AG_LOCK(c);
-    int64_t id = AG_ERR_ARG;
-    if (ag__arity(op) == 2 && ag__is_live(c, a)) {
-        int st = ag__reserve(c, 2);
-        id = st;
-        if (st == AG_OK) {
-            int32_t leaf = ag__alloc(c, AG_LEAF, v, v_int ? AG_DATA_INT : 0,
-                                     AG_NONE, AG_NONE);
-            c->refs[leaf] = 1;               /* held while building */
-            id = const_first ? make_node(c, op, leaf, a, 0.0, 0)
-                             : make_node(c, op, a, leaf, 0.0, 0);
-            if (id >= 0) c->refs[id] = 1;
-            ag__unref(c, leaf);              /* the node's link keeps it */
-        }
+    int n = ag__arity(op);
+    int64_t a = ag__slot(c, ha), b = n == 2 ? ag__slot(c, hb) : AG_NONE;
+    int64_t r = n <= 0 ? AG_ERR_ARG : a < 0 ? a : n == 2 && b < 0 ? b
+                                                 : ag__reserve(c, 1);
+    if (r == AG_OK)
+        r = handed_out(c, make_node(c, op, (int32_t)a, (int32_t)b, k, k_int));
+    AG_UNLOCK(c);
+    return r;
+}
+
+int64_t ag_apply_const(ag_ctx *c, int op, int64_t ha, double v, int v_int,
+                       int const_first) {
+    AG_LOCK(c);
+    int64_t a = ag__slot(c, ha);
+    int64_t r = ag__arity(op) != 2 ? AG_ERR_ARG : a < 0 ? a : ag__reserve(c, 2);
+    if (r == AG_OK) {
+        int32_t leaf = ag__alloc(c, AG_LEAF, v, v_int ? AG_DATA_INT : 0,
+                                 AG_NONE, AG_NONE);
+        c->refs[leaf] = 1;                   /* held while building */
+        r = handed_out(c, const_first ? make_node(c, op, leaf, (int32_t)a, 0.0, 0)
+                                      : make_node(c, op, (int32_t)a, leaf, 0.0, 0));
+        ag__unref(c, leaf);                  /* the node's link keeps it */
     }
     AG_UNLOCK(c);
-    return id;
+    return r;
 }
 
 /* Replace the held node *acc by op(*acc, b): the new node is held, the old
@@ -282,25 +286,23 @@ static int fold(ag_ctx *c, int op, int32_t *acc, int32_t b) {
     return AG_OK;
 }
 
-int ag_layer(ag_ctx *c, const int32_t *w, const int32_t *b, const int32_t *x,
-             int32_t n_in, int32_t n_out, int nonlin, int32_t *out) {
+int ag_layer(ag_ctx *c, const int64_t *w, const int64_t *b, const int64_t *x,
+             int32_t n_in, int32_t n_out, int nonlin, int64_t *out) {
     AG_LOCK(c);
-    int st = AG_OK;
+    int st = n_in < 0 || n_out < 0 ? AG_ERR_ARG : AG_OK;
     int32_t j = 0;
-    if (n_in < 0 || n_out < 0) st = AG_ERR_ARG;
-    for (int32_t i = 0; st == AG_OK && i < n_in; i++)
-        if (!ag__is_live(c, x[i])) st = AG_ERR_ARG;
-    for (int32_t i = 0; st == AG_OK && i < n_out * n_in; i++)
-        if (!ag__is_live(c, w[i])) st = AG_ERR_ARG;
-    for (int32_t i = 0; st == AG_OK && i < n_out; i++)
-        if (!ag__is_live(c, b[i])) st = AG_ERR_ARG;
+    if (st == AG_OK) st = ag__all_live(c, x, (size_t)n_in);
+    if (st == AG_OK) st = ag__all_live(c, w, (size_t)n_out * (size_t)n_in);
+    if (st == AG_OK) st = ag__all_live(c, b, (size_t)n_out);
     if (st == AG_OK)
         st = ag__reserve(c, (size_t)n_out * (2 * (size_t)n_in + 1));
     for (; st == AG_OK && j < n_out; j++) {
-        int32_t acc = b[j];                  /* sum((w*x ...), b) */
+        int32_t acc = (int32_t)ag__slot(c, b[j]);  /* sum((w*x ...), b) */
         c->refs[acc]++;
         for (int32_t i = 0; st == AG_OK && i < n_in; i++) {
-            int64_t prod = make_node(c, AG_MUL, w[j * n_in + i], x[i], 0.0, 0);
+            int64_t prod = make_node(c, AG_MUL,
+                                     (int32_t)ag__slot(c, w[j * n_in + i]),
+                                     (int32_t)ag__slot(c, x[i]), 0.0, 0);
             if (prod < 0) { st = (int)prod; break; }
             c->refs[prod]++;
             st = fold(c, AG_ADD, &acc, (int32_t)prod);
@@ -308,54 +310,64 @@ int ag_layer(ag_ctx *c, const int32_t *w, const int32_t *b, const int32_t *x,
         }
         if (st == AG_OK && nonlin) st = fold(c, AG_RELU, &acc, AG_NONE);
         if (st != AG_OK) { ag__unref(c, acc); break; }
-        out[j] = acc;                        /* the hold becomes the handle */
+        out[j] = ag__handle(c, acc);         /* the hold becomes the caller's */
     }
     if (st != AG_OK)
-        while (j-- > 0) ag__unref(c, out[j]);
+        while (j-- > 0) ag__unref(c, (int32_t)ag__slot(c, out[j]));
     AG_UNLOCK(c);
     return st;
 }
 
 int64_t ag_leaf(ag_ctx *c, double v, int is_int) {
     AG_LOCK(c);
-    int st = ag__reserve(c, 1);
-    int64_t id = st;
-    if (st == AG_OK) {
-        id = ag__alloc(c, AG_LEAF, v, is_int ? AG_DATA_INT : 0, AG_NONE,
-                       AG_NONE);
-        c->refs[id] = 1;
+    int64_t r = ag__reserve(c, 1);
+    if (r == AG_OK)
+        r = handed_out(c, ag__alloc(c, AG_LEAF, v, is_int ? AG_DATA_INT : 0,
+                                    AG_NONE, AG_NONE));
+    AG_UNLOCK(c);
+    return r;
+}
+
+/* The slot of an optional child handle of ag_opaque (-1: AG_NONE), or its
+ * status. */
+static int64_t child_slot(const ag_ctx *c, int64_t h) {
+    return h == -1 ? AG_NONE : ag__slot(c, h);
+}
+
+int64_t ag_opaque(ag_ctx *c, double v, int is_int, int64_t ha, int64_t hb,
+                  const char *name) {
+    AG_LOCK(c);
+    int64_t a = child_slot(c, ha), b = child_slot(c, hb);
+    int64_t r = a < AG_NONE ? a : b < AG_NONE ? b : ag__reserve(c, 1);
+    char *copy = NULL;
+    if (r == AG_OK && name && name[0]) {
+        size_t len = strlen(name) + 1;
+        copy = malloc(len);
+        if (copy) memcpy(copy, name, len);
+        else r = AG_ERR_NOMEM;
+    }
+    if (r == AG_OK) {
+        int32_t id = ag__alloc(c, AG_OPAQUE, v,
+                               (is_int ? AG_DATA_INT : 0) | (copy ? AG_NAMED : 0),
+                               (int32_t)a, (int32_t)b);
+        if (copy) c->names[id] = copy;
+        r = handed_out(c, id);
     }
     AG_UNLOCK(c);
-    return id;
+    return r;
 }
 
-/* A child id of ag_opaque: absent (AG_NONE) or a live node of c. */
-static int child_ok(const ag_ctx *c, int32_t id) {
-    return id == AG_NONE || ag__is_live(c, id);
-}
-
-int64_t ag_opaque(ag_ctx *c, double v, int is_int, int32_t a, int32_t b) {
+int ag_node_info(ag_ctx *c, int64_t h, ag_node *out) {
     AG_LOCK(c);
-    int st = child_ok(c, a) && child_ok(c, b) ? ag__reserve(c, 1) : AG_ERR_ARG;
-    int64_t id = st;
-    if (st == AG_OK) {
-        id = ag__alloc(c, AG_OPAQUE, v, is_int ? AG_DATA_INT : 0, a, b);
-        c->refs[id] = 1;
-    }
-    AG_UNLOCK(c);
-    return id;
-}
-
-int ag_node_info(ag_ctx *c, int32_t id, ag_node *out) {
-    AG_LOCK(c);
-    int live = ag__is_live(c, id);
-    if (live) {
+    int64_t id = ag__slot(c, h);
+    if (id >= 0) {
+        int32_t a = c->a[id], b = c->b[id];
         out->op = c->op[id];
-        out->a = c->a[id];
-        out->b = c->b[id];
+        out->a = a == AG_NONE ? -1 : ag__handle(c, a);
+        out->b = b == AG_NONE ? -1 : ag__handle(c, b);
         out->k = out->op == AG_POW_CONST ? c->k[id] : 0.0;
         out->flags = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
     }
     AG_UNLOCK(c);
-    return live ? AG_OK : AG_ERR_ARG;
+    return id < 0 ? (int)id : AG_OK;
 }

@@ -35,10 +35,10 @@ typedef struct ag_instr {
 
 struct ag_graph {
     ag_ctx *ctx;            /* borrowed: contexts outlive their graphs      */
-    int32_t root;           /* arena id of the root; the graph holds a ref  */
+    int32_t root;           /* arena slot of the root; the graph holds a ref */
     int32_t n;              /* program length; position n - 1 is the root   */
     /* The program, n entries each, indexed by position p (children first). */
-    int32_t *id;            /* arena id of position p                       */
+    int32_t *id;            /* arena slot of position p                     */
     double *k;              /* POW_CONST exponent                           */
     uint8_t *op;            /* ag_op                                        */
     /* Sources: positions of LEAF and OPAQUE nodes, read from the arena.    */
@@ -53,8 +53,9 @@ struct ag_graph {
      * (ag_graph_forward's undo log).                                        */
     double *val;
     uint8_t *val_int;
-    /* Arena id -> position: open addressing, 2**hbits slots, key -1 empty. */
-    int32_t *hkey, *hpos;
+    /* Node handle -> position: open addressing, 2**hbits slots.            */
+    int64_t *hkey;          /* the node's handle, -1 for an empty slot      */
+    int32_t *hpos;
     int hbits;
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
@@ -71,13 +72,14 @@ static inline uint32_t ag__hash_slot(int32_t id, int bits) {
     return (uint32_t)((uint32_t)id * 2654435761u) >> (32 - bits);
 }
 
-/* Program position of arena id, or -1 when id is not in the graph. */
-static inline int32_t ag__graph_position(const ag_graph *g, int32_t id) {
-    if (id < 0) return -1;
+/* Program position of node handle h, or -1 when h is not a node of the
+ * graph (a stale handle is none: its generation differs). */
+static inline int32_t ag__graph_position(const ag_graph *g, int64_t h) {
+    if (h < 0) return -1;
     uint32_t mask = (uint32_t)(((uint64_t)1 << g->hbits) - 1);
-    for (uint32_t h = ag__hash_slot(id, g->hbits); g->hkey[h] != -1;
-         h = (h + 1) & mask)
-        if (g->hkey[h] == id) return g->hpos[h];
+    for (uint32_t s = ag__hash_slot((int32_t)(uint32_t)h, g->hbits);
+         g->hkey[s] != -1; s = (s + 1) & mask)
+        if (g->hkey[s] == h) return g->hpos[s];
     return -1;
 }
 

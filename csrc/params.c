@@ -1,43 +1,41 @@
 /*
  * params.c -- bulk parameter updates: one lock for n nodes (zero_grad, the
- * summed gradients of a batched run, micrograd's SGD step).
+ * summed gradients of a batched run, micrograd's SGD step).  Every handle
+ * is checked before anything changes.
  */
 #include "arena.h"
 
-static int all_live(const ag_ctx *c, const int32_t *ids, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!ag__is_live(c, ids[i])) return 0;
-    return 1;
-}
-
-int ag_zero_grads(ag_ctx *c, const int32_t *ids, size_t n) {
+int ag_zero_grads(ag_ctx *c, const int64_t *hs, size_t n) {
     AG_LOCK(c);
-    int ok = all_live(c, ids, n);
-    for (size_t i = 0; ok && i < n; i++) {
-        c->flags[ids[i]] |= AG_GRAD_INT | AG_GRAD_ZERO;
+    int st = ag__all_live(c, hs, n);
+    for (size_t i = 0; st == AG_OK && i < n; i++) {
+        int32_t id = (int32_t)ag__slot(c, hs[i]);
+        c->flags[id] |= AG_GRAD_INT | AG_GRAD_ZERO;
     }
     AG_UNLOCK(c);
-    return ok ? AG_OK : AG_ERR_ARG;
+    return st;
 }
 
-int ag_add_grads(ag_ctx *c, const int32_t *ids, size_t n, const double *v) {
+int ag_add_grads(ag_ctx *c, const int64_t *hs, size_t n, const double *v) {
     AG_LOCK(c);
-    int ok = all_live(c, ids, n);
-    for (size_t i = 0; ok && i < n; i++) {
-        c->grad[ids[i]] = ag__grad(c->grad, c->flags, ids[i]) + v[i];
-        c->flags[ids[i]] &= (uint8_t)~(AG_GRAD_INT | AG_GRAD_ZERO);
+    int st = ag__all_live(c, hs, n);
+    for (size_t i = 0; st == AG_OK && i < n; i++) {
+        int32_t id = (int32_t)ag__slot(c, hs[i]);
+        c->grad[id] = ag__grad(c->grad, c->flags, id) + v[i];
+        c->flags[id] &= (uint8_t)~(AG_GRAD_INT | AG_GRAD_ZERO);
     }
     AG_UNLOCK(c);
-    return ok ? AG_OK : AG_ERR_ARG;
+    return st;
 }
 
-int ag_sgd(ag_ctx *c, const int32_t *ids, size_t n, double lr) {
+int ag_sgd(ag_ctx *c, const int64_t *hs, size_t n, double lr) {
     AG_LOCK(c);
-    int ok = all_live(c, ids, n);
-    for (size_t i = 0; ok && i < n; i++) {
-        c->data[ids[i]] -= lr * ag__grad(c->grad, c->flags, ids[i]);
-        c->flags[ids[i]] &= (uint8_t)~AG_DATA_INT;
+    int st = ag__all_live(c, hs, n);
+    for (size_t i = 0; st == AG_OK && i < n; i++) {
+        int32_t id = (int32_t)ag__slot(c, hs[i]);
+        c->data[id] -= lr * ag__grad(c->grad, c->flags, id);
+        c->flags[id] &= (uint8_t)~AG_DATA_INT;
     }
     AG_UNLOCK(c);
-    return ok ? AG_OK : AG_ERR_ARG;
+    return st;
 }

@@ -18,8 +18,8 @@
 
 /* ---- capture ------------------------------------------------------------ */
 
-int32_t ag_graph_position(const ag_graph *g, int32_t id) {
-    return ag__graph_position(g, id);
+int32_t ag_graph_position(const ag_graph *g, int64_t h) {
+    return ag__graph_position(g, h);
 }
 
 int32_t ag_graph_size(const ag_graph *g) { return g->n; }
@@ -77,19 +77,20 @@ static void copy_program(ag_graph *g, ag_ctx *c, size_t n) {
     }
 }
 
-static void build_index(ag_graph *g) {
+/* The handle -> position index (the arena's generations: locked). */
+static void build_index(ag_graph *g, const ag_ctx *c) {
     size_t h = (size_t)1 << g->hbits;
     uint32_t mask = (uint32_t)h - 1;
     memset(g->hkey, 0xff, h * sizeof *g->hkey);          /* all -1 */
     for (int32_t p = 0; p < g->n; p++) {
         uint32_t s = ag__hash_slot(g->id[p], g->hbits);
         while (g->hkey[s] != -1) s = (s + 1) & mask;
-        g->hkey[s] = g->id[p];
+        g->hkey[s] = ag__handle(c, g->id[p]);
         g->hpos[s] = p;
     }
 }
 
-int ag_graph_new(ag_ctx *c, int32_t root, ag_graph **out) {
+int ag_graph_new(ag_ctx *c, int64_t h, ag_graph **out) {
     *out = NULL;
     ag_graph *g = calloc(1, sizeof *g);
     if (!g || pthread_mutex_init(&g->lock, NULL) != 0) {
@@ -97,15 +98,17 @@ int ag_graph_new(ag_ctx *c, int32_t root, ag_graph **out) {
         return AG_ERR_NOMEM;
     }
     g->ctx = c;
-    g->root = root;
     AG_LOCK(c);
-    int st = ag__is_live(c, root) ? AG_OK : AG_ERR_ARG;
+    int64_t root = ag__slot(c, h);
+    int st = root < 0 ? (int)root : AG_OK;
     if (st == AG_OK) {
-        size_t n = ag__topo(c, root);
+        size_t n = ag__topo(c, (int32_t)root);
         st = alloc_program(g, n);
         if (st == AG_OK) {
+            g->root = (int32_t)root;
             g->n = (int32_t)n;
             copy_program(g, c, n);
+            build_index(g, c);
             c->refs[root]++;                  /* keeps the program alive */
         }
     }
@@ -116,14 +119,16 @@ int ag_graph_new(ag_ctx *c, int32_t root, ag_graph **out) {
         free(g);
         return st;
     }
-    build_index(g);
     *out = g;
     return AG_OK;
 }
 
 void ag_graph_free(ag_graph *g) {
     if (!g) return;
-    ag_release(g->ctx, g->root);
+    ag_ctx *c = g->ctx;
+    AG_LOCK(c);
+    ag__unref(c, g->root);
+    AG_UNLOCK(c);
     free_arrays(g);
     pthread_mutex_destroy(&g->lock);
     free(g);

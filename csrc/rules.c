@@ -77,6 +77,8 @@ const char *ag_status_str(int status) {
                "(the result would be complex)";
     case AG_ERR_ARG: return "invalid argument";
     case AG_ERR_NOT_LEAF: return "input is not a leaf of the graph";
+    case AG_ERR_STALE:
+        return "the node was freed: this handle outlived it (a stale handle)";
     }
     return "unknown status";
 }
