@@ -41,10 +41,24 @@ def _replay_training(X, y, steps):
     return loss, moons_loss(Value, model, X, y)[1], elapsed
 
 
+def _positive_int(text):
+    """argparse type of --steps and --samples: 0 steps would leave no loss to
+    report (and divide by zero), 0 samples no data; argparse turns the error
+    into 'argument --steps: must be a positive integer, ...' and exit 2."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return n
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m autograd_c", description=__doc__)
-    parser.add_argument("--steps", type=int, default=100, help="SGD steps (default 100)")
-    parser.add_argument("--samples", type=int, default=100, help="data points (default 100)")
+    parser.add_argument("--steps", type=_positive_int, default=100, help="SGD steps (default 100)")
+    parser.add_argument("--samples", type=_positive_int, default=100,
+                        help="data points (default 100)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="save the decision boundary with the points (needs matplotlib)")
     parser.add_argument("--replay", action="store_true",

@@ -18,6 +18,7 @@ parallel Python threads.  Params does the per-parameter loops of a training
 step (zero_grad, the SGD update) in one C call each.
 """
 import os
+import struct
 import sys
 
 from ._autograd_c import ffi, lib
@@ -27,7 +28,12 @@ from .engine import Value
 __all__ = ["Graph", "Params"]
 
 # memoryview formats read in place as C doubles
-_DOUBLE_FORMATS = {"d", "@d", "=d", "<d" if sys.byteorder == "little" else ">d"}
+_DOUBLE_FORMATS = {"d", "@d", "=d", *(("<d",) if sys.byteorder == "little" else (">d", "!d"))}
+# buffer formats rows may have: an optional byte order, then the struct code
+# of one real number -- bool, a signed or unsigned int, float16/32/64 (and
+# long double, which only numpy converts)
+_BYTE_ORDERS = "@=<>!"
+_REAL_CODES = "?bBhHiIlLqQnNefdg"
 
 
 def _id_array(values, what):
@@ -36,7 +42,7 @@ def _id_array(values, what):
     for i, v in enumerate(values):
         if not isinstance(v, Value):
             raise TypeError(f"{what}[{i}] is a {type(v).__name__}, not a Value")
-    return values, ffi.new("int32_t[]", [v._i for v in values] or [0])
+    return values, ffi.new("int64_t[]", [v._i for v in values] or [0])
 
 
 class Params:
@@ -95,10 +101,68 @@ def _flat_doubles(cells, where):
         raise
 
 
+def _buffer_kind(obj, view):
+    """What a buffer holds, for a TypeError refusing it: its numpy dtype if
+    it has one, and its buffer format ('dtype complex128 (format 'Zd')')."""
+    dtype = getattr(obj, "dtype", None)
+    fmt = f"format {view.format!r}"
+    return f"dtype {dtype} ({fmt})" if dtype is not None else fmt
+
+
+def _real_format(view):
+    """The struct format of one item ('<h', '@e') if the buffer holds one
+    bool, int or float per item; None for anything else (complex numbers,
+    objects, records, several numbers per item)."""
+    fmt = view.format
+    order, code = (fmt[0], fmt[1:]) if fmt[:1] in _BYTE_ORDERS else ("@", fmt)
+    return order + code if len(code) == 1 and code in _REAL_CODES else None
+
+
+def _numpy():
+    """numpy if it is installed, else None: it converts any numeric buffer
+    to doubles in one C loop; without it struct does, item by item."""
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy
+
+
+def _struct_doubles(rows, view, fmt):
+    """C doubles of every item of a numeric buffer, read with struct from
+    a C-ordered copy of its bytes (tobytes follows any strides)."""
+    try:
+        item = struct.Struct(fmt)
+    except struct.error:
+        item = None
+    if item is None or item.size != view.itemsize:  # long double, or a size struct disagrees with
+        hint = " (numpy may: pip install numpy)" if _numpy() is None else ""
+        raise TypeError(f"rows is a buffer of {_buffer_kind(rows, view)}, {view.itemsize} bytes "
+                        f"an item, which struct cannot read as numbers{hint}")
+    data = view.tobytes()
+    cells = struct.unpack(f"{fmt[0]}{len(data) // item.size}{fmt[1:]}", data)
+    return ffi.new("double[]", cells or 1)
+
+
+def _converted_doubles(rows, view, fmt):
+    """C doubles of a numeric buffer that is not C-contiguous native
+    float64: each item converted to a double (a bool to 0 or 1), in row-major
+    order whatever the strides and byte order; a new array, the buffer is
+    not touched.  numpy converts when it can, struct otherwise."""
+    np = _numpy()
+    if np is not None:
+        try:
+            return ffi.from_buffer("double[]", np.array(view, dtype=np.float64, order="C"))
+        except (TypeError, ValueError, NotImplementedError):
+            pass  # a format numpy does not read ('n', say): struct's turn
+    return _struct_doubles(rows, view, fmt)
+
+
 def _buffer_rows(rows, view, width):
     """(C doubles, row count) for a buffer: 2-D (rows x width) or flat 1-D
-    row-major.  Contiguous native float64 is used in place; anything else is
-    copied once."""
+    row-major, of bools, ints or floats of any size and byte order, strided
+    or not.  C-contiguous native float64 is used in place; anything else is
+    converted once (a TypeError names a format that is not numbers)."""
     if view.ndim == 2:
         n, m = view.shape
         if m != width:
@@ -116,13 +180,11 @@ def _buffer_rows(rows, view, width):
                          f"not {view.ndim}-D")
     if view.format in _DOUBLE_FORMATS and view.c_contiguous:
         return ffi.from_buffer("double[]", rows), n
-    try:
-        cells = view.tolist()
-    except NotImplementedError:
-        raise TypeError(f"rows buffer of format {view.format!r} is not a buffer of numbers") from None
-    if view.ndim == 2:
-        cells = [x for row in cells for x in row]
-    return _flat_doubles(cells, lambda k: f"rows[{k // width}][{k % width}]" if width else "?"), n
+    fmt = _real_format(view)
+    if fmt is None:
+        raise TypeError(f"rows is a buffer of {_buffer_kind(rows, view)}, not of numbers "
+                        f"(bool, int or float)")
+    return _converted_doubles(rows, view, fmt), n
 
 
 def _sequence_rows(rows, width):
@@ -144,12 +206,15 @@ def _sequence_rows(rows, width):
 
 
 def _out_buffer(out, n_rows):
-    """C doubles over out: a writable C-contiguous float64 buffer of at least
-    n_rows numbers."""
+    """C doubles over out: a writable C-contiguous native float64 buffer of
+    at least n_rows numbers, written in place (so never converted: a
+    TypeError names the dtype or format of any other buffer)."""
     with memoryview(out) as view:
         if view.readonly or view.format not in _DOUBLE_FORMATS or not view.c_contiguous:
-            raise TypeError("out must be a writable C-contiguous float64 buffer "
-                            f"(format {view.format!r}{', read-only' if view.readonly else ''})")
+            flaws = [f for f, bad in [("read-only", view.readonly),
+                                      ("not C-contiguous", not view.c_contiguous)] if bad]
+            raise TypeError("out must be a writable C-contiguous native float64 buffer; "
+                            f"got one of {', '.join([_buffer_kind(out, view), *flaws])}")
         if view.nbytes < 8 * n_rows:
             raise ValueError(f"out holds {view.nbytes // 8} numbers, {n_rows} rows need more")
     return ffi.from_buffer("double[]", out, require_writable=True)
@@ -245,8 +310,10 @@ class Graph:
                 feeds inputs[i].  Every other leaf keeps its current data.
         rows    the input values: a sequence of sequences of numbers (rows x
                 len(inputs)), or a buffer of numbers -- 2-D (a numpy array) or
-                flat row-major 1-D (array.array('d')).  A C-contiguous float64
-                buffer is read in place, without copying.
+                flat row-major 1-D (array.array('d')).  A C-contiguous native
+                float64 buffer is read in place, without copying; other
+                buffers of bools, ints or floats (any size, byte order or
+                strides) are converted to doubles; others raise TypeError.
         grads   Values of this graph (e.g. model.parameters(), or a Params):
                 the gradient of the root with respect to each, summed over
                 all rows, is ADDED into its .grad, as per-row backward()

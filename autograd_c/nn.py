@@ -45,6 +45,49 @@ def _named_values(obj: Any, prefix: str) -> List[Tuple[str, Value]]:
     return found
 
 
+def _short_repr(x: Any) -> str:
+    """repr(x) for an error message, cut short: a huge int's repr has
+    hundreds of digits (and past 4300 Python refuses to make it)."""
+    if isinstance(x, int) and x.bit_length() > 64:
+        return f"an int of {x.bit_length()} bits"
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _as_data(x: Any) -> Number:
+    """x as .data = would store it: a Python int for an Integral, a float
+    for any other Real.  ValueError for anything else (bool included: a
+    state_dict never holds one, so it is taken for a mistake), OverflowError
+    when the number is beyond the range of a double."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise ValueError("not an int or float")
+    if isinstance(x, numbers.Integral):
+        x = int(x)
+        float(x)  # OverflowError beyond double range, as setting .data raises
+        return x
+    return float(x)
+
+
+def _checked_state(state: Mapping[str, Any], keys: List[str]) -> Dict[str, Number]:
+    """{key: the value to set} for every key, or the exception for the bad
+    ones (ValueError for non-numbers before OverflowError for huge ones),
+    raised before any parameter is touched."""
+    values: Dict[str, Number] = {}
+    bad: Dict[type, List[str]] = {ValueError: [], OverflowError: []}
+    for k in keys:
+        try:
+            values[k] = _as_data(state[k])
+        except (ValueError, OverflowError) as e:
+            bad[type(e)].append(f"{k!r}: {_short_repr(state[k])}")
+    if bad[ValueError]:
+        raise ValueError(f"state_dict values must be int or float: bad keys "
+                         f"{{{', '.join(bad[ValueError])}}}")
+    if bad[OverflowError]:
+        raise OverflowError(f"state_dict values too large for a float: "
+                            f"{{{', '.join(bad[OverflowError])}}}")
+    return values
+
+
 class Module:
 
     def zero_grad(self) -> None:
@@ -70,21 +113,23 @@ class Module:
 
     def load_state_dict(self, state: Mapping[str, Number]) -> None:
         """Set every parameter's data from state (as state_dict() made it).
-        Checks everything first: a missing or unexpected key raises KeyError,
-        a value that is not a real number ValueError; then nothing changed."""
+
+        Every value is checked and converted before any is set, so a failing
+        call changes nothing: a missing or unexpected key raises KeyError, a
+        value that is not a real number (str, None, bool, a Value, ...)
+        ValueError, an int or other real beyond the range of a double
+        (10**400) OverflowError -- each naming the keys.  What loads is what
+        .data = would set: an int stays an int, numpy scalars become int or
+        float; NaN and inf load as given."""
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
         if missing or unexpected:
             raise KeyError(f"state_dict does not match the model: missing keys {missing}, "
                            f"unexpected keys {unexpected}")
-        bad = [k for k in params if isinstance(state[k], bool)
-               or not isinstance(state[k], numbers.Real)]
-        if bad:
-            raise ValueError(f"state_dict values must be int or float: bad keys "
-                             f"{[(k, state[k]) for k in bad]}")
+        values = _checked_state(state, list(params))
         for k, p in params.items():
-            p.data = state[k]
+            p.data = values[k]
 
 
 class Neuron(Module):
@@ -138,8 +183,8 @@ class Layer(Module):
         acts = tuple(n.activation for n in self.neurons)
         plan = self._plan
         if plan is None or plan[0] != params or plan[1] != acts:
-            w = ffi.new("int32_t[]", [wi._i for n in self.neurons for wi in n.w] or [0])
-            b = ffi.new("int32_t[]", [n.b._i for n in self.neurons] or [0])
+            w = ffi.new("int64_t[]", [wi._i for n in self.neurons for wi in n.w] or [0])
+            b = ffi.new("int64_t[]", [n.b._i for n in self.neurons] or [0])
             plan = self._plan = (params, acts, w, b)
         return plan
 
@@ -158,8 +203,8 @@ class Layer(Module):
         its linear outputs here, which makes the same graph as Neuron."""
         _, acts, w, b = self._layer_plan()
         nout = len(self.neurons)
-        xs = ffi.new("int32_t[]", [xi._i for xi in x] or [0])
-        out = ffi.new("int32_t[]", nout)
+        xs = ffi.new("int64_t[]", [xi._i for xi in x] or [0])
+        out = ffi.new("int64_t[]", nout)
         args = (ctx, w, b, xs, nin, nout, 1 if acts[0] == "relu" else 0, out)
         status = lib.ag_layer(*args)
         if status:

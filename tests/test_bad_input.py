@@ -1,8 +1,9 @@
 """Bad input and edge cases: every public function and operator against
 wrong types, NaN, +-inf, -0.0, huge and tiny floats, ints beyond 2**53,
 bools, numpy scalars, numeric errors (x / 0, overflow, math domain, complex
-results), Values of a dropped Graph -- each with its documented result or
-exception (the README's table); then the same exception types as Python's
+results), Values of a dropped Graph, load_state_dict's bad values, Graph.run
+buffers of every kind, the demo's counts -- each with its documented result
+or exception (the README's table); then the same exception types as Python's
 and micrograd's, and IEEE semantics against micrograd.
 
 Each row of TABLE is (what, call, expected):
@@ -14,8 +15,12 @@ Each row of TABLE is (what, call, expected):
 after every row, failing or not, its data and grads must be unchanged, and
 another backward must give what it gives on a graph no row touched.
 """
+import array
+import contextlib
+import ctypes
 import decimal
 import gc
+import io
 import math
 import random
 import re
@@ -27,6 +32,7 @@ from micrograd.engine import Value as MV
 
 import autograd_c
 from autograd_c import Graph, Value, set_node_limit
+from autograd_c import __main__ as demo
 from autograd_c.nn import MLP
 from support import live_nodes as live
 from support import raised, reachable, same_number
@@ -125,6 +131,44 @@ def mlp_call(inputs):
         return repr(model(inputs).data)
     except Exception as e:  # noqa: BLE001 -- compared with micrograd's
         return type(e)
+
+
+def load_with_last(value):
+    """MLP(2, [3, 1]).load_state_dict of its state_dict + 1 with the last
+    value replaced: (the exception's type name or None, how many of the 13
+    parameters changed)."""
+    random.seed(7)
+    model = MLP(2, [3, 1])
+    before = [repr(p.data) for p in model.parameters()]
+    state = {k: v + 1 for k, v in model.state_dict().items()}
+    state[list(state)[-1]] = value
+    error = raised(lambda: model.load_state_dict(state))
+    changed = sum(repr(p.data) != b for p, b in zip(model.parameters(), before))
+    return error and error[0].__name__, changed
+
+
+def run_rows(r, rows, **kw):
+    """The reference graph run over rows, its x the one input."""
+    return Graph(r.out).run([r.x], rows, **kw)
+
+
+def same_as_floats(r, buffer):
+    """run_rows over buffer equals run_rows over its items as lists of floats."""
+    items = buffer.tolist()
+    floats = [[float(c) for c in row] if isinstance(row, list) else [float(row)] for row in items]
+    return run_rows(r, buffer) == run_rows(r, floats)
+
+
+class Record(ctypes.Structure):  # a buffer of records: format 'T{<d:a:<i:b:}'
+    _fields_ = [("a", ctypes.c_double), ("b", ctypes.c_int)]
+
+
+def demo_usage_error(args):
+    """python -m autograd_c with args: (exit status, the error line's text)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+        demo.main(args)
+    return e.value.code, err.getvalue().strip().splitlines()[-1].split("error: ", 1)[1]
 
 
 def is_nan(x):
@@ -266,6 +310,30 @@ TABLE = [
      "(Value(data=3.0, grad=0), Value(data=10.0, grad=0))"),
     ("backward through a dropped Graph's root", lambda r: dropped_graph_backward(), "(6.0, 10.0, 20.0)"),
     ("Graph(5)", lambda r: Graph(5), TypeError),
+    # Module.load_state_dict: everything checked before anything is set
+    ("load_state_dict, last value 10**400", lambda r: load_with_last(10**400),
+     "('OverflowError', 0)"),
+    ("load_state_dict, last value '1.0'", lambda r: load_with_last("1.0"), "('ValueError', 0)"),
+    ("load_state_dict, last value True", lambda r: load_with_last(True), "('ValueError', 0)"),
+    ("load_state_dict, last value None", lambda r: load_with_last(None), "('ValueError', 0)"),
+    ("load_state_dict, last value nan: loads", lambda r: load_with_last(nan), "(None, 13)"),
+    ("load_state_dict, last value -inf: loads", lambda r: load_with_last(-inf), "(None, 13)"),
+    # Graph.run rows: any buffer of numbers, converted to doubles
+    ("Graph.run rows array.array('b')", lambda r: same_as_floats(r, array.array("b", [1, -2, 3])),
+     "True"),
+    ("Graph.run rows array.array('f')", lambda r: same_as_floats(r, array.array("f", [0.1, 2.5])),
+     "True"),
+    ("Graph.run rows array.array('Q')", lambda r: same_as_floats(r, array.array("Q", [2**64 - 1])),
+     "True"),
+    ("Graph.run rows of ctypes records", lambda r: run_rows(r, (Record * 3)()),
+     (TypeError, r"format 'T\{")),
+    ("Graph.run out=array.array('f')",
+     lambda r: run_rows(r, [[1.0]], out=array.array("f", [0.0])), (TypeError, "format 'f'")),
+    # python -m autograd_c: counts must be positive
+    ("python -m autograd_c --steps 0", lambda r: demo_usage_error(["--steps", "0"]),
+     "(2, \"argument --steps: must be a positive integer, not '0'\")"),
+    ("python -m autograd_c --samples -5", lambda r: demo_usage_error(["--samples", "-5"]),
+     "(2, \"argument --samples: must be a positive integer, not '-5'\")"),
 ]
 
 OPERATORS = {
@@ -278,10 +346,15 @@ OPERATORS = {
 SETTERS = {"v.data = {}": set_data, "v.grad = {}": set_grad}
 
 # every operator, setter and Value() with every wrong type: a TypeError
-# whose message names the type
+# whose message names the type.  Operators return NotImplemented, so the
+# message is Python's own: "unsupported operand type(s)" naming both types,
+# or, for str and list times a Value, sequence repetition's
+TABLE += [(name.format(repr(o)), lambda r, f=f, o=o: f(r.x, o),
+           (TypeError, re.escape(type(o).__name__) + "|sequence by non-int of type 'Value'"))
+          for name, f in OPERATORS.items() for o in WRONG_TYPES]
 TABLE += [(name.format(repr(o)), lambda r, f=f, o=o: f(r.x, o),
            (TypeError, re.escape(type(o).__name__)))
-          for name, f in {**OPERATORS, **SETTERS}.items() for o in WRONG_TYPES]
+          for name, f in SETTERS.items() for o in WRONG_TYPES]
 TABLE += [(f"Value({o!r})", lambda r, o=o: Value(o), (TypeError, re.escape(type(o).__name__)))
           for o in WRONG_TYPES]
 
@@ -300,6 +373,32 @@ if np is not None:
         ("v.grad = np.float64(2.5)", lambda r: set_grad(Value(1.0), np.float64(2.5)),
          "Value(data=1.0, grad=2.5)"),
         ("set_node_limit(np.int64(10**9))", lambda r: limit_after(np.int64(10**9)), "1000000000"),
+        ("load_state_dict, last value np.float32(0.1)",
+         lambda r: load_with_last(np.float32(0.1)), "(None, 13)"),
+        ("load_state_dict, last value np.bool_(True)",
+         lambda r: load_with_last(np.bool_(True)), "('ValueError', 0)"),
+        ("Graph.run rows of dtype >f8",
+         lambda r: same_as_floats(r, np.array([[1.5], [-2.0]], ">f8")), "True"),
+        ("Graph.run rows of float16", lambda r: same_as_floats(r, np.array([[0.1], [7.0]], "e")),
+         "True"),
+        ("Graph.run rows of int8", lambda r: same_as_floats(r, np.array([[-1], [3]], "i1")),
+         "True"),
+        ("Graph.run rows of uint64", lambda r: same_as_floats(r, np.array([[2**64 - 1]], "u8")),
+         "True"),
+        ("Graph.run rows of bool: 0 and 1",
+         lambda r: same_as_floats(r, np.array([[True], [False]])), "True"),
+        ("Graph.run rows arr[:, ::2]",
+         lambda r: same_as_floats(r, np.arange(6.0).reshape(3, 2)[:, ::2]), "True"),
+        ("Graph.run rows arr.T", lambda r: same_as_floats(r, np.arange(3.0).reshape(1, 3).T),
+         "True"),
+        ("Graph.run rows of complex128", lambda r: run_rows(r, np.zeros((2, 1), complex)),
+         (TypeError, r"dtype complex128 \(format 'Zd'\)")),
+        ("Graph.run rows of objects",
+         lambda r: run_rows(r, np.array([[1.0], [None]], dtype=object)),
+         (TypeError, r"dtype object \(format 'O'\)")),
+        ("Graph.run out=np.zeros(1, np.float32)",
+         lambda r: run_rows(r, [[1.0]], out=np.zeros(1, np.float32)),
+         (TypeError, "dtype float32")),
     ]
 
 
@@ -430,3 +529,35 @@ def test_new_ops_ieee_specials(op, x, data, grad):
         assert same_number(out.data, getattr(math, op)(x))
     out.backward()
     assert same_number(v.grad, grad), (v.grad, grad)
+
+
+class Reflected:
+    """Another type's operand that knows Values: its reflected methods."""
+
+    def __radd__(self, v):
+        return ("radd", v.data)
+
+    def __rmul__(self, v):
+        return ("rmul", v.data)
+
+    def __rsub__(self, v):
+        return ("rsub", v.data)
+
+    def __rtruediv__(self, v):
+        return ("rtruediv", v.data)
+
+    def __rpow__(self, v):
+        return ("rpow", v.data)
+
+
+def test_operators_give_other_types_their_reflected_turn():
+    """Value's operators return NotImplemented for what they do not know, so
+    the other operand's reflected method decides (Python's protocol)."""
+    v, o = Value(2.5), Reflected()
+    assert v + o == ("radd", 2.5)
+    assert v * o == ("rmul", 2.5)
+    assert v - o == ("rsub", 2.5)
+    assert v / o == ("rtruediv", 2.5)
+    assert v ** o == ("rpow", 2.5)
+    with pytest.raises(TypeError, match="unsupported operand type.*'Value' and 'object'"):
+        v + object()

@@ -1,5 +1,6 @@
 """python -m autograd_c, the demo: step lines or a progress bar (tqdm,
-optional), --plot (matplotlib, optional), --replay."""
+optional), --plot (matplotlib, optional), --replay; --steps and --samples
+below 1 are usage errors."""
 import importlib.util
 import re
 import sys
@@ -122,3 +123,21 @@ def test_demo_replay_option_trains_with_the_same_numbers(capsys):
     demo.main(["--replay", "--steps", "3", "--samples", "20"])
     out = capsys.readouterr().out
     assert "replay: final loss" in out and "the same bits as the eager run" in out
+
+
+@pytest.mark.parametrize("option", ["--steps", "--samples"])
+@pytest.mark.parametrize("value", ["0", "-1", "-100", "2.5", "many"])
+def test_counts_must_be_positive_integers(option, value, capsys):
+    """Before: --steps 0 trained nothing and failed on its summary
+    (NameError, ZeroDivisionError); now a usage error, exit status 2."""
+    with pytest.raises(SystemExit) as e:
+        demo.main([option, value])
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""                    # nothing was trained
+    assert f"error: argument {option}: must be a positive integer, not {value!r}" in captured.err
+
+
+def test_counts_of_one_are_enough(capsys):
+    demo.main(["--steps", "1", "--samples", "1"])
+    assert "final accuracy" in capsys.readouterr().out

@@ -1,14 +1,19 @@
 """Batched runs of a captured graph (Graph.run): against per-row
 forward/backward loops, grads of inner nodes and of the root, threads=,
-rows as sequences, array.array and numpy buffers, out=, errors that change
-nothing, float semantics."""
+rows as sequences, array.array and numpy buffers (every numeric dtype,
+strided views, converted by numpy and by struct as without numpy; formats
+that are not numbers refused), out=, errors that change nothing, float
+semantics."""
 import array
+import ctypes
 import math
 import random
+import re
 
 import pytest
 
 import autograd_c as ag
+from autograd_c import graph as graph_module
 from autograd_c import Graph, Params, Value
 from support import bits
 
@@ -184,6 +189,141 @@ def test_rows_as_numpy_arrays():
     X32 = X.astype(np.float32)
     got = run_grads(g, [*x, y], X32, params)
     assert got == run_grads(g, [*x, y], X32.astype(np.float64).tolist(), params)
+
+
+# -- buffers of any numeric format: converted to doubles, as floats would be --
+
+@pytest.fixture(params=["numpy", "struct"])
+def converter(request, monkeypatch):
+    """Each buffer case twice: converted by numpy (when installed), and by
+    struct, the way it goes without numpy."""
+    if request.param == "numpy":
+        pytest.importorskip("numpy")
+    else:
+        monkeypatch.setattr(graph_module, "_numpy", lambda: None)
+    return request.param
+
+
+def cells_for(code, rows):
+    """rows as numbers a buffer of struct/array code can hold: the floats
+    for a float code, ints in -60..100 (0..100 unsigned), bools."""
+    kind = code.lstrip("<>=!@")[0]
+    if kind in "efdg":
+        return rows
+    if kind == "?":
+        return [[c > 0.3 for c in r] for r in rows]
+    ints = [[round(c * 40) for c in r] for r in rows]
+    return [[abs(c) for c in r] for r in ints] if kind.isupper() else ints
+
+
+def as_floats(cells):
+    """A buffer's items (tolist()) as the list of lists of floats they stand for."""
+    return [[float(c) for c in r] for r in cells]
+
+
+def same_bits(got, want):
+    """run_grads results equal bit for bit (outputs and grads)."""
+    return [[bits(v) for v in part] for part in got] == [[bits(v) for v in part] for part in want]
+
+
+NUMERIC_DTYPES = [">f8", "e", ">e", "f", ">f4", "b", "h", ">h", "i", "q", ">i8",
+                  "B", "H", "I", ">u4", "Q", "?"]
+
+
+@pytest.mark.parametrize("dtype", NUMERIC_DTYPES)
+def test_rows_of_every_numeric_dtype_are_converted(dtype, converter):
+    """Before: '>f8' and float16 raised a TypeError (memoryview.tolist
+    cannot read them); now every numeric dtype runs as its rows given as
+    lists of floats do, bit for bit."""
+    np = pytest.importorskip("numpy")
+    g, inputs, params, rows, _ = rows_case()
+    X = np.array(cells_for(np.dtype(dtype).char, rows), dtype=dtype)
+    want = run_grads(g, inputs, as_floats(X.tolist()), params)
+    assert same_bits(run_grads(g, inputs, X, params), want)
+    assert same_bits(run_grads(g, inputs, X.ravel(), params), want)   # flat 1-D
+
+
+def test_rows_of_long_double_need_numpy(converter):
+    np = pytest.importorskip("numpy")
+    g, inputs, params, rows, _ = rows_case()
+    X = np.array(rows, dtype=np.longdouble)
+    want = run_grads(g, inputs, as_floats(X.astype(np.float64).tolist()), params)
+    if converter == "numpy":
+        assert same_bits(run_grads(g, inputs, X, params), want)
+    else:
+        with pytest.raises(TypeError, match=r"format 'g'.*pip install numpy"):
+            g.run(inputs, X, params)
+
+
+@pytest.mark.parametrize("dtype", ["d", "f", "q", ">i2", "?"])
+def test_rows_as_non_contiguous_numpy_views(dtype, converter):
+    np = pytest.importorskip("numpy")
+    g, inputs, params, rows, _ = rows_case()
+    X = np.array(cells_for(np.dtype(dtype).char, rows), dtype=dtype)
+    want = run_grads(g, inputs, as_floats(X.tolist()), params)
+    wide = np.zeros((70, 6), dtype=dtype)
+    wide[:, ::2] = X
+    tall = np.ascontiguousarray(X.T)                    # (3, 70): .T is the rows again
+    flat = np.zeros(420, dtype=dtype)
+    flat[1::2] = X.ravel()
+    backwards = X[::-1].copy()                           # [::-1] of it: negative strides
+    for view in (wide[:, ::2], tall.T, flat[1::2], backwards[::-1]):
+        assert not view.flags.c_contiguous
+        assert same_bits(run_grads(g, inputs, view, params), want)
+
+
+@pytest.mark.parametrize("typecode", ["b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "f", "d"])
+def test_rows_as_array_array_of_every_typecode(typecode, monkeypatch):
+    """No numpy: array.array rows of each typecode, contiguous and strided
+    (a memoryview slice), converted by struct."""
+    monkeypatch.setattr(graph_module, "_numpy", lambda: None)
+    g, inputs, params, rows, _ = rows_case()
+    flat = array.array(typecode, [c for r in cells_for(typecode, rows) for c in r])
+    want = run_grads(g, inputs, as_floats(zip(*[iter(flat.tolist())] * 3)), params)
+    assert same_bits(run_grads(g, inputs, flat, params), want)
+    doubled = array.array(typecode, [c for c in flat for _ in (0, 1)])
+    assert same_bits(run_grads(g, inputs, memoryview(doubled)[::2], params), want)
+
+
+def test_rows_of_formats_that_are_not_numbers_are_refused(converter):
+    """A TypeError naming the dtype or the buffer format, before anything changes."""
+    g, inputs, params, rows, _ = rows_case()
+    for p in params:
+        p.grad = 0.25
+
+    class Record(ctypes.Structure):
+        _fields_ = [("a", ctypes.c_double), ("b", ctypes.c_int)]
+
+    cases = [((Record * 210)(), r"format 'T\{")]
+    if converter == "numpy":
+        import numpy as np
+        cases += [(np.zeros((70, 3), dtype=complex), r"dtype complex128 \(format 'Zd'\)"),
+                  (np.zeros((70, 3), dtype=object), r"dtype object \(format 'O'\)"),
+                  (np.zeros(210, dtype=[("a", "f8"), ("b", "i4")]), r"format 'T\{"),
+                  (np.zeros((70, 3), dtype="V8"), r"dtype \|V8 \(format '8x'\)")]
+    for bad, match in cases:
+        with pytest.raises(TypeError, match=match):
+            g.run(inputs, bad, params)
+        assert all(bits(p.grad) == bits(0.25) for p in params)
+
+
+def test_out_must_be_writable_contiguous_native_float64_and_says_what_it_got():
+    g, inputs, params, rows, _ = rows_case()
+    cases = [(array.array("f", [0.0] * 70), r"format 'f'"),
+             (b"\0" * 560, r"format 'B', read-only"),
+             (memoryview(array.array("d", [0.0] * 140))[::2], r"format 'd', not C-contiguous")]
+    try:
+        import numpy as np
+    except ImportError:
+        pass
+    else:
+        cases += [(np.zeros(70, dtype=np.float32), r"dtype float32 \(format 'f'\)"),
+                  (np.zeros(70, dtype=">f8"), r"dtype >f8 \(format '>d'\)"),
+                  (np.zeros((70, 2))[:, 0], r"dtype float64 \(format 'd'\), not C-contiguous")]
+    said = re.escape("out must be a writable C-contiguous native float64 buffer; got one of ")
+    for bad, what in cases:
+        with pytest.raises(TypeError, match=f"^{said}{what}$"):
+            g.run(inputs, rows, out=bad)
 
 
 def test_run_errors_change_nothing():

@@ -9,6 +9,8 @@ import json
 import math
 import pickle
 import random
+import re
+from fractions import Fraction
 
 import micrograd.nn
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from autograd_c import Value
 from autograd_c.autograd import trace
 from autograd_c.nn import MLP, Layer, Module, Neuron
+from support import bits
 
 
 # --------------------------------------------------------------------------
@@ -206,6 +209,68 @@ def test_load_state_dict_rejects_non_numbers(bad):
     with pytest.raises(ValueError, match=r"layers\.0\.neurons\.2\.w\.1"):
         model.load_state_dict(state)
     assert _predict(model) == before
+
+
+def _snapshot(model):
+    """(name, type and exact bits of data) of every parameter."""
+    return [(name, bits(p.data)) for name, p in model.named_parameters()]
+
+
+@pytest.mark.parametrize("bad, exc", [(10**400, OverflowError), (-(2**1024), OverflowError),
+                                      ("1.0", ValueError), (None, ValueError)],
+                         ids=["10**400", "-2**1024", "str", "None"])
+def test_load_state_dict_checks_every_value_before_setting_any(bad, exc):
+    """The last value is bad: before, the 12 before it were set, then the
+    13th raised (10**400: OverflowError from .data =)."""
+    random.seed(8)
+    model = MLP(2, [3, 1])
+    state = {k: v * 3 + 1 for k, v in model.state_dict().items()}
+    last = list(state)[-1]
+    assert len(state) == 13 and last == "layers.1.neurons.0.b"
+    state[last] = bad
+    before = _snapshot(model)
+    with pytest.raises(exc, match=re.escape(repr(last))):
+        model.load_state_dict(state)
+    assert _snapshot(model) == before
+
+
+def test_load_state_dict_names_every_bad_key_briefly():
+    model = _model(9)
+    state = model.state_dict()
+    names = list(state)
+    state[names[0]], state[names[5]] = 10**5000, Fraction(10**400, 3)   # a Real, not an int
+    with pytest.raises(OverflowError) as e:      # 10**5000 has no repr (> 4300 digits)
+        model.load_state_dict(state)
+    assert f"{names[0]!r}: an int of 16610 bits" in str(e.value)
+    assert repr(names[5]) in str(e.value) and len(str(e.value)) < 200
+    state[names[3]] = "x" * 1000                 # non-numbers are reported first
+    with pytest.raises(ValueError, match=re.escape(repr(names[3]))) as e:
+        model.load_state_dict(state)
+    assert len(str(e.value)) < 200
+
+
+def test_load_state_dict_loads_nan_inf_and_numpy_scalars_as_data_would():
+    random.seed(8)
+    model = MLP(2, [3, 1])
+    values = [math.nan, math.inf, -math.inf, -0.0, 2**53 + 1, 10**300, 5e-324]
+    state = {k: values[i % len(values)] for i, k in enumerate(model.state_dict())}
+    model.load_state_dict(state)
+    want = Value(0.0)
+    for (name, p), v in zip(model.named_parameters(), state.values()):
+        want.data = v
+        assert bits(p.data) == bits(want.data), name
+    np = pytest.importorskip("numpy")
+    scalars = [np.float64(0.5), np.float32(0.1), np.int64(-3), np.uint8(200), np.float16(1.5)]
+    state = {k: scalars[i % len(scalars)] for i, k in enumerate(model.state_dict())}
+    model.load_state_dict(state)
+    for (name, p), v in zip(model.named_parameters(), state.values()):
+        want.data = v
+        assert bits(p.data) == bits(want.data), name
+    state[list(state)[-1]] = np.bool_(True)     # .data = refuses it too (TypeError)
+    before = _snapshot(model)
+    with pytest.raises(ValueError):
+        model.load_state_dict(state)
+    assert _snapshot(model) == before
 
 
 def test_a_whole_model_pickles():
