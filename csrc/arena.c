@@ -6,6 +6,7 @@
 #include <string.h>
 #include <assert.h>
 #include "arena.h"
+#include "fork.h"
 
 #define AG_INITIAL_CAP 4096
 #define AG_MAX_CAP ((size_t)INT32_MAX)
@@ -26,6 +27,10 @@ ag_ctx *ag_ctx_new_opt(int options) {
     if (!c) return NULL;
     atomic_init(&c->lock, 0);
     c->one_thread = (options & AG_CTX_ONE_THREAD) != 0;
+    if (ag__fork_track_ctx(c) != AG_OK) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -33,6 +38,7 @@ ag_ctx *ag_ctx_new(void) { return ag_ctx_new_opt(0); }
 
 void ag_ctx_free(ag_ctx *c) {
     if (!c) return;
+    ag__fork_untrack_ctx(c);
     free(c->data); free(c->grad); free(c->k); free(c->a); free(c->b);
     for (size_t i = 0; i < c->used; i++)
         if (c->op[i] != AG_FREE_OP && (c->flags[i] & AG_NAMED))

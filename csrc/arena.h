@@ -59,6 +59,9 @@ struct ag_ctx {
     uint64_t *freemap;  /* bit i: slot i (< used) is free; cap/64 words  */
     uint64_t *freesum;  /* bit w: freemap[w] != 0; cap/4096 words        */
     size_t free_from;   /* no free slot below word free_from of freemap  */
+    /* fork.c's registry: the list of contexts, and this one's graphs    */
+    ag_ctx *fork_next, *fork_prev;
+    ag_graph *graphs;
 };
 
 /* ag__reserve's slow path: check the limit, grow if needed.  Locked. */

@@ -63,6 +63,7 @@ struct ag_graph {
     ag_scratch *scratch;    /* n_scratch per-thread scratches               */
     int n_scratch;
     pthread_mutex_t lock;   /* one forward or run at a time on this graph   */
+    ag_graph *fork_next, *fork_prev;  /* its context's graphs (fork.c)      */
 };
 
 /* A source (LEAF, OPAQUE): read from the arena, never computed. */

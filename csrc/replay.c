@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "eager.h"
+#include "fork.h"
 #include "graph.h"
 
 /* ---- capture ------------------------------------------------------------ */
@@ -113,6 +114,7 @@ int ag_graph_new(ag_ctx *c, int64_t h, ag_graph **out) {
         }
     }
     AG_UNLOCK(c);
+    if (st == AG_OK) ag__fork_track_graph(g);
     if (st != AG_OK) {
         free_arrays(g);
         pthread_mutex_destroy(&g->lock);
@@ -125,6 +127,7 @@ int ag_graph_new(ag_ctx *c, int64_t h, ag_graph **out) {
 
 void ag_graph_free(ag_graph *g) {
     if (!g) return;
+    ag__fork_untrack_graph(g);
     ag_ctx *c = g->ctx;
     AG_LOCK(c);
     ag__unref(c, g->root);
