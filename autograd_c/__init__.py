@@ -9,7 +9,7 @@ except ImportError as error:
         f"outside the checkout, whose autograd_c folder hides the installed package."
     ) from error
 
-from ._session import set_node_limit, stats
+from ._session import set_node_limit, stats, trim
 from .engine import Value
 from .autograd import enable_grad, grad, is_grad_enabled, no_grad
 from .viz import draw_dot, to_dot
@@ -19,7 +19,7 @@ from ._recovery import install as _install_recovery, reclaim
 
 _install_recovery()
 
-__all__ = ["Value", "nn", "optim", "losses", "stats", "set_node_limit", "reclaim",
+__all__ = ["Value", "nn", "optim", "losses", "stats", "set_node_limit", "trim", "reclaim",
            "no_grad", "enable_grad", "is_grad_enabled", "grad", "draw_dot", "to_dot",
            "Graph", "Params"]
 __version__ = "0.1.0"

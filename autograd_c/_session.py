@@ -141,6 +141,15 @@ def stats() -> Dict[str, int]:
             "bytes": s.bytes, "limit": s.limit}
 
 
+def trim() -> int:
+    """Give memory back to the system: release dead Values, then shrink the
+    arena to the smallest size that holds its highest live node.  Returns
+    the bytes given back.  A big arena (over 2**20 nodes) does this by
+    itself once fewer than an eighth of its nodes are live."""
+    release_dead()
+    return int(lib.ag_trim(ctx))
+
+
 def set_node_limit(max_nodes: Optional[int]) -> None:
     """Cap the number of live nodes (0 or None: no cap).  Building beyond it
     raises MemoryError; also set by the environment variable

@@ -10,6 +10,9 @@
 
 #define AG_INITIAL_CAP 4096
 #define AG_MAX_CAP ((size_t)INT32_MAX)
+/* Arenas above this many slots give memory back by themselves once fewer
+ * than an eighth of their slots are live (ag_trim does it at any size). */
+#define AG_TRIM_FROM ((size_t)1 << 20)
 
 /* Bytes of all per-node arrays for one slot. */
 static size_t bytes_per_slot(void) {
@@ -75,15 +78,81 @@ static int grow(ag_ctx *c, size_t new_cap) {
         !grow_array((void **)&c->freemap, map_words(new_cap), 8) ||
         !grow_array((void **)&c->freesum, sum_words(new_cap), 8))
         return AG_ERR_NOMEM;
-    /* new slots start at generation 0; they are not free yet (they are
-     * beyond `used`) */
-    memset(c->gen + c->cap, 0, (new_cap - c->cap) * sizeof(uint32_t));
+    /* new slots start at the floor generation; they are not free yet
+     * (they are beyond `used`) */
+    for (size_t i = c->cap; i < new_cap; i++) c->gen[i] = c->gen_floor;
     memset(c->freemap + map_words(c->cap), 0,
            (map_words(new_cap) - map_words(c->cap)) * 8);
     memset(c->freesum + sum_words(c->cap), 0,
            (sum_words(new_cap) - sum_words(c->cap)) * 8);
     c->cap = new_cap;
+    c->trim_below = new_cap / 8;
     return AG_OK;
+}
+
+/* The highest live slot + 1 (0 when none is live), from the free bitmap. */
+static size_t live_end(const ag_ctx *c) {
+    for (size_t w = map_words(c->used); w-- > 0;) {
+        uint64_t in_use = ~c->freemap[w];
+        size_t top = c->used - (w << 6);      /* slots of this word in use */
+        if (top < 64) in_use &= (1ull << top) - 1;
+        if (in_use) return (w << 6) + 64 - (size_t)__builtin_clzll(in_use);
+    }
+    return 0;
+}
+
+/* realloc *p down to n elements of size sz (n > 0); where that fails the
+ * larger block stays, which is still big enough. */
+static void shrink_array(void **p, size_t n, size_t sz) {
+    void *q = realloc(*p, n * sz);
+    if (q) *p = q;
+}
+
+/* Shrink the arena to the smallest capacity (a power of two, at least the
+ * initial one) that holds its highest live slot; returns the bytes given
+ * back.  Locked. */
+static size_t trim(ag_ctx *c) {
+    size_t end = live_end(c), new_cap = AG_INITIAL_CAP;
+    while (new_cap < end) new_cap *= 2;
+    if (new_cap >= c->cap) return 0;
+    for (size_t i = end; i < c->used; i++)    /* dropped slots: all free */
+        if (((c->gen[i] + 1) & AG_GEN_MASK) > c->gen_floor)
+            c->gen_floor = (c->gen[i] + 1) & AG_GEN_MASK;
+    size_t before = c->cap;
+    c->used = end;
+    size_t words = map_words(end);
+    if (end & 63) c->freemap[words - 1] &= (1ull << (end & 63)) - 1;
+    memset(c->freesum, 0, sum_words(new_cap) * 8);
+    for (size_t w = 0; w < words; w++)
+        if (c->freemap[w]) c->freesum[w >> 6] |= 1ull << (w & 63);
+    memset(c->freemap + words, 0, (map_words(new_cap) - words) * 8);
+    if (c->free_from >= words) c->free_from = words ? words - 1 : 0;
+    shrink_array((void **)&c->data, new_cap, sizeof(double));
+    shrink_array((void **)&c->grad, new_cap, sizeof(double));
+    shrink_array((void **)&c->k, new_cap, sizeof(double));
+    shrink_array((void **)&c->a, new_cap, sizeof(int32_t));
+    shrink_array((void **)&c->b, new_cap, sizeof(int32_t));
+    shrink_array((void **)&c->refs, new_cap, sizeof(uint32_t));
+    shrink_array((void **)&c->op, new_cap, 1);
+    shrink_array((void **)&c->flags, new_cap, 1);
+    shrink_array((void **)&c->gen, new_cap, sizeof(uint32_t));
+    shrink_array((void **)&c->names, new_cap, sizeof(char *));
+    shrink_array((void **)&c->order, new_cap, sizeof(int32_t));
+    shrink_array((void **)&c->stack, new_cap, sizeof(int32_t));
+    shrink_array((void **)&c->freemap, map_words(new_cap), 8);
+    shrink_array((void **)&c->freesum, sum_words(new_cap), 8);
+    c->cap = new_cap;
+    c->trim_below = new_cap / 8;
+    return (before - new_cap) * bytes_per_slot() +
+           (map_words(before) + sum_words(before) - map_words(new_cap) -
+            sum_words(new_cap)) * 8;
+}
+
+size_t ag_trim(ag_ctx *c) {
+    AG_LOCK(c);
+    size_t freed = c->cap ? trim(c) : 0;
+    AG_UNLOCK(c);
+    return freed;
 }
 
 int ag__reserve_grow(ag_ctx *c, size_t n) {
@@ -129,6 +198,12 @@ void ag__free_from(ag_ctx *c, int32_t id) {
                 top = (uint32_t)ch;
             }
         }
+    }
+    /* a mostly empty big arena gives memory back (looked at again only
+     * when live has halved since) */
+    if (c->live < c->trim_below && c->cap > AG_TRIM_FROM) {
+        trim(c);
+        if (c->live < c->trim_below) c->trim_below = c->live / 2;
     }
 }
 

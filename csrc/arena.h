@@ -59,6 +59,10 @@ struct ag_ctx {
     uint64_t *freemap;  /* bit i: slot i (< used) is free; cap/64 words  */
     uint64_t *freesum;  /* bit w: freemap[w] != 0; cap/4096 words        */
     size_t free_from;   /* no free slot below word free_from of freemap  */
+    uint32_t gen_floor; /* generation of slots the arena adds: above that of
+                         * every slot a trim dropped, so that handles of
+                         * those can never name a later node              */
+    size_t trim_below;  /* free_from looks for a trim when live drops below */
     /* fork.c's registry: the list of contexts, and this one's graphs    */
     ag_ctx *fork_next, *fork_prev;
     ag_graph *graphs;

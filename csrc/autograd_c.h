@@ -146,6 +146,12 @@ void ag_ctx_free(ag_ctx *ctx);
  * beyond it fail with AG_ERR_LIMIT. */
 void ag_set_limit(ag_ctx *ctx, size_t max_nodes);
 
+/* Give memory back: shrink the arena to the smallest capacity that holds
+ * its highest live node (nodes never move, so a live node high up keeps
+ * the arena big).  Returns the bytes given back.  An arena of over 2**20
+ * slots does this by itself once fewer than an eighth of them are live. */
+size_t ag_trim(ag_ctx *ctx);
+
 /* Fill *out with the arena's statistics. */
 void ag_get_stats(ag_ctx *ctx, ag_stats *out);
 

@@ -302,3 +302,56 @@ def test_node_limit_raises_memory_error_creates_nothing_and_recovers(live_baseli
     reference = make_model(MLP)
     train_step(Value, reference, X, labels, 0)
     assert [p.data for p in model.parameters()] == [p.data for p in reference.parameters()]
+
+
+def test_a_big_freed_arena_gives_memory_back():
+    """After a 3*10^6-node graph is freed the arena shrinks by itself (it is
+    over 2**20 slots and mostly empty), and the memory goes back to the
+    system; a node kept alive low in the arena does not stop it."""
+    gc.collect()
+    keep = Value(1.0) * 2
+    rss0 = rss_bytes()
+    h = Value(1.0)
+    for _ in range(3_000_000):
+        h = h * 1.0001
+    assert arena()["capacity"] >= 2**22
+    del h
+    stats = arena()
+    assert stats["capacity"] <= 2**16 and stats["bytes"] < 2**22
+    if not UNDER_ASAN:
+        assert rss_bytes() - rss0 < 20 * 2**20  # the graph took ~150 MB
+    assert (keep * 3).data == 6.0
+
+
+def test_trim_shrinks_to_the_highest_live_node():
+    """trim() at any size: a live node high in the arena keeps it big (nodes
+    never move); once it goes, trim gives the memory back."""
+    low = [Value(float(i)) for i in range(10)]
+    middle = [Value(float(i)) for i in range(200_000)]
+    high = Value(7.0)
+    del middle
+    autograd_c.stats()
+    assert autograd_c.trim() == 0 or arena()["capacity"] >= 2**17
+    del high
+    assert autograd_c.trim() > 0
+    assert arena()["capacity"] <= 2**15
+    assert [v.data for v in low] == [float(i) for i in range(10)]
+
+
+def test_handles_of_trimmed_slots_never_name_a_later_node():
+    """A slot dropped by a trim and added again later starts at a newer
+    generation: an old handle of it is refused, not aliased."""
+    from autograd_c._autograd_c import lib
+    from autograd_c._session import ctx
+    keep = Value(0.0)
+    pad = [Value(float(i)) for i in range(100_000)]
+    old = pad[-1]._i
+    del pad
+    autograd_c.trim()
+    again, slot = [], old & 0xFFFFFFFF
+    while not again or (again[-1]._i & 0xFFFFFFFF) != slot:  # lowest free slot first
+        again.append(Value(1.0))
+        assert len(again) < 3_000_000
+    assert again[-1]._i != old
+    assert lib.ag_read(ctx, old, lib.AG_READ_DATA).imag == lib.AG_ERR_STALE
+    assert keep.data == 0.0
