@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <assert.h>
+#include "alloc.h"
 #include "arena.h"
 #include "fork.h"
 
@@ -26,12 +27,12 @@ static size_t sum_words(size_t cap) { return (map_words(cap) + 63) / 64; }
 
 ag_ctx *ag_ctx_new_opt(int options) {
     if (options & ~AG_CTX_ONE_THREAD) return NULL;
-    ag_ctx *c = calloc(1, sizeof *c);
+    ag_ctx *c = ag__calloc(1, sizeof *c);
     if (!c) return NULL;
     atomic_init(&c->lock, 0);
     c->one_thread = (options & AG_CTX_ONE_THREAD) != 0;
     if (ag__fork_track_ctx(c) != AG_OK) {
-        free(c);
+        ag__free(c);
         return NULL;
     }
     return c;
@@ -42,19 +43,19 @@ ag_ctx *ag_ctx_new(void) { return ag_ctx_new_opt(0); }
 void ag_ctx_free(ag_ctx *c) {
     if (!c) return;
     ag__fork_untrack_ctx(c);
-    free(c->data); free(c->grad); free(c->k); free(c->a); free(c->b);
+    ag__free(c->data); ag__free(c->grad); ag__free(c->k); ag__free(c->a); ag__free(c->b);
     for (size_t i = 0; i < c->used; i++)
         if (c->op[i] != AG_FREE_OP && (c->flags[i] & AG_NAMED))
-            free(c->names[i]);
-    free(c->refs); free(c->op); free(c->flags); free(c->gen); free(c->names);
-    free(c->order);
-    free(c->stack); free(c->freemap); free(c->freesum);
-    free(c);
+            ag__free(c->names[i]);
+    ag__free(c->refs); ag__free(c->op); ag__free(c->flags); ag__free(c->gen); ag__free(c->names);
+    ag__free(c->order);
+    ag__free(c->stack); ag__free(c->freemap); ag__free(c->freesum);
+    ag__free(c);
 }
 
 /* realloc *p to n elements of size sz; on failure *p stays as it was. */
 static int grow_array(void **p, size_t n, size_t sz) {
-    void *q = realloc(*p, n * sz);
+    void *q = ag__realloc(*p, n * sz);
     if (!q) return 0;
     *p = q;
     return 1;
@@ -104,7 +105,7 @@ static size_t live_end(const ag_ctx *c) {
 /* realloc *p down to n elements of size sz (n > 0); where that fails the
  * larger block stays, which is still big enough. */
 static void shrink_array(void **p, size_t n, size_t sz) {
-    void *q = realloc(*p, n * sz);
+    void *q = ag__realloc(*p, n * sz);
     if (q) *p = q;
 }
 
@@ -188,7 +189,7 @@ void ag__free_from(ag_ctx *c, int32_t id) {
         c->refs[x] = 0;
         c->op[x] = AG_FREE_OP;
         c->gen[x] = (c->gen[x] + 1) & AG_GEN_MASK;  /* its handles go stale */
-        if (c->flags[x] & AG_NAMED) free(c->names[x]);
+        if (c->flags[x] & AG_NAMED) ag__free(c->names[x]);
         put_free(c, x);
         c->live--;
         for (int i = 0; i < 2; i++) {
@@ -276,7 +277,7 @@ int64_t ag_held_refs(ag_ctx *c, int64_t *handles, uint32_t *counts,
                      size_t cap) {
     AG_LOCK(c);
     int64_t n = 0;
-    uint32_t *links = calloc(c->used ? c->used : 1, sizeof *links);
+    uint32_t *links = ag__calloc(c->used ? c->used : 1, sizeof *links);
     if (!links) n = AG_ERR_NOMEM;
     for (size_t i = 0; links && i < c->used; i++) {
         if (c->op[i] == AG_FREE_OP) continue;
@@ -291,7 +292,7 @@ int64_t ag_held_refs(ag_ctx *c, int64_t *handles, uint32_t *counts,
         }
         n++;
     }
-    free(links);
+    ag__free(links);
     AG_UNLOCK(c);
     return n;
 }

@@ -123,6 +123,23 @@ const char *ag_op_name(int op);
  * OPAQUE; AG_ERR_ARG for a code that is no op. */
 int ag_op_arity(int op);
 
+/* An allocator: malloc and realloc return NULL when out of memory (the
+ * engine then fails with AG_ERR_NOMEM and changes nothing); user is passed
+ * to each. */
+typedef struct ag_allocator {
+    void *(*malloc)(size_t size, void *user);
+    void *(*realloc)(void *p, size_t size, void *user);
+    void (*free)(void *p, void *user);
+    void *user;
+} ag_allocator;
+
+/* Route every allocation of the engine through *a (copied), or through
+ * the C library's malloc/realloc/free for NULL: a program's own allocator,
+ * or a test's that makes the n-th allocation fail.  Process-wide; set it
+ * while no context exists (memory goes back to the allocator it came
+ * from).  AG_OK, or AG_ERR_ARG for a missing function. */
+int ag_set_allocator(const ag_allocator *a);
+
 /* Create a context with an empty arena.  Returns NULL when out of memory.
  * The caller owns it and frees it with ag_ctx_free. */
 ag_ctx *ag_ctx_new(void);

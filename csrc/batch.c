@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include "alloc.h"
 #include "graph.h"
 
 /* Rows per block of a batched run: up to AG_BLOCK_ROWS, halved while a
@@ -192,17 +193,17 @@ static void *run_rows(void *arg) {
 static int ensure_scratch(ag_graph *g, int threads, int32_t n_acc) {
     size_t nb = (size_t)g->n * (size_t)g->rows_per_block;
     if (threads > g->n_scratch) {
-        ag_scratch *s = realloc(g->scratch, (size_t)threads * sizeof *s);
+        ag_scratch *s = ag__realloc(g->scratch, (size_t)threads * sizeof *s);
         if (!s) return AG_ERR_NOMEM;
         g->scratch = s;
         for (; g->n_scratch < threads; g->n_scratch++) {
             ag_scratch *t = &s[g->n_scratch];
-            t->v = malloc(nb * sizeof(double));
-            t->g = calloc(nb, sizeof(double));
+            t->v = ag__malloc(nb * sizeof(double));
+            t->g = ag__calloc(nb, sizeof(double));
             t->acc = NULL;
             t->acc_cap = 0;
             if (!t->v || !t->g) {
-                free(t->v); free(t->g);
+                ag__free(t->v); ag__free(t->g);
                 return AG_ERR_NOMEM;
             }
         }
@@ -210,7 +211,7 @@ static int ensure_scratch(ag_graph *g, int threads, int32_t n_acc) {
     for (int t = 0; t < threads; t++) {
         ag_scratch *s = &g->scratch[t];
         if ((size_t)n_acc <= s->acc_cap) continue;
-        double *acc = realloc(s->acc, (size_t)n_acc *
+        double *acc = ag__realloc(s->acc, (size_t)n_acc *
                                       (size_t)g->rows_per_block * sizeof *acc);
         if (!acc) return AG_ERR_NOMEM;
         s->acc = acc;
@@ -297,13 +298,13 @@ int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
     if (threads > blocks) threads = blocks > 0 ? (int)blocks : 1;
     if (threads > by_work) threads = by_work > 0 ? (int)by_work : 1;
     /* pos: input positions, then grad positions */
-    int32_t *pos = malloc(((size_t)n_inputs + (size_t)n_grads + 1) *
+    int32_t *pos = ag__malloc(((size_t)n_inputs + (size_t)n_grads + 1) *
                           sizeof *pos);
-    run_worker *w = malloc((size_t)threads * sizeof *w);
+    run_worker *w = ag__malloc((size_t)threads * sizeof *w);
     if (!pos || !w) {
         pthread_mutex_unlock(&g->lock);
-        free(pos);
-        free(w);
+        ag__free(pos);
+        ag__free(w);
         return AG_ERR_NOMEM;
     }
     int st = find_positions(g, inputs, n_inputs, grads, n_grads, pos);
@@ -328,14 +329,14 @@ int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
         for (int32_t j = 0; j < n_grads; j++) g->slot[grad_pos[j]] = -1;
     }
     pthread_mutex_unlock(&g->lock);
-    free(w);
-    free(pos);
+    ag__free(w);
+    ag__free(pos);
     return st;
 }
 
 void ag__batch_free(ag_graph *g) {
     for (int t = 0; t < g->n_scratch; t++) {
-        free(g->scratch[t].v); free(g->scratch[t].g); free(g->scratch[t].acc);
+        ag__free(g->scratch[t].v); ag__free(g->scratch[t].g); ag__free(g->scratch[t].acc);
     }
-    free(g->scratch);
+    ag__free(g->scratch);
 }

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include "alloc.h"
 #include "eager.h"
 #include "rules.h"
 
@@ -342,7 +343,7 @@ int64_t ag_opaque(ag_ctx *c, double v, int is_int, int64_t ha, int64_t hb,
     char *copy = NULL;
     if (r == AG_OK && name && name[0]) {
         size_t len = strlen(name) + 1;
-        copy = malloc(len);
+        copy = ag__malloc(len);
         if (copy) memcpy(copy, name, len);
         else r = AG_ERR_NOMEM;
     }

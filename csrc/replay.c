@@ -13,6 +13,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "alloc.h"
 #include "eager.h"
 #include "fork.h"
 #include "graph.h"
@@ -26,10 +27,10 @@ int32_t ag_graph_position(const ag_graph *g, int64_t h) {
 int32_t ag_graph_size(const ag_graph *g) { return g->n; }
 
 static void free_arrays(ag_graph *g) {
-    free(g->id); free(g->k); free(g->op); free(g->src); free(g->ins);
-    free(g->ins_id);
-    free(g->val); free(g->val_int);
-    free(g->hkey); free(g->hpos); free(g->slot);
+    ag__free(g->id); ag__free(g->k); ag__free(g->op); ag__free(g->src); ag__free(g->ins);
+    ag__free(g->ins_id);
+    ag__free(g->val); ag__free(g->val_int);
+    ag__free(g->hkey); ag__free(g->hpos); ag__free(g->slot);
     ag__batch_free(g);
 }
 
@@ -39,17 +40,17 @@ static int alloc_program(ag_graph *g, size_t n) {
     g->hbits = 1;
     while (((size_t)1 << g->hbits) < 2 * n) g->hbits++;
     size_t h = (size_t)1 << g->hbits;
-    g->id = malloc(n * sizeof *g->id);
-    g->k = malloc(n * sizeof *g->k);
-    g->op = malloc(n);
-    g->src = malloc(n * sizeof *g->src);
-    g->ins = malloc(n * sizeof *g->ins);
-    g->ins_id = malloc(n * sizeof *g->ins_id);
-    g->val = malloc(n * sizeof *g->val);
-    g->val_int = malloc(n);
-    g->slot = malloc(n * sizeof *g->slot);
-    g->hkey = malloc(h * sizeof *g->hkey);
-    g->hpos = malloc(h * sizeof *g->hpos);
+    g->id = ag__malloc(n * sizeof *g->id);
+    g->k = ag__malloc(n * sizeof *g->k);
+    g->op = ag__malloc(n);
+    g->src = ag__malloc(n * sizeof *g->src);
+    g->ins = ag__malloc(n * sizeof *g->ins);
+    g->ins_id = ag__malloc(n * sizeof *g->ins_id);
+    g->val = ag__malloc(n * sizeof *g->val);
+    g->val_int = ag__malloc(n);
+    g->slot = ag__malloc(n * sizeof *g->slot);
+    g->hkey = ag__malloc(h * sizeof *g->hkey);
+    g->hpos = ag__malloc(h * sizeof *g->hpos);
     if (!g->id || !g->k || !g->op || !g->src || !g->ins || !g->ins_id ||
         !g->val || !g->val_int || !g->slot || !g->hkey || !g->hpos)
         return AG_ERR_NOMEM;
@@ -93,9 +94,9 @@ static void build_index(ag_graph *g, const ag_ctx *c) {
 
 int ag_graph_new(ag_ctx *c, int64_t h, ag_graph **out) {
     *out = NULL;
-    ag_graph *g = calloc(1, sizeof *g);
+    ag_graph *g = ag__calloc(1, sizeof *g);
     if (!g || pthread_mutex_init(&g->lock, NULL) != 0) {
-        free(g);
+        ag__free(g);
         return AG_ERR_NOMEM;
     }
     g->ctx = c;
@@ -118,7 +119,7 @@ int ag_graph_new(ag_ctx *c, int64_t h, ag_graph **out) {
     if (st != AG_OK) {
         free_arrays(g);
         pthread_mutex_destroy(&g->lock);
-        free(g);
+        ag__free(g);
         return st;
     }
     *out = g;
@@ -134,7 +135,7 @@ void ag_graph_free(ag_graph *g) {
     AG_UNLOCK(c);
     free_arrays(g);
     pthread_mutex_destroy(&g->lock);
-    free(g);
+    ag__free(g);
 }
 
 /* ---- single-row replay: the eager rules --------------------------------- */
