@@ -29,19 +29,19 @@ static double now_ns(void) {
     return t.tv_sec * 1e9 + t.tv_nsec;
 }
 
-static int32_t must(int64_t id) {
-    if (id < 0) {
-        fprintf(stderr, "bench_engine: %s\n", ag_status_str((int)id));
+static int64_t must(int64_t h) {
+    if (h < 0) {
+        fprintf(stderr, "bench_engine: %s\n", ag_status_str((int)h));
         exit(1);
     }
-    return (int32_t)id;
+    return h;
 }
 
 /* h = h * 1.0001 + 0.001 from a leaf: 4 nodes a step (2 consts). */
-static int32_t build_chain(ag_ctx *c, long nodes) {
-    int32_t h = must(ag_leaf(c, 1.0, 0));
+static int64_t build_chain(ag_ctx *c, long nodes) {
+    int64_t h = must(ag_leaf(c, 1.0, 0));
     for (long i = 0; i < (nodes - 1) / 4; i++) {
-        int32_t m = must(ag_apply_const(c, AG_MUL, h, 1.0001, 0, 0));
+        int64_t m = must(ag_apply_const(c, AG_MUL, h, 1.0001, 0, 0));
         ag_release(c, h);
         h = must(ag_apply_const(c, AG_ADD, m, 0.001, 0, 0));
         ag_release(c, m);
@@ -50,13 +50,13 @@ static int32_t build_chain(ag_ctx *c, long nodes) {
 }
 
 /* x0*x0 + x1*x1 + ...: 3 nodes a term (leaf, square, sum). */
-static int32_t build_sum_of_squares(ag_ctx *c, long nodes) {
-    int32_t acc = must(ag_leaf(c, 0, 1));
+static int64_t build_sum_of_squares(ag_ctx *c, long nodes) {
+    int64_t acc = must(ag_leaf(c, 0, 1));
     for (long i = 0; i < (nodes - 1) / 3; i++) {
-        int32_t x = must(ag_leaf(c, 0.001 * (double)i, 0));
-        int32_t sq = must(ag_apply(c, AG_MUL, x, x, 0.0, 0));
+        int64_t x = must(ag_leaf(c, 0.001 * (double)i, 0));
+        int64_t sq = must(ag_apply(c, AG_MUL, x, x, 0.0, 0));
         ag_release(c, x);
-        int32_t s = must(ag_apply(c, AG_ADD, acc, sq, 0.0, 0));
+        int64_t s = must(ag_apply(c, AG_ADD, acc, sq, 0.0, 0));
         ag_release(c, acc);
         ag_release(c, sq);
         acc = s;
@@ -66,14 +66,14 @@ static int32_t build_sum_of_squares(ag_ctx *c, long nodes) {
 
 typedef struct {
     const char *name;
-    int32_t (*build)(ag_ctx *, long);
+    int64_t (*build)(ag_ctx *, long);
 } graph;
 
 typedef struct { double build, backward, free; } per_node;  /* ns */
 
 static per_node run_once(ag_ctx *c, const graph *g, long nodes, long *made) {
     double t0 = now_ns();
-    int32_t root = g->build(c, nodes);
+    int64_t root = g->build(c, nodes);
     double t1 = now_ns();
     ag_backward(c, root);
     double t2 = now_ns();

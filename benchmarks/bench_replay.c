@@ -53,21 +53,21 @@ static double uniform(double lo, double hi) {         /* xorshift64* */
 }
 
 /* Exit on a failed status: the benchmark has no recovery to offer. */
-static int64_t check(int64_t id, const char *what) {
-    if (id < 0) {
-        fprintf(stderr, "bench_replay: %s: %s\n", what, ag_status_str((int)id));
+static int64_t check(int64_t r, const char *what) {
+    if (r < 0) {
+        fprintf(stderr, "bench_replay: %s: %s\n", what, ag_status_str((int)r));
         exit(1);
     }
-    return id;
+    return r;
 }
 
-/* An MLP's parameters: per layer, w (n_out * n_in ids) and b (n_out ids). */
+/* An MLP's parameters: per layer, w (n_out * n_in handles) and b (n_out). */
 typedef struct mlp {
     int n_layers;
     int32_t sizes[4];       /* n_in, hidden..., n_out              */
-    int32_t *w[3], *b[3];
+    int64_t *w[3], *b[3];
     int32_t n_params;
-    int32_t *params;        /* all ids, micrograd's order           */
+    int64_t *params;        /* all handles, micrograd's order       */
 } mlp;
 
 static void mlp_init(ag_ctx *c, mlp *m, int32_t hidden) {
@@ -75,25 +75,25 @@ static void mlp_init(ag_ctx *c, mlp *m, int32_t hidden) {
     m->n_layers = 3;
     memcpy(m->sizes, sizes, sizeof sizes);
     m->n_params = 0;
-    m->params = malloc(sizeof(int32_t) * (size_t)(3 * hidden * hidden + 10 * hidden + 10));
+    m->params = malloc(sizeof(int64_t) * (size_t)(3 * hidden * hidden + 10 * hidden + 10));
     for (int l = 0; l < 3; l++) {
         int32_t nin = sizes[l], nout = sizes[l + 1];
-        m->w[l] = malloc(sizeof(int32_t) * (size_t)(nin * nout));
-        m->b[l] = malloc(sizeof(int32_t) * (size_t)nout);
+        m->w[l] = malloc(sizeof(int64_t) * (size_t)(nin * nout));
+        m->b[l] = malloc(sizeof(int64_t) * (size_t)nout);
         for (int32_t j = 0; j < nout; j++) {
             for (int32_t i = 0; i < nin; i++) {
-                m->w[l][j * nin + i] = (int32_t)check(ag_leaf(c, uniform(-1, 1), 0), "leaf");
+                m->w[l][j * nin + i] = check(ag_leaf(c, uniform(-1, 1), 0), "leaf");
                 m->params[m->n_params++] = m->w[l][j * nin + i];
             }
-            m->b[l][j] = (int32_t)check(ag_leaf(c, 0.0, 1), "leaf");   /* Value(0) */
+            m->b[l][j] = check(ag_leaf(c, 0.0, 1), "leaf");   /* Value(0) */
             m->params[m->n_params++] = m->b[l][j];
         }
     }
 }
 
-/* score = mlp(x) (x: 2 ids); the caller owns the returned handle. */
-static int32_t mlp_apply(ag_ctx *c, const mlp *m, const int32_t *x) {
-    int32_t buf[2][64], *in = (int32_t *)x, *out = buf[0];
+/* score = mlp(x) (x: 2 handles); the caller owns the returned handle. */
+static int64_t mlp_apply(ag_ctx *c, const mlp *m, const int64_t *x) {
+    int64_t buf[2][64], *in = (int64_t *)x, *out = buf[0];
     for (int l = 0; l < m->n_layers; l++) {
         out = buf[l % 2];
         int st = ag_layer(c, m->w[l], m->b[l], in, m->sizes[l], m->sizes[l + 1],
@@ -106,55 +106,55 @@ static int32_t mlp_apply(ag_ctx *c, const mlp *m, const int32_t *x) {
 }
 
 /* (1 + -y * score).relu() with y a node, as micrograd builds it. */
-static int32_t hinge(ag_ctx *c, int32_t y, int32_t score) {
-    int32_t ny = (int32_t)check(ag_apply_const(c, AG_MUL, y, -1, 1, 0), "neg");
-    int32_t t = (int32_t)check(ag_apply(c, AG_MUL, ny, score, 0, 0), "mul");
-    int32_t u = (int32_t)check(ag_apply_const(c, AG_ADD, t, 1, 1, 0), "add");
-    int32_t h = (int32_t)check(ag_apply(c, AG_RELU, u, -1, 0, 0), "relu");
+static int64_t hinge(ag_ctx *c, int64_t y, int64_t score) {
+    int64_t ny = check(ag_apply_const(c, AG_MUL, y, -1, 1, 0), "neg");
+    int64_t t = check(ag_apply(c, AG_MUL, ny, score, 0, 0), "mul");
+    int64_t u = check(ag_apply_const(c, AG_ADD, t, 1, 1, 0), "add");
+    int64_t h = check(ag_apply(c, AG_RELU, u, -1, 0, 0), "relu");
     ag_release(c, ny); ag_release(c, t); ag_release(c, u);
     return h;
 }
 
 /* acc + x, replacing the handle acc by the sum's. */
-static int32_t add_into(ag_ctx *c, int32_t acc, int32_t x) {
-    int32_t s = (int32_t)check(ag_apply(c, AG_ADD, acc, x, 0, 0), "add");
+static int64_t add_into(ag_ctx *c, int64_t acc, int64_t x) {
+    int64_t s = check(ag_apply(c, AG_ADD, acc, x, 0, 0), "add");
     ag_release(c, acc);
     return s;
 }
 
 /* micrograd's moons loss over n points: mean hinge + 1e-4 * sum(p * p). */
-static int32_t moons_loss(ag_ctx *c, const mlp *m, int n) {
-    int32_t data = (int32_t)check(ag_leaf(c, 0, 1), "leaf");   /* sum(...) */
+static int64_t moons_loss(ag_ctx *c, const mlp *m, int n) {
+    int64_t data = check(ag_leaf(c, 0, 1), "leaf");   /* sum(...) */
     for (int i = 0; i < n; i++) {
-        int32_t x[2] = {(int32_t)check(ag_leaf(c, uniform(-1, 2), 0), "leaf"),
-                        (int32_t)check(ag_leaf(c, uniform(-1, 1), 0), "leaf")};
-        int32_t y = (int32_t)check(ag_leaf(c, i % 2 ? 1 : -1, 1), "leaf");
-        int32_t score = mlp_apply(c, m, x);
+        int64_t x[2] = {check(ag_leaf(c, uniform(-1, 2), 0), "leaf"),
+                        check(ag_leaf(c, uniform(-1, 1), 0), "leaf")};
+        int64_t y = check(ag_leaf(c, i % 2 ? 1 : -1, 1), "leaf");
+        int64_t score = mlp_apply(c, m, x);
         data = add_into(c, data, hinge(c, y, score));
         ag_release(c, score); ag_release(c, x[0]); ag_release(c, x[1]);
         ag_release(c, y);
     }
-    int32_t mean = (int32_t)check(ag_apply_const(c, AG_MUL, data, 1.0 / n, 0, 0), "mul");
-    int32_t reg = (int32_t)check(ag_leaf(c, 0, 1), "leaf");
+    int64_t mean = check(ag_apply_const(c, AG_MUL, data, 1.0 / n, 0, 0), "mul");
+    int64_t reg = check(ag_leaf(c, 0, 1), "leaf");
     for (int32_t i = 0; i < m->n_params; i++) {
-        int32_t sq = (int32_t)check(ag_apply(c, AG_MUL, m->params[i], m->params[i], 0, 0), "mul");
+        int64_t sq = check(ag_apply(c, AG_MUL, m->params[i], m->params[i], 0, 0), "mul");
         reg = add_into(c, reg, sq);
         ag_release(c, sq);
     }
-    int32_t l2 = (int32_t)check(ag_apply_const(c, AG_MUL, reg, 1e-4, 0, 1), "mul");
-    int32_t total = (int32_t)check(ag_apply(c, AG_ADD, mean, l2, 0, 0), "add");
+    int64_t l2 = check(ag_apply_const(c, AG_MUL, reg, 1e-4, 0, 1), "mul");
+    int64_t total = check(ag_apply(c, AG_ADD, mean, l2, 0, 0), "add");
     ag_release(c, data); ag_release(c, mean); ag_release(c, reg); ag_release(c, l2);
     return total;
 }
 
 /* h = h * 1.0001 + 0.001 from a leaf, `steps` times: 4 nodes a step, half
  * of them constant leaves (which a replay reads, not computes). */
-static int32_t chain(ag_ctx *c, long steps) {
-    int32_t h = (int32_t)check(ag_leaf(c, 1.0, 0), "leaf");
+static int64_t chain(ag_ctx *c, long steps) {
+    int64_t h = check(ag_leaf(c, 1.0, 0), "leaf");
     for (long i = 0; i < steps; i++) {
-        int32_t m = (int32_t)check(ag_apply_const(c, AG_MUL, h, 1.0001, 0, 0), "mul");
+        int64_t m = check(ag_apply_const(c, AG_MUL, h, 1.0001, 0, 0), "mul");
         ag_release(c, h);
-        h = (int32_t)check(ag_apply_const(c, AG_ADD, m, 0.001, 0, 0), "add");
+        h = check(ag_apply_const(c, AG_ADD, m, 0.001, 0, 0), "add");
         ag_release(c, m);
     }
     return h;
@@ -162,14 +162,14 @@ static int32_t chain(ag_ctx *c, long steps) {
 
 /* Time ag_graph_forward + ag_graph_backward on the graph of root (c's),
  * and ag_backward for reference; print ns per node; free c. */
-static void bench_single_row(const char *what, ag_ctx *c, int32_t root) {
+static void bench_single_row(const char *what, ag_ctx *c, int64_t root) {
     ag_graph *g;
     check(ag_graph_new(c, root, &g), "capture");
     int32_t n = ag_graph_size(g);
     double fwd[REPEATS], bwd[REPEATS], both[REPEATS], eager[REPEATS];
     for (int r = 0; r < REPEATS; r++) {
         double t0 = now();
-        check(-ag_graph_forward(g), "forward");
+        check(ag_graph_forward(g), "forward");
         double t1 = now();
         ag_graph_backward(g);
         double t2 = now();
@@ -197,11 +197,11 @@ static void bench_batched(int32_t hidden, int64_t rows) {
     ag_ctx *c = ag_ctx_new();
     mlp m;
     mlp_init(c, &m, hidden);
-    int32_t in[3] = {(int32_t)check(ag_leaf(c, 0.0, 0), "leaf"),
-                     (int32_t)check(ag_leaf(c, 0.0, 0), "leaf"),
-                     (int32_t)check(ag_leaf(c, 0.0, 0), "leaf")};
-    int32_t score = mlp_apply(c, &m, in);
-    int32_t loss = hinge(c, in[2], score);
+    int64_t in[3] = {check(ag_leaf(c, 0.0, 0), "leaf"),
+                     check(ag_leaf(c, 0.0, 0), "leaf"),
+                     check(ag_leaf(c, 0.0, 0), "leaf")};
+    int64_t score = mlp_apply(c, &m, in);
+    int64_t loss = hinge(c, in[2], score);
     ag_graph *g;
     check(ag_graph_new(c, loss, &g), "capture");
     int32_t n = ag_graph_size(g);
@@ -220,8 +220,8 @@ static void bench_batched(int32_t hidden, int64_t rows) {
         double t[REPEATS];
         for (int r = 0; r < REPEATS; r++) {
             double t0 = now();
-            check(-ag_graph_run(g, in, 3, x, rows, 3, m.params, m.n_params, out,
-                                sums, threads), "run");
+            check(ag_graph_run(g, in, 3, x, rows, 3, m.params, m.n_params, out,
+                               sums, threads), "run");
             t[r] = (now() - t0) * 1e9 / ((double)n * (double)rows);
         }
         double med = median(t, REPEATS);

@@ -53,7 +53,9 @@ struct ag_ctx {
     int32_t *order;     /* topological order (children first)           */
     int32_t *stack;     /* DFS stack                                    */
     size_t cap;         /* slots allocated                              */
-    size_t used;        /* slots ever handed out (high-water mark)      */
+    size_t used;        /* slots handed out (high-water mark since the
+                         * last trim)                                    */
+    size_t ever_used;   /* the most `used` has ever been                */
     size_t live;        /* slots in use                                 */
     size_t limit;       /* max live nodes, 0 = none                     */
     uint64_t *freemap;  /* bit i: slot i (< used) is free; cap/64 words  */
@@ -82,7 +84,9 @@ static inline int64_t ag__handle(const ag_ctx *c, int32_t id) {
  * AG_ERR_STALE for a node freed since (its slot free, or holding a newer
  * node).  Locked. */
 static inline int64_t ag__slot(const ag_ctx *c, int64_t h) {
-    if (h < 0 || (uint64_t)(uint32_t)h >= c->used) return AG_ERR_ARG;
+    if (h < 0) return AG_ERR_ARG;
+    if ((uint64_t)(uint32_t)h >= c->used)    /* beyond a trim, or never used */
+        return (uint64_t)(uint32_t)h < c->ever_used ? AG_ERR_STALE : AG_ERR_ARG;
     int32_t id = (int32_t)(uint32_t)h;
     if (c->op[id] == AG_FREE_OP || c->gen[id] != (uint32_t)(h >> 32))
         return AG_ERR_STALE;
@@ -134,6 +138,7 @@ static AG_ALWAYS_INLINE int32_t ag__alloc(ag_ctx *c, int op, double v, int flags
     } else {
         assert(c->used < c->cap);
         id = (int32_t)c->used++;
+        if (c->used > c->ever_used) c->ever_used = c->used;
     }
     c->live++;
     c->data[id] = v;                    /* grad[] and k[] are left unwritten */

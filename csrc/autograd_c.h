@@ -7,7 +7,8 @@
  * them.  A slot's generation changes when its node is freed, so a handle
  * that outlived its node is told apart from the slot's next node: every
  * function that takes a handle checks it and fails with AG_ERR_STALE,
- * never touching another node.  Nodes are reference counted: the caller
+ * never touching another node.  (Generations have 31 bits: a handle kept
+ * through 2**31 reuses of its slot would name the slot's node again.)  Nodes are reference counted: the caller
  * owns one reference for every handle a constructor returns and gives it
  * back with ag_release().  A node also holds one reference on each of its
  * children, so a node lives while any handle reaches it, directly or
@@ -83,7 +84,8 @@ typedef enum ag_status {
     AG_ERR_INT_RANGE = -5, /* int result beyond the range of a double            */
     AG_ERR_DOMAIN = -6,    /* math domain error (log of x <= 0)                  */
     AG_ERR_COMPLEX = -7,   /* negative base to a fractional power                */
-    AG_ERR_ARG = -8,       /* bad argument: unknown op, bad handle, wrong shape  */
+    AG_ERR_ARG = -8,       /* bad argument: unknown op, a number that is no
+                            * handle, wrong shape                             */
     AG_ERR_NOT_LEAF = -9,  /* a replay input that is not a leaf of the graph     */
     AG_ERR_STALE = -10     /* a handle whose node has been freed since           */
 } ag_status;
@@ -179,8 +181,9 @@ int ag_set_grad_enabled(int enabled);
 int ag_is_grad_enabled(void);
 
 /* Every function below that takes a handle fails with AG_ERR_STALE for a
- * handle whose node has been freed and AG_ERR_ARG for a number that is no
- * handle of ctx, changing nothing. */
+ * handle whose node has been freed (or that names the live node of its
+ * slot with another generation) and AG_ERR_ARG for a number that is no
+ * handle of ctx, changing nothing; then it writes none of its outputs. */
 
 /* A new leaf holding v (is_int: v is a Python int).  Returns its handle,
  * one reference owned by the caller, or AG_ERR_NOMEM / AG_ERR_LIMIT. */
@@ -212,7 +215,9 @@ int64_t ag_opaque(ag_ctx *ctx, double v, int is_int, int64_t a, int64_t b,
 /* Take one more reference on a node / give one back.  When the last
  * reference to a node goes, the node is freed, then every child that nothing
  * else reaches, iteratively (no recursion, any depth).  AG_OK or a status
- * (ag_release_many checks every handle first: on failure none is released). */
+ * (ag_release_many checks every handle first: on failure none is released;
+ * a node named twice must hold two references -- if the first release
+ * frees it, the second is skipped). */
 int ag_retain(ag_ctx *ctx, int64_t h);
 int ag_release(ag_ctx *ctx, int64_t h);
 int ag_release_many(ag_ctx *ctx, const int64_t *hs, size_t n);
@@ -244,8 +249,9 @@ int ag_set_grad(ag_ctx *ctx, int64_t h, double v, int is_int);
 int ag_node_info(ag_ctx *ctx, int64_t h, ag_node *out);
 
 /* Copy the name ag_opaque kept with node h into buf (cap bytes, NUL
- * terminated, "" when it has none).  Returns the name's length -- when it is
- * >= cap, buf holds a cut copy: call again with more room -- or a status. */
+ * terminated, "" when it has none; buf may be NULL when cap is 0).
+ * Returns the name's length -- when it is >= cap, buf holds a cut copy:
+ * call again with more room -- or a status. */
 int64_t ag_node_name(ag_ctx *ctx, int64_t h, char *buf, size_t cap);
 
 /* The references that no child link holds -- a caller's handles, a
@@ -297,7 +303,8 @@ void ag_graph_free(ag_graph *g);
 /* Number of nodes in the program (>= 1). */
 int32_t ag_graph_size(const ag_graph *g);
 
-/* Program position of node h, or -1 when h is not a node of the graph. */
+/* Program position of node h, or -1 when h is not a node of the graph (a
+ * stale handle never is). */
 int32_t ag_graph_position(const ag_graph *g, int64_t h);
 
 /* Recompute every node from its leaves, as building the graph anew would:
@@ -330,7 +337,8 @@ int ag_graph_backward(ag_graph *g);
  * each with its own scratch), whose sums are added in thread order -- equal to
  * threads = 1 up to floating-point reassociation.  The context lock is held
  * only to read source data.
- * Returns AG_OK; AG_ERR_NOT_LEAF (an input is not a leaf of the graph),
+ * Returns AG_OK; AG_ERR_STALE (an input or grads handle whose node was
+ * freed), AG_ERR_NOT_LEAF (an input is not a leaf of the graph),
  * AG_ERR_ARG (a grads node not in the graph, a repeated input, a negative
  * count, row_stride < n_inputs, threads < 1, NULL where data is needed) or
  * AG_ERR_NOMEM, with nothing written. */

@@ -220,6 +220,17 @@ static int ensure_scratch(ag_graph *g, int threads, int32_t n_acc) {
     return AG_OK;
 }
 
+/* The status for handle h, which is no node of graph g: that of a stale
+ * or bad handle when it is one (AG_ERR_STALE, AG_ERR_ARG), else
+ * not_in_graph. */
+static int not_in_graph(ag_graph *g, int64_t h, int not_in_graph) {
+    ag_ctx *c = g->ctx;
+    AG_LOCK(c);
+    int64_t id = ag__slot(c, h);
+    AG_UNLOCK(c);
+    return id < 0 ? (int)id : not_in_graph;
+}
+
 /* Positions of the inputs (distinct leaves) and grads (any node) into
  * pos[0..n_in) and pos[n_in..n_in+n_grads).  AG_OK or a status. */
 static int find_positions(ag_graph *g, const int64_t *inputs, int32_t n_in,
@@ -229,7 +240,8 @@ static int find_positions(ag_graph *g, const int64_t *inputs, int32_t n_in,
     int32_t i = 0;
     for (; i < n_in && st == AG_OK; i++) {    /* mark inputs with slot -2 */
         int32_t p = ag__graph_position(g, inputs[i]);
-        if (p < 0 || !ag__is_source(g->op[p])) st = AG_ERR_NOT_LEAF;
+        if (p < 0) st = not_in_graph(g, inputs[i], AG_ERR_NOT_LEAF);
+        else if (!ag__is_source(g->op[p])) st = AG_ERR_NOT_LEAF;
         else if (g->slot[p] == -2) st = AG_ERR_ARG;
         else { g->slot[p] = -2; pos[i] = p; }
     }
@@ -237,7 +249,7 @@ static int find_positions(ag_graph *g, const int64_t *inputs, int32_t n_in,
     while (i-- > 0) g->slot[pos[i]] = -1;
     for (int32_t j = 0; j < n_grads && st == AG_OK; j++) {
         pos[n_in + j] = ag__graph_position(g, grads[j]);
-        if (pos[n_in + j] < 0) st = AG_ERR_ARG;
+        if (pos[n_in + j] < 0) st = not_in_graph(g, grads[j], AG_ERR_ARG);
     }
     return st;
 }

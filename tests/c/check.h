@@ -8,6 +8,7 @@
 #ifndef AG_TEST_CHECK_H
 #define AG_TEST_CHECK_H
 
+#include <complex.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,14 +56,14 @@ static inline void check_i64_at(int64_t got, int64_t want, const char *what,
 
 /* ---- helpers over the public API ---------------------------------------- */
 
-/* A constructor's id, or the end of the run: later calls would use it. */
-static inline int32_t must(int64_t id, const char *what) {
-    if (id < 0) {
+/* A constructor's handle, or the end of the run: later calls would use it. */
+static inline int64_t must(int64_t h, const char *what) {
+    if (h < 0) {
         printf("  FATAL %s: %s returned %lld (%s)\n", current_test, what,
-               (long long)id, ag_status_str((int)id));
+               (long long)h, ag_status_str((int)h));
         exit(1);
     }
-    return (int32_t)id;
+    return h;
 }
 
 static ag_ctx *ctx_new(void) {
@@ -85,30 +86,57 @@ static inline void ctx_done(ag_ctx *c) {
     ag_ctx_free(c);
 }
 
-static inline int32_t leaf(ag_ctx *c, double v, int is_int) {
+static inline int64_t leaf(ag_ctx *c, double v, int is_int) {
     return must(ag_leaf(c, v, is_int), "ag_leaf");
 }
 
-static inline int32_t apply2(ag_ctx *c, int op, int32_t a, int32_t b) {
+static inline int64_t apply2(ag_ctx *c, int op, int64_t a, int64_t b) {
     return must(ag_apply(c, op, a, b, 0.0, 0), "ag_apply");
 }
 
-static inline int32_t apply1(ag_ctx *c, int op, int32_t a) {
+static inline int64_t apply1(ag_ctx *c, int op, int64_t a) {
     return must(ag_apply(c, op, a, -1, 0.0, 0), "ag_apply");
 }
 
-static inline int32_t pow_const(ag_ctx *c, int32_t a, double k, int k_int) {
+static inline int64_t pow_const(ag_ctx *c, int64_t a, double k, int k_int) {
     return must(ag_apply(c, AG_POW_CONST, a, -1, k, k_int), "ag_apply pow");
 }
 
 static inline int is_binary(int op) { return ag_op_arity(op) == 2; }
 
-static inline int data_int(ag_ctx *c, int32_t id) {
-    return (ag_flags(c, id) & AG_DATA_INT) != 0;
+/* The slot a handle names (its low 32 bits). */
+static inline uint32_t slot_of(int64_t h) { return (uint32_t)h; }
+
+/* A node's value / gradient (ag_read's real part).  The node must be live:
+ * a failed read is a failed check (and reads 0).  These helpers (and
+ * flags_of, data_int, grad_int) count as checks: one thread at a time. */
+static inline double read_at(ag_ctx *c, int64_t h, int what, const char *file,
+                             int line) {
+    double _Complex r = ag_read(c, h, what);
+    check_at(cimag(r) == 0.0 || cimag(r) == 1.0, "ag_read of a live node",
+             file, line);
+    return creal(r);
 }
 
-static inline int grad_int(ag_ctx *c, int32_t id) {
-    return (ag_flags(c, id) & AG_GRAD_INT) != 0;
+#define data_of(c, h) read_at((c), (h), AG_READ_DATA, __FILE__, __LINE__)
+#define grad_of(c, h) read_at((c), (h), AG_READ_GRAD, __FILE__, __LINE__)
+
+/* AG_DATA_INT | AG_GRAD_INT | AG_K_INT of a live node (ag_node_info). */
+static inline int flags_at(ag_ctx *c, int64_t h, const char *file, int line) {
+    ag_node n;
+    int st = ag_node_info(c, h, &n);
+    check_at(st == AG_OK, "ag_node_info of a live node", file, line);
+    return st == AG_OK ? n.flags : 0;
+}
+
+#define flags_of(c, h) flags_at((c), (h), __FILE__, __LINE__)
+
+static inline int data_int(ag_ctx *c, int64_t h) {
+    return (flags_of(c, h) & AG_DATA_INT) != 0;
+}
+
+static inline int grad_int(ag_ctx *c, int64_t h) {
+    return (flags_of(c, h) & AG_GRAD_INT) != 0;
 }
 
 typedef struct { const char *name; void (*fn)(void); } test_case;

@@ -76,8 +76,8 @@ static void run_apply_case(ag_ctx *c, int i, int by_const) {
     char what[96];
     snprintf(what, sizeof what, "apply case %d (op %d)%s", i, t->op,
              by_const ? " by ag_apply_const" : "");
-    int32_t x = leaf(c, t->x, t->x_int);
-    int32_t y = is_binary(t->op) && !by_const ? leaf(c, t->y, t->y_int) : -1;
+    int64_t x = leaf(c, t->x, t->x_int);
+    int64_t y = is_binary(t->op) && !by_const ? leaf(c, t->y, t->y_int) : -1;
     int64_t before = live(c);
     int64_t id = by_const ? ag_apply_const(c, t->op, x, t->y, t->y_int, 0)
                           : ag_apply(c, t->op, x, y, t->y, t->y_int);
@@ -85,13 +85,13 @@ static void run_apply_case(ag_ctx *c, int i, int by_const) {
         check_i64_at(id, t->status, what, __FILE__, __LINE__);
         check_i64_at(live(c), before, what, __FILE__, __LINE__);
     } else {
-        int32_t z = must(id, what);
+        int64_t z = must(id, what);
         check_i64_at(live(c), before + (by_const ? 2 : 1), what, __FILE__,
                      __LINE__);
-        check_near_at(ag_data(c, z), t->want, 0.0, what, __FILE__, __LINE__);
+        check_near_at(data_of(c, z), t->want, 0.0, what, __FILE__, __LINE__);
         check_i64_at(data_int(c, z), t->want_int, what, __FILE__, __LINE__);
         if (t->want_int && t->want == 0)
-            check_at(!signbit(ag_data(c, z)), what, __FILE__, __LINE__);
+            check_at(!signbit(data_of(c, z)), what, __FILE__, __LINE__);
         ag_release(c, z);
     }
     ag_release(c, x);
@@ -110,20 +110,20 @@ static void test_apply_values_and_errors(void) {
 
 static void test_leaf_flags(void) {
     ag_ctx *c = ctx_new();
-    int32_t i = leaf(c, 7, 1), f = leaf(c, 7.0, 0);
-    CHECK_EQ(ag_flags(c, i), AG_DATA_INT | AG_GRAD_INT);  /* grad: int 0 */
-    CHECK_EQ(ag_flags(c, f), AG_GRAD_INT);
-    CHECK_SAME(ag_data(c, i), 7.0);
-    CHECK_SAME(ag_grad(c, f), 0.0);
+    int64_t i = leaf(c, 7, 1), f = leaf(c, 7.0, 0);
+    CHECK_EQ(flags_of(c, i), AG_DATA_INT | AG_GRAD_INT);  /* grad: int 0 */
+    CHECK_EQ(flags_of(c, f), AG_GRAD_INT);
+    CHECK_SAME(data_of(c, i), 7.0);
+    CHECK_SAME(grad_of(c, f), 0.0);
     ag_node node;
     ag_node_info(c, f, &node);
     CHECK(node.op == AG_LEAF && node.a == -1 && node.b == -1);
     ag_set_data(c, f, 2.5, 0);
     ag_set_grad(c, f, 3, 1);
-    CHECK_SAME(ag_data(c, f), 2.5);
-    CHECK_EQ(ag_flags(c, f), AG_GRAD_INT);
+    CHECK_SAME(data_of(c, f), 2.5);
+    CHECK_EQ(flags_of(c, f), AG_GRAD_INT);
     ag_set_grad(c, i, 0.25, 0);
-    CHECK_EQ(ag_flags(c, i), AG_DATA_INT);
+    CHECK_EQ(flags_of(c, i), AG_DATA_INT);
     ag_release(c, i);
     ag_release(c, f);
     ctx_done(c);
@@ -132,16 +132,16 @@ static void test_leaf_flags(void) {
 /* a + 2 and 2 + a as micrograd builds them: a const leaf as the other child. */
 static void test_apply_const_children(void) {
     ag_ctx *c = ctx_new();
-    int32_t a = leaf(c, 3, 1);
+    int64_t a = leaf(c, 3, 1);
     for (int first = 0; first < 2; first++) {
-        int32_t z = must(ag_apply_const(c, AG_POW, a, 2, 1, first), "const");
+        int64_t z = must(ag_apply_const(c, AG_POW, a, 2, 1, first), "const");
         ag_node n;
         ag_node_info(c, z, &n);
-        int32_t k = first ? n.a : n.b;
+        int64_t k = first ? n.a : n.b;
         CHECK(n.op == AG_POW && (first ? n.b : n.a) == a);
-        CHECK_SAME(ag_data(c, k), 2.0);
+        CHECK_SAME(data_of(c, k), 2.0);
         CHECK(data_int(c, k));
-        CHECK_SAME(ag_data(c, z), first ? 8.0 : 9.0);  /* 2**3, 3**2 */
+        CHECK_SAME(data_of(c, z), first ? 8.0 : 9.0);  /* 2**3, 3**2 */
         ag_release(c, z);
         CHECK_EQ(live(c), 1);                 /* the const went with z */
     }
@@ -151,7 +151,7 @@ static void test_apply_const_children(void) {
 
 static void test_bad_arguments(void) {
     ag_ctx *c = ctx_new();
-    int32_t a = leaf(c, 1.0, 0), dead = leaf(c, 2.0, 0);
+    int64_t a = leaf(c, 1.0, 0), dead = leaf(c, 2.0, 0);
     ag_release(c, dead);
     int64_t before = live(c);
     const int bad_ops[] = {AG_LEAF, AG_OPAQUE, AG_OP_COUNT, -1, 99};
@@ -159,18 +159,20 @@ static void test_bad_arguments(void) {
         CHECK_EQ(ag_apply(c, bad_ops[i], a, a, 2.0, 1), AG_ERR_ARG);
         CHECK_EQ(ag_apply_const(c, bad_ops[i], a, 2.0, 1, 0), AG_ERR_ARG);
     }
-    const int32_t bad_ids[] = {dead, -1, -7, 1 << 30};
+    /* a released handle is stale; numbers that are no handle are bad */
+    const int64_t bad_ids[] = {dead, -1, -7, 1 << 30};
+    const int want[] = {AG_ERR_STALE, AG_ERR_ARG, AG_ERR_ARG, AG_ERR_ARG};
     for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
-        CHECK_EQ(ag_apply(c, AG_TANH, bad_ids[i], -1, 0, 0), AG_ERR_ARG);
-        CHECK_EQ(ag_apply(c, AG_ADD, a, bad_ids[i], 0, 0), AG_ERR_ARG);
-        CHECK_EQ(ag_apply(c, AG_MUL, bad_ids[i], a, 0, 0), AG_ERR_ARG);
-        CHECK_EQ(ag_apply_const(c, AG_ADD, bad_ids[i], 1, 1, 0), AG_ERR_ARG);
-        CHECK_EQ(ag_backward(c, bad_ids[i]), AG_ERR_ARG);
+        CHECK_EQ(ag_apply(c, AG_TANH, bad_ids[i], -1, 0, 0), want[i]);
+        CHECK_EQ(ag_apply(c, AG_ADD, a, bad_ids[i], 0, 0), want[i]);
+        CHECK_EQ(ag_apply(c, AG_MUL, bad_ids[i], a, 0, 0), want[i]);
+        CHECK_EQ(ag_apply_const(c, AG_ADD, bad_ids[i], 1, 1, 0), want[i]);
+        CHECK_EQ(ag_backward(c, bad_ids[i]), want[i]);
     }
-    CHECK_EQ(ag_grad(c, a), 0.0);                /* backward changed nothing */
+    CHECK_EQ(grad_of(c, a), 0.0);                /* backward changed nothing */
     CHECK_EQ(ag_apply_const(c, AG_RELU, a, 1, 1, 0), AG_ERR_ARG);  /* unary */
-    CHECK_EQ(ag_opaque(c, 1.0, 0, a, dead), AG_ERR_ARG);
-    CHECK_EQ(ag_opaque(c, 1.0, 0, 1 << 30, -1), AG_ERR_ARG);
+    CHECK_EQ(ag_opaque(c, 1.0, 0, a, dead, NULL), AG_ERR_STALE);
+    CHECK_EQ(ag_opaque(c, 1.0, 0, 1 << 30, -1, NULL), AG_ERR_ARG);
     CHECK_EQ(live(c), before);
     ag_release(c, a);
     ctx_done(c);
@@ -180,7 +182,7 @@ static void test_status_strings(void) {
     const char *unknown = ag_status_str(12345);
     CHECK(unknown != NULL);
     CHECK(strcmp(ag_status_str(AG_OK), "ok") == 0);
-    for (int s = AG_OK; s >= AG_ERR_NOT_LEAF; s--) {
+    for (int s = AG_OK; s >= AG_ERR_STALE; s--) {
         const char *text = ag_status_str(s);
         check_at(text && text[0] && strcmp(text, unknown) != 0,
                  "a known status has its own text", __FILE__, __LINE__);
@@ -188,7 +190,7 @@ static void test_status_strings(void) {
             check_at(strcmp(text, ag_status_str(t)) != 0,
                      "status texts are distinct", __FILE__, __LINE__);
     }
-    const int outside[] = {1, AG_ERR_NOT_LEAF - 1, -1000};
+    const int outside[] = {1, AG_ERR_STALE - 1, -1000};
     for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++)
         CHECK(strcmp(ag_status_str(outside[i]), unknown) == 0);
 }
@@ -225,20 +227,20 @@ static void test_grads_of_ops(void) {
     ag_ctx *c = ctx_new();
     for (size_t i = 0; i < sizeof grad_cases / sizeof grad_cases[0]; i++) {
         const grad_case *t = &grad_cases[i];
-        int32_t x = leaf(c, t->x, 0);
-        int32_t y = is_binary(t->op) ? leaf(c, t->y, t->y_int) : -1;
-        int32_t z = must(ag_apply(c, t->op, x, y, t->y, t->y_int), "op");
+        int64_t x = leaf(c, t->x, 0);
+        int64_t y = is_binary(t->op) ? leaf(c, t->y, t->y_int) : -1;
+        int64_t z = must(ag_apply(c, t->op, x, y, t->y, t->y_int), "op");
         CHECK_EQ(ag_backward(c, z), AG_OK);
         char what[64];
         snprintf(what, sizeof what, "grad case %zu: dz/dx", i);
-        check_near_at(ag_grad(c, x), t->gx, 1e-12, what, __FILE__, __LINE__);
+        check_near_at(grad_of(c, x), t->gx, 1e-12, what, __FILE__, __LINE__);
         if (y >= 0) {
             snprintf(what, sizeof what, "grad case %zu: dz/dy", i);
-            check_near_at(ag_grad(c, y), t->gy, 1e-12, what, __FILE__,
+            check_near_at(grad_of(c, y), t->gy, 1e-12, what, __FILE__,
                           __LINE__);
             ag_release(c, y);
         }
-        CHECK(ag_grad(c, z) == 1.0 && grad_int(c, z));
+        CHECK(grad_of(c, z) == 1.0 && grad_int(c, z));
         ag_release(c, z);
         ag_release(c, x);
     }
@@ -248,11 +250,11 @@ static void test_grads_of_ops(void) {
 /* micrograd keeps int grads int: d(x*y)/dx = y, (x**2)' = 2x, relu' = bool. */
 static void test_grad_int_flags(void) {
     ag_ctx *c = ctx_new();
-    int32_t x = leaf(c, 3, 1), y = leaf(c, 4, 1);
-    int32_t m = apply2(c, AG_MUL, x, y);
+    int64_t x = leaf(c, 3, 1), y = leaf(c, 4, 1);
+    int64_t m = apply2(c, AG_MUL, x, y);
     ag_backward(c, m);
-    CHECK(ag_grad(c, x) == 4 && grad_int(c, x));
-    CHECK(ag_grad(c, y) == 3 && grad_int(c, y));
+    CHECK(grad_of(c, x) == 4 && grad_int(c, x));
+    CHECK(grad_of(c, y) == 3 && grad_int(c, y));
     const struct { int op; double k; int k_int; double g; int g_int; } r[] = {
         {AG_POW_CONST, 2, 1, 6, 1},
         {AG_POW_CONST, -1, 1, -1.0 / 9, 0},
@@ -261,10 +263,10 @@ static void test_grad_int_flags(void) {
         {AG_ABS, 0, 0, 1, 1},                /* sign(3) * int 1: an int */
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
-        int32_t u = leaf(c, 3, 1);
-        int32_t z = must(ag_apply(c, r[i].op, u, -1, r[i].k, r[i].k_int), "op");
+        int64_t u = leaf(c, 3, 1);
+        int64_t z = must(ag_apply(c, r[i].op, u, -1, r[i].k, r[i].k_int), "op");
         ag_backward(c, z);
-        CHECK_NEAR(ag_grad(c, u), r[i].g);
+        CHECK_NEAR(grad_of(c, u), r[i].g);
         CHECK_EQ(grad_int(c, u), r[i].g_int);
         ag_release(c, z);
         ag_release(c, u);
@@ -278,25 +280,25 @@ static void test_grad_int_flags(void) {
 /* f = (a*b + b**2) * a: a and b each reach f by two paths. */
 static void test_shared_nodes(void) {
     ag_ctx *c = ctx_new();
-    int32_t a = leaf(c, 2.0, 0), b = leaf(c, -3.0, 0);
-    int32_t ab = apply2(c, AG_MUL, a, b), bb = pow_const(c, b, 2, 1);
-    int32_t e = apply2(c, AG_ADD, ab, bb), f = apply2(c, AG_MUL, e, a);
+    int64_t a = leaf(c, 2.0, 0), b = leaf(c, -3.0, 0);
+    int64_t ab = apply2(c, AG_MUL, a, b), bb = pow_const(c, b, 2, 1);
+    int64_t e = apply2(c, AG_ADD, ab, bb), f = apply2(c, AG_MUL, e, a);
     ag_backward(c, f);
-    CHECK_SAME(ag_data(c, f), 6.0);
-    CHECK_SAME(ag_grad(c, a), -3.0);          /* 2ab + b^2 */
-    CHECK_SAME(ag_grad(c, b), -8.0);          /* a^2 + 2ab */
-    CHECK_SAME(ag_grad(c, e), 2.0);
-    int32_t ids[] = {f, e, bb, ab, b, a};
+    CHECK_SAME(data_of(c, f), 6.0);
+    CHECK_SAME(grad_of(c, a), -3.0);          /* 2ab + b^2 */
+    CHECK_SAME(grad_of(c, b), -8.0);          /* a^2 + 2ab */
+    CHECK_SAME(grad_of(c, e), 2.0);
+    int64_t ids[] = {f, e, bb, ab, b, a};
     ag_release_many(c, ids, 6);
     /* one child twice: x*x and x+x */
-    int32_t x = leaf(c, 5.0, 0);
-    int32_t sq = apply2(c, AG_MUL, x, x), twice = apply2(c, AG_ADD, x, x);
+    int64_t x = leaf(c, 5.0, 0);
+    int64_t sq = apply2(c, AG_MUL, x, x), twice = apply2(c, AG_ADD, x, x);
     ag_backward(c, sq);
-    CHECK_SAME(ag_grad(c, x), 10.0);
+    CHECK_SAME(grad_of(c, x), 10.0);
     ag_set_grad(c, x, 0, 1);
     ag_backward(c, twice);
-    CHECK_SAME(ag_grad(c, x), 2.0);
-    int32_t ids2[] = {sq, twice, x};
+    CHECK_SAME(grad_of(c, x), 2.0);
+    int64_t ids2[] = {sq, twice, x};
     ag_release_many(c, ids2, 3);
     ctx_done(c);
 }
@@ -308,59 +310,59 @@ static void test_shared_nodes(void) {
  * c3 = -1e16 that order gives 1; the order of making (c3 first) gives 0. */
 static void test_backward_sums_in_depth_first_order(void) {
     ag_ctx *c = ctx_new();
-    int32_t x = leaf(c, 2.0, 0);
-    int32_t p3 = must(ag_apply_const(c, AG_MUL, x, -1e16, 0, 0), "p3");
-    int32_t p1 = must(ag_apply_const(c, AG_MUL, x, 1.0, 0, 0), "p1");
-    int32_t p2 = must(ag_apply_const(c, AG_MUL, x, 1e16, 0, 0), "p2");
-    int32_t s = apply2(c, AG_ADD, p1, p2);
-    int32_t root = apply2(c, AG_ADD, s, p3);
+    int64_t x = leaf(c, 2.0, 0);
+    int64_t p3 = must(ag_apply_const(c, AG_MUL, x, -1e16, 0, 0), "p3");
+    int64_t p1 = must(ag_apply_const(c, AG_MUL, x, 1.0, 0, 0), "p1");
+    int64_t p2 = must(ag_apply_const(c, AG_MUL, x, 1e16, 0, 0), "p2");
+    int64_t s = apply2(c, AG_ADD, p1, p2);
+    int64_t root = apply2(c, AG_ADD, s, p3);
     CHECK_EQ(ag_backward(c, root), AG_OK);
-    CHECK_SAME(ag_grad(c, x), 1.0);
+    CHECK_SAME(grad_of(c, x), 1.0);
     ag_graph *g;
     CHECK_EQ(ag_graph_new(c, root, &g), AG_OK);  /* replay: the same order */
     CHECK_EQ(ag_graph_forward(g), AG_OK);    /* op nodes' grads: int 0 */
     ag_set_grad(c, x, 0.0, 1);
     CHECK_EQ(ag_graph_backward(g), AG_OK);
-    CHECK_SAME(ag_grad(c, x), 1.0);
+    CHECK_SAME(grad_of(c, x), 1.0);
     ag_graph_free(g);
-    int32_t ids[] = {p3, p1, p2, s, root, x};
+    int64_t ids[] = {p3, p1, p2, s, root, x};
     ag_release_many(c, ids, 6);
     ctx_done(c);
 }
 
 static void test_backward_twice_accumulates(void) {
     ag_ctx *c = ctx_new();
-    int32_t x = leaf(c, 3, 1), y = leaf(c, 4, 1);
-    int32_t m = apply2(c, AG_MUL, x, y), z = apply2(c, AG_ADD, m, x);
+    int64_t x = leaf(c, 3, 1), y = leaf(c, 4, 1);
+    int64_t m = apply2(c, AG_MUL, x, y), z = apply2(c, AG_ADD, m, x);
     ag_backward(c, z);
-    CHECK(ag_grad(c, x) == 5 && ag_grad(c, y) == 3);
+    CHECK(grad_of(c, x) == 5 && grad_of(c, y) == 3);
     ag_backward(c, z);
-    CHECK(ag_grad(c, x) == 14 && ag_grad(c, y) == 9 && ag_grad(c, m) == 2);
-    CHECK(ag_grad(c, z) == 1 && grad_int(c, x));
-    int32_t ids[] = {z, m, x, y};
+    CHECK(grad_of(c, x) == 14 && grad_of(c, y) == 9 && grad_of(c, m) == 2);
+    CHECK(grad_of(c, z) == 1 && grad_int(c, x));
+    int64_t ids[] = {z, m, x, y};
     ag_release_many(c, ids, 4);
     ctx_done(c);
 }
 
 static void test_opaque_blocks_gradient(void) {
     ag_ctx *c = ctx_new();
-    int32_t a = leaf(c, 2.0, 0), b = leaf(c, 3.0, 0);
-    int32_t o = must(ag_opaque(c, 7, 1, a, b), "ag_opaque");
+    int64_t a = leaf(c, 2.0, 0), b = leaf(c, 3.0, 0);
+    int64_t o = must(ag_opaque(c, 7, 1, a, b, NULL), "ag_opaque");
     ag_node n;
     ag_node_info(c, o, &n);
     CHECK(n.op == AG_OPAQUE && n.a == a && n.b == b);
-    CHECK(ag_data(c, o) == 7 && data_int(c, o));
-    int32_t y = apply2(c, AG_MUL, o, a);
+    CHECK(data_of(c, o) == 7 && data_int(c, o));
+    int64_t y = apply2(c, AG_MUL, o, a);
     ag_backward(c, y);
-    CHECK_SAME(ag_grad(c, o), 2.0);
-    CHECK_SAME(ag_grad(c, a), 7.0);           /* only the direct path */
-    CHECK_SAME(ag_grad(c, b), 0.0);
+    CHECK_SAME(grad_of(c, o), 2.0);
+    CHECK_SAME(grad_of(c, a), 7.0);           /* only the direct path */
+    CHECK_SAME(grad_of(c, b), 0.0);
     ag_release(c, a);
     ag_release(c, b);
     ag_release(c, y);
     CHECK_EQ(live(c), 3);                     /* o keeps its children */
     ag_release(c, o);
-    int32_t lone = must(ag_opaque(c, 1.5, 0, -1, -1), "ag_opaque");
+    int64_t lone = must(ag_opaque(c, 1.5, 0, -1, -1, NULL), "ag_opaque");
     ag_node_info(c, lone, &n);
     CHECK(n.op == AG_OPAQUE && n.a == -1 && n.b == -1);
     ag_release(c, lone);
@@ -376,17 +378,17 @@ enum { DEEP_NODES = 1000000 };
 static void *deep_chain(void *arg) {
     ag_ctx *c = arg;
     const double r = 1.000001;
-    int32_t x = leaf(c, 1.0, 0), h = x;
+    int64_t x = leaf(c, 1.0, 0), h = x;
     ag_retain(c, x);                          /* h holds a handle too */
     for (int i = 0; i < DEEP_NODES / 2; i++) {
-        int32_t next = must(ag_apply_const(c, AG_MUL, h, r, 0, 0), "step");
+        int64_t next = must(ag_apply_const(c, AG_MUL, h, r, 0, 0), "step");
         ag_release(c, h);
         h = next;
     }
     CHECK_EQ(live(c), DEEP_NODES + 1);
     CHECK_EQ(ag_backward(c, h), AG_OK);
-    CHECK(fabs(ag_grad(c, x) / pow(r, DEEP_NODES / 2) - 1) < 1e-9);
-    CHECK(fabs(ag_data(c, h) / pow(r, DEEP_NODES / 2) - 1) < 1e-9);
+    CHECK(fabs(grad_of(c, x) / pow(r, DEEP_NODES / 2) - 1) < 1e-9);
+    CHECK(fabs(data_of(c, h) / pow(r, DEEP_NODES / 2) - 1) < 1e-9);
     ag_release(c, h);
     CHECK_EQ(live(c), 1);
     ag_release(c, x);
@@ -410,13 +412,13 @@ static void test_deep_chain(void) {
 }
 
 /* A sum of n squares: n leaves, n squares, n-1 adds.  Returns the root. */
-static int32_t sum_of_squares(ag_ctx *c, int n) {
-    int32_t acc = -1;
+static int64_t sum_of_squares(ag_ctx *c, int n) {
+    int64_t acc = -1;
     for (int i = 0; i < n; i++) {
-        int32_t x = leaf(c, i * 0.5, 0), sq = apply2(c, AG_MUL, x, x);
+        int64_t x = leaf(c, i * 0.5, 0), sq = apply2(c, AG_MUL, x, x);
         ag_release(c, x);
         if (acc < 0) { acc = sq; continue; }
-        int32_t s = apply2(c, AG_ADD, acc, sq);
+        int64_t s = apply2(c, AG_ADD, acc, sq);
         ag_release(c, acc);
         ag_release(c, sq);
         acc = s;
@@ -428,7 +430,7 @@ static void test_free_slots_reused(void) {
     ag_ctx *c = ctx_new();
     ag_stats first = {0};
     for (int round = 0; round < 6; round++) {
-        int32_t root = sum_of_squares(c, 20000);
+        int64_t root = sum_of_squares(c, 20000);
         CHECK_EQ(live(c), 3 * 20000 - 1);
         ag_backward(c, root);
         ag_release(c, root);
@@ -446,26 +448,28 @@ static void test_free_slots_reused(void) {
  * node, the AG_GRAD_ZERO flag stands for it) and it reports no exponent. */
 static void test_reused_slot_starts_clean(void) {
     ag_ctx *c = ctx_new();
-    int32_t x = leaf(c, 3.0, 0);
-    int32_t p = must(ag_apply(c, AG_POW_CONST, x, -1, 2.5, 0), "pow");
+    int64_t x = leaf(c, 3.0, 0);
+    int64_t p = must(ag_apply(c, AG_POW_CONST, x, -1, 2.5, 0), "pow");
     CHECK_EQ(ag_backward(c, p), AG_OK);
-    CHECK(ag_grad(c, x) != 0.0);
+    CHECK(grad_of(c, x) != 0.0);
     ag_release(c, p);
     ag_release(c, x);                         /* both slots free again */
-    int32_t y = leaf(c, 1.0, 0);
-    int32_t r = must(ag_apply(c, AG_RELU, y, -1, 0.0, 0), "relu");
-    CHECK(y == x || y == p);                  /* the freed slots, reused */
-    CHECK(r == x || r == p);
+    int64_t y = leaf(c, 1.0, 0);
+    int64_t r = must(ag_apply(c, AG_RELU, y, -1, 0.0, 0), "relu");
+    /* the freed slots, reused -- under new handles */
+    CHECK(slot_of(y) == slot_of(x) || slot_of(y) == slot_of(p));
+    CHECK(slot_of(r) == slot_of(x) || slot_of(r) == slot_of(p));
+    CHECK(y != x && y != p && r != x && r != p);
     ag_node node;
     ag_node_info(c, r, &node);
     CHECK_SAME(node.k, 0.0);
-    CHECK_SAME(ag_grad(c, y), 0.0);
-    CHECK_SAME(ag_grad(c, r), 0.0);
-    CHECK_EQ(ag_flags(c, y) & AG_GRAD_INT, AG_GRAD_INT);
-    CHECK_EQ(ag_flags(c, r) & AG_GRAD_INT, AG_GRAD_INT);
+    CHECK_SAME(grad_of(c, y), 0.0);
+    CHECK_SAME(grad_of(c, r), 0.0);
+    CHECK_EQ(flags_of(c, y) & AG_GRAD_INT, AG_GRAD_INT);
+    CHECK_EQ(flags_of(c, r) & AG_GRAD_INT, AG_GRAD_INT);
     CHECK_EQ(ag_backward(c, r), AG_OK);       /* 0 + 1 * (1 > 0): int 1 */
-    CHECK_SAME(ag_grad(c, y), 1.0);
-    CHECK_EQ(ag_flags(c, y) & AG_GRAD_INT, AG_GRAD_INT);
+    CHECK_SAME(grad_of(c, y), 1.0);
+    CHECK_EQ(flags_of(c, y) & AG_GRAD_INT, AG_GRAD_INT);
     ag_release(c, r);
     ag_release(c, y);
     ctx_done(c);
@@ -474,19 +478,19 @@ static void test_reused_slot_starts_clean(void) {
 /* A context made with AG_CTX_ONE_THREAD (no lock) computes what a locked one
  * does: the same graph, backward and replay give the same bits. */
 static void one_thread_work(ag_ctx *c, double out[4]) {
-    int32_t root = sum_of_squares(c, 3000);   /* about 2.2e9 */
-    int32_t s = must(ag_apply_const(c, AG_MUL, root, 1e-10, 0, 0), "scale");
-    int32_t t = must(ag_apply(c, AG_TANH, s, -1, 0.0, 0), "tanh");
+    int64_t root = sum_of_squares(c, 3000);   /* about 2.2e9 */
+    int64_t s = must(ag_apply_const(c, AG_MUL, root, 1e-10, 0, 0), "scale");
+    int64_t t = must(ag_apply(c, AG_TANH, s, -1, 0.0, 0), "tanh");
     ag_release(c, s);
     CHECK_EQ(ag_backward(c, t), AG_OK);
-    out[0] = ag_data(c, t);
-    out[1] = ag_grad(c, root);
+    out[0] = data_of(c, t);
+    out[1] = grad_of(c, root);
     ag_graph *g;
     CHECK_EQ(ag_graph_new(c, t, &g), AG_OK);
     CHECK_EQ(ag_graph_forward(g), AG_OK);
     CHECK_EQ(ag_graph_backward(g), AG_OK);
-    out[2] = ag_data(c, t);
-    out[3] = ag_grad(c, root);
+    out[2] = data_of(c, t);
+    out[3] = grad_of(c, root);
     ag_graph_free(g);
     ag_release(c, t);
     ag_release(c, root);
@@ -512,21 +516,21 @@ static void test_node_limit(void) {
     ag_ctx *c = ctx_new();
     ag_set_limit(c, 5);
     CHECK(stats(c).limit == 5);
-    int32_t ids[5];
+    int64_t ids[5];
     for (int i = 0; i < 5; i++) ids[i] = leaf(c, i, 1);
     CHECK_EQ(ag_leaf(c, 1.0, 0), AG_ERR_LIMIT);
     CHECK_EQ(ag_apply(c, AG_ADD, ids[0], ids[1], 0, 0), AG_ERR_LIMIT);
-    CHECK_EQ(ag_opaque(c, 1.0, 0, ids[0], -1), AG_ERR_LIMIT);
+    CHECK_EQ(ag_opaque(c, 1.0, 0, ids[0], -1, NULL), AG_ERR_LIMIT);
     CHECK_EQ(live(c), 5);
     ag_release(c, ids[4]);
     CHECK_EQ(ag_apply_const(c, AG_ADD, ids[0], 1, 1, 0), AG_ERR_LIMIT);
     ids[4] = apply2(c, AG_ADD, ids[0], ids[1]);  /* one free slot: fits */
-    CHECK(ag_data(c, ids[4]) == 1);
+    CHECK(data_of(c, ids[4]) == 1);
     CHECK_EQ(live(c), 5);
     ag_release_many(c, ids, 5);
     CHECK_EQ(live(c), 0);
-    int32_t root = sum_of_squares(c, 2);      /* 5 nodes */
-    CHECK_SAME(ag_data(c, root), 0.25);
+    int64_t root = sum_of_squares(c, 2);      /* 5 nodes */
+    CHECK_SAME(data_of(c, root), 0.25);
     ag_release(c, root);
     ag_set_limit(c, 0);
     root = sum_of_squares(c, 1000);
@@ -538,7 +542,7 @@ static void test_node_limit(void) {
 
 enum { N_IN = 3, N_OUT = 4 };
 
-typedef struct { int32_t w[N_OUT * N_IN], b[N_OUT], x[N_IN]; } layer_leaves;
+typedef struct { int64_t w[N_OUT * N_IN], b[N_OUT], x[N_IN]; } layer_leaves;
 
 /* Weights with outputs of both signs; int biases as micrograd's Value(0). */
 static void make_layer_leaves(ag_ctx *c, layer_leaves *L) {
@@ -556,19 +560,19 @@ static void release_layer_leaves(ag_ctx *c, const layer_leaves *L) {
 
 /* micrograd's Neuron by ag_apply: b + w0*x0 + w1*x1 + ..., then relu. */
 static void layer_by_apply(ag_ctx *c, const layer_leaves *L, int nonlin,
-                           int32_t *out) {
+                           int64_t *out) {
     for (int j = 0; j < N_OUT; j++) {
-        int32_t acc = L->b[j];
+        int64_t acc = L->b[j];
         ag_retain(c, acc);
         for (int i = 0; i < N_IN; i++) {
-            int32_t p = apply2(c, AG_MUL, L->w[j * N_IN + i], L->x[i]);
-            int32_t s = apply2(c, AG_ADD, acc, p);
+            int64_t p = apply2(c, AG_MUL, L->w[j * N_IN + i], L->x[i]);
+            int64_t s = apply2(c, AG_ADD, acc, p);
             ag_release(c, p);
             ag_release(c, acc);
             acc = s;
         }
         if (nonlin) {
-            int32_t r = apply1(c, AG_RELU, acc);
+            int64_t r = apply1(c, AG_RELU, acc);
             ag_release(c, acc);
             acc = r;
         }
@@ -577,10 +581,10 @@ static void layer_by_apply(ag_ctx *c, const layer_leaves *L, int nonlin,
 }
 
 /* The sum of the outputs, backpropagated; consumes the output handles. */
-static void backward_sum(ag_ctx *c, int32_t *out) {
-    int32_t acc = out[0];
+static void backward_sum(ag_ctx *c, int64_t *out) {
+    int64_t acc = out[0];
     for (int j = 1; j < N_OUT; j++) {
-        int32_t s = apply2(c, AG_ADD, acc, out[j]);
+        int64_t s = apply2(c, AG_ADD, acc, out[j]);
         ag_release(c, acc);
         ag_release(c, out[j]);
         acc = s;
@@ -589,10 +593,10 @@ static void backward_sum(ag_ctx *c, int32_t *out) {
     ag_release(c, acc);
 }
 
-static void check_same_node(ag_ctx *c, int32_t p, int32_t q) {
-    CHECK_SAME(ag_data(c, p), ag_data(c, q));
-    CHECK_SAME(ag_grad(c, p), ag_grad(c, q));
-    CHECK_EQ(ag_flags(c, p), ag_flags(c, q));
+static void check_same_node(ag_ctx *c, int64_t p, int64_t q) {
+    CHECK_SAME(data_of(c, p), data_of(c, q));
+    CHECK_SAME(grad_of(c, p), grad_of(c, q));
+    CHECK_EQ(flags_of(c, p), flags_of(c, q));
 }
 
 static void test_layer_matches_apply(void) {
@@ -601,7 +605,7 @@ static void test_layer_matches_apply(void) {
         layer_leaves A, B;
         make_layer_leaves(c, &A);
         make_layer_leaves(c, &B);
-        int32_t out_a[N_OUT], out_b[N_OUT];
+        int64_t out_a[N_OUT], out_b[N_OUT];
         int64_t before = live(c);
         CHECK_EQ(ag_layer(c, A.w, A.b, A.x, N_IN, N_OUT, nonlin, out_a), AG_OK);
         CHECK_EQ(live(c) - before, N_OUT * (2 * N_IN + nonlin));
@@ -613,8 +617,8 @@ static void test_layer_matches_apply(void) {
             ag_node_info(c, out_b[j], &nb);
             CHECK_EQ(na.op, nb.op);
             check_same_node(c, out_a[j], out_b[j]);
-            positive += ag_data(c, out_a[j]) > 0;
-            negative += ag_data(c, out_a[j]) < 0;
+            positive += data_of(c, out_a[j]) > 0;
+            negative += data_of(c, out_a[j]) < 0;
         }
         CHECK(positive > 0 && (nonlin || negative > 0));
         backward_sum(c, out_a);
@@ -623,7 +627,7 @@ static void test_layer_matches_apply(void) {
             check_same_node(c, A.w[i], B.w[i]);
         for (int j = 0; j < N_OUT; j++) check_same_node(c, A.b[j], B.b[j]);
         for (int i = 0; i < N_IN; i++) check_same_node(c, A.x[i], B.x[i]);
-        CHECK(ag_grad(c, A.x[0]) != 0);
+        CHECK(grad_of(c, A.x[0]) != 0);
         release_layer_leaves(c, &A);
         release_layer_leaves(c, &B);
     }
@@ -634,16 +638,16 @@ static void test_layer_errors_create_nothing(void) {
     ag_ctx *c = ctx_new();
     layer_leaves L;
     make_layer_leaves(c, &L);
-    int32_t out[N_OUT], saved = L.x[1];
+    int64_t out[N_OUT], saved = L.x[1];
     int64_t before = live(c);
-    int32_t dead = leaf(c, 0, 1);
+    int64_t dead = leaf(c, 0, 1);
     ag_release(c, dead);
     L.x[1] = dead;
-    CHECK_EQ(ag_layer(c, L.w, L.b, L.x, N_IN, N_OUT, 1, out), AG_ERR_ARG);
+    CHECK_EQ(ag_layer(c, L.w, L.b, L.x, N_IN, N_OUT, 1, out), AG_ERR_STALE);
     L.x[1] = saved;
     CHECK_EQ(ag_layer(c, L.w, L.b, L.x, -1, N_OUT, 1, out), AG_ERR_ARG);
     /* int overflow in the last neuron, after others were built */
-    int32_t big = leaf(c, 1e300, 1), saved_w = L.w[N_OUT * N_IN - 1];
+    int64_t big = leaf(c, 1e300, 1), saved_w = L.w[N_OUT * N_IN - 1];
     ag_set_data(c, L.x[N_IN - 1], 1e300, 1);
     L.w[N_OUT * N_IN - 1] = big;
     CHECK_EQ(ag_layer(c, L.w, L.b, L.x, N_IN, N_OUT, 1, out), AG_ERR_INT_RANGE);
@@ -667,23 +671,23 @@ static void *read_grad_enabled(void *arg) {
 
 static void test_no_grad_makes_leaves(void) {
     ag_ctx *c = ctx_new();
-    int32_t x = leaf(c, 2.0, 0);
+    int64_t x = leaf(c, 2.0, 0);
     CHECK(ag_is_grad_enabled());
     CHECK_EQ(ag_set_grad_enabled(0), 1);
     CHECK(!ag_is_grad_enabled());
-    int32_t y = apply2(c, AG_MUL, x, x);
-    int32_t z = must(ag_apply_const(c, AG_ADD, x, 1, 1, 0), "const");
+    int64_t y = apply2(c, AG_MUL, x, x);
+    int64_t z = must(ag_apply_const(c, AG_ADD, x, 1, 1, 0), "const");
     CHECK_EQ(live(c), 3);                     /* the const did not stay */
     ag_node n;
-    int32_t made[] = {y, z};
+    int64_t made[] = {y, z};
     for (int i = 0; i < 2; i++) {
         ag_node_info(c, made[i], &n);
         CHECK(n.op == AG_LEAF && n.a == -1 && n.b == -1);
     }
-    CHECK(ag_data(c, y) == 4.0 && ag_data(c, z) == 3.0);
+    CHECK(data_of(c, y) == 4.0 && data_of(c, z) == 3.0);
     layer_leaves L;
     make_layer_leaves(c, &L);
-    int32_t out[N_OUT];
+    int64_t out[N_OUT];
     CHECK_EQ(ag_layer(c, L.w, L.b, L.x, N_IN, N_OUT, 1, out), AG_OK);
     ag_node_info(c, out[0], &n);
     CHECK(n.op == AG_LEAF);
@@ -695,8 +699,8 @@ static void test_no_grad_makes_leaves(void) {
     CHECK_EQ(other_thread, 1);                /* the switch is per thread */
     CHECK_EQ(ag_set_grad_enabled(1), 0);
     ag_backward(c, y);
-    CHECK_SAME(ag_grad(c, x), 0.0);
-    int32_t ids[] = {x, y, z};
+    CHECK_SAME(grad_of(c, x), 0.0);
+    int64_t ids[] = {x, y, z};
     ag_release_many(c, ids, 3);
     release_layer_leaves(c, &L);
     ctx_done(c);
@@ -708,7 +712,7 @@ enum { N_THREADS = 4, ROUNDS = 10, CHAIN = 3000, BACKWARDS = 8 };
 
 typedef struct {
     ag_ctx *c;
-    int32_t shared;     /* one leaf every worker's graphs use */
+    int64_t shared;     /* one leaf every worker's graphs use */
     int seed;
     double out[ROUNDS][3];  /* per round: chain value, its w's grad, a layer
                                input's grad */
@@ -721,29 +725,31 @@ static void *work(void *arg) {
     worker *wk = arg;
     ag_ctx *c = wk->c;
     for (int r = 0; r < ROUNDS; r++) {
-        int32_t w = leaf(c, 0.5 + 0.01 * wk->seed + 0.001 * r, 0);
-        int32_t h = leaf(c, 0.1 * wk->seed, 0);
+        int64_t w = leaf(c, 0.5 + 0.01 * wk->seed + 0.001 * r, 0);
+        int64_t h = leaf(c, 0.1 * wk->seed, 0);
         for (int i = 0; i < CHAIN; i++) {
-            int32_t m = apply2(c, AG_MUL, h, w);
-            int32_t s = apply2(c, AG_ADD, m, wk->shared);
-            int32_t t = apply1(c, AG_TANH, s);
-            int32_t drop[] = {h, m, s};
+            int64_t m = apply2(c, AG_MUL, h, w);
+            int64_t s = apply2(c, AG_ADD, m, wk->shared);
+            int64_t t = apply1(c, AG_TANH, s);
+            int64_t drop[] = {h, m, s};
             ag_release_many(c, drop, 3);
             h = t;
         }
         for (int k = 0; k < BACKWARDS; k++) ag_backward(c, h);
-        wk->out[r][0] = ag_data(c, h);
-        wk->out[r][1] = ag_grad(c, w);
+        /* plain reads: CHECKs (data_of, ...) are for one thread at a time */
+        wk->out[r][0] = creal(ag_read(c, h, AG_READ_DATA));
+        wk->out[r][1] = creal(ag_read(c, w, AG_READ_GRAD));
         ag_release(c, h);
         ag_release(c, w);
         layer_leaves L;
         make_layer_leaves(c, &L);
-        int32_t out[N_OUT];
+        int64_t out[N_OUT];
         if (ag_layer(c, L.w, L.b, L.x, N_IN, N_OUT, 1, out) != AG_OK) {
             wk->out[r][2] = NAN;
         } else {
             backward_sum(c, out);
-            wk->out[r][2] = ag_grad(c, L.x[wk->seed % N_IN]);
+            wk->out[r][2] = creal(ag_read(c, L.x[wk->seed % N_IN],
+                                          AG_READ_GRAD));
         }
         release_layer_leaves(c, &L);
     }
@@ -752,7 +758,7 @@ static void *work(void *arg) {
 
 static void test_threads_match_serial(void) {
     ag_ctx *c = ctx_new();
-    int32_t shared = leaf(c, 0.25, 0);
+    int64_t shared = leaf(c, 0.25, 0);
     worker serial[N_THREADS], par[N_THREADS];
     for (int i = 0; i < N_THREADS; i++) {
         serial[i] = (worker){.c = c, .shared = shared, .seed = i};

@@ -13,37 +13,37 @@
  *       + log(x*x + 1) + (y*y + 2) ** 0.75 + (x*x + 1) ** (w*0.5)
  * x and y are inputs in column order; ids[] gets (x, y, w, t).  The caller
  * holds one handle on each. */
-static void build(ag_ctx *c, int32_t ids[4]) {
-    int32_t x = leaf(c, 0.5, 0), y = leaf(c, -0.25, 0), w = leaf(c, 1.5, 0);
-    int32_t one = leaf(c, 1.0, 0), two = leaf(c, 2.0, 0);
-    int32_t half = leaf(c, 0.5, 0), minus1 = leaf(c, -1.0, 0);
-    int32_t xx = apply2(c, AG_MUL, x, x), yy = apply2(c, AG_MUL, y, y);
-    int32_t neg_y = apply2(c, AG_MUL, y, minus1);
-    int32_t terms[8];
-    int32_t xw = apply2(c, AG_MUL, x, w);
-    int32_t xwy = apply2(c, AG_ADD, xw, y);
+static void build(ag_ctx *c, int64_t ids[4]) {
+    int64_t x = leaf(c, 0.5, 0), y = leaf(c, -0.25, 0), w = leaf(c, 1.5, 0);
+    int64_t one = leaf(c, 1.0, 0), two = leaf(c, 2.0, 0);
+    int64_t half = leaf(c, 0.5, 0), minus1 = leaf(c, -1.0, 0);
+    int64_t xx = apply2(c, AG_MUL, x, x), yy = apply2(c, AG_MUL, y, y);
+    int64_t neg_y = apply2(c, AG_MUL, y, minus1);
+    int64_t terms[8];
+    int64_t xw = apply2(c, AG_MUL, x, w);
+    int64_t xwy = apply2(c, AG_ADD, xw, y);
     terms[0] = apply1(c, AG_RELU, xwy);
     terms[1] = apply1(c, AG_TANH, x);
-    int32_t yh = apply2(c, AG_MUL, y, half);
+    int64_t yh = apply2(c, AG_MUL, y, half);
     terms[2] = apply1(c, AG_EXP, yh);
-    int32_t d = apply2(c, AG_ADD, x, neg_y);
+    int64_t d = apply2(c, AG_ADD, x, neg_y);
     terms[3] = apply1(c, AG_SIGMOID, d);
-    int32_t xm1 = apply2(c, AG_ADD, x, minus1);
+    int64_t xm1 = apply2(c, AG_ADD, x, minus1);
     terms[4] = apply1(c, AG_ABS, xm1);
-    int32_t xx1 = apply2(c, AG_ADD, xx, one);
+    int64_t xx1 = apply2(c, AG_ADD, xx, one);
     terms[5] = apply1(c, AG_LOG, xx1);
-    int32_t yy2 = apply2(c, AG_ADD, yy, two);
+    int64_t yy2 = apply2(c, AG_ADD, yy, two);
     terms[6] = pow_const(c, yy2, 0.75, 0);
-    int32_t wh = apply2(c, AG_MUL, w, half);
+    int64_t wh = apply2(c, AG_MUL, w, half);
     terms[7] = apply2(c, AG_POW, xx1, wh);
-    int32_t t = terms[0];
+    int64_t t = terms[0];
     ag_retain(c, t);
     for (int i = 1; i < 8; i++) {
-        int32_t s = apply2(c, AG_ADD, t, terms[i]);
+        int64_t s = apply2(c, AG_ADD, t, terms[i]);
         ag_release(c, t);
         t = s;
     }
-    int32_t temps[] = {one, two, half, minus1, xx, yy, neg_y, xw, xwy, yh, d,
+    int64_t temps[] = {one, two, half, minus1, xx, yy, neg_y, xw, xwy, yh, d,
                        xm1, xx1, yy2, wh};
     for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++)
         ag_release(c, temps[i]);
@@ -54,7 +54,7 @@ static void build(ag_ctx *c, int32_t ids[4]) {
 /* A context holding build()'s graph, captured. */
 typedef struct {
     ag_ctx *c;
-    int32_t id[4];  /* x, y, w, t as build() makes them */
+    int64_t id[4];  /* x, y, w, t as build() makes them */
     ag_graph *g;    /* the graph of t */
 } captured;
 
@@ -88,10 +88,10 @@ static void test_run_matches_single_row_replay(void) {
     captured k = capture();
     ag_ctx *c = k.c;
     ag_graph *g = k.g;
-    const int32_t *id = k.id;
+    const int64_t *id = k.id;
     double rows[2 * ROWS], out[ROWS], sums[3];
     fill_rows(rows, ROWS);
-    const int32_t inputs[2] = {id[0], id[1]}, grads[3] = {id[0], id[1], id[2]};
+    const int64_t inputs[2] = {id[0], id[1]}, grads[3] = {id[0], id[1], id[2]};
     CHECK_EQ(ag_graph_run(g, inputs, 2, rows, ROWS, 2, grads, 3, out, sums, 1),
              AG_OK);
     double want[3] = {0, 0, 0};
@@ -100,10 +100,10 @@ static void test_run_matches_single_row_replay(void) {
         CHECK_EQ(ag_set_data(c, id[0], rows[2 * r], 0), AG_OK);
         CHECK_EQ(ag_set_data(c, id[1], rows[2 * r + 1], 0), AG_OK);
         CHECK_EQ(ag_graph_forward(g), AG_OK);
-        same_bits &= memcmp(&out[r], &(double){ag_data(c, id[3])}, 8) == 0;
+        same_bits &= memcmp(&out[r], &(double){data_of(c, id[3])}, 8) == 0;
         for (int j = 0; j < 3; j++) ag_set_grad(c, grads[j], 0.0, 0);
         CHECK_EQ(ag_graph_backward(g), AG_OK);
-        for (int j = 0; j < 3; j++) want[j] += ag_grad(c, grads[j]);
+        for (int j = 0; j < 3; j++) want[j] += grad_of(c, grads[j]);
     }
     CHECK(same_bits);
     for (int j = 0; j < 3; j++) check_near_at(sums[j], want[j], 1e-12,
@@ -117,21 +117,21 @@ static void test_run_changes_no_node(void) {
     captured k = capture();
     ag_ctx *c = k.c;
     ag_graph *g = k.g;
-    const int32_t *id = k.id;
+    const int64_t *id = k.id;
     CHECK_EQ(ag_backward(c, id[3]), AG_OK);
     double before[4][2];
     for (int i = 0; i < 4; i++)
-        before[i][0] = ag_data(c, id[i]), before[i][1] = ag_grad(c, id[i]);
+        before[i][0] = data_of(c, id[i]), before[i][1] = grad_of(c, id[i]);
     double rows[2 * ROWS], out[ROWS], sums[1];
     fill_rows(rows, ROWS);
-    const int32_t inputs[2] = {id[0], id[1]};
+    const int64_t inputs[2] = {id[0], id[1]};
     CHECK_EQ(ag_graph_run(g, inputs, 2, rows, ROWS, 2, id + 2, 1, NULL, sums, 1),
              AG_OK);
     CHECK_EQ(ag_graph_run(g, inputs, 2, rows, ROWS, 2, NULL, 0, out, NULL, 1),
              AG_OK);
     for (int i = 0; i < 4; i++) {
-        CHECK(ag_data(c, id[i]) == before[i][0]);
-        CHECK(ag_grad(c, id[i]) == before[i][1]);
+        CHECK(data_of(c, id[i]) == before[i][0]);
+        CHECK(grad_of(c, id[i]) == before[i][1]);
     }
     /* w (1.5) is not an input: a row equal to the current x, y reproduces
      * the current root value */
@@ -148,7 +148,7 @@ static void test_run_changes_no_node(void) {
 static void test_run_stride_and_threads(void) {
     captured k = capture();
     ag_graph *g = k.g;
-    const int32_t *id = k.id;
+    const int64_t *id = k.id;
     enum { N = 40000 };  /* enough node-rows for a second thread */
     double *rows = malloc(sizeof(double) * 2 * N);
     double *wide = malloc(sizeof(double) * 3 * N);
@@ -164,9 +164,9 @@ static void test_run_stride_and_threads(void) {
         wide[3 * r + 1] = rows[2 * r + 1];
         wide[3 * r + 2] = NAN;                 /* never read */
     }
-    const int32_t inputs[2] = {id[0], id[1]};
+    const int64_t inputs[2] = {id[0], id[1]};
     double s1[3], s2[3], s3[3];
-    const int32_t grads[3] = {id[2], id[0], id[3]};  /* any nodes: root too */
+    const int64_t grads[3] = {id[2], id[0], id[3]};  /* any nodes: root too */
     CHECK_EQ(ag_graph_run(g, inputs, 2, rows, N, 2, grads, 3, out1, s1, 1), AG_OK);
     CHECK_EQ(ag_graph_run(g, inputs, 2, rows, N, 2, grads, 3, out2, s2, 2), AG_OK);
     CHECK_EQ(ag_graph_run(g, inputs, 2, wide, N, 3, grads, 3, out3, s3, 1), AG_OK);
@@ -186,14 +186,14 @@ static void test_run_errors_write_nothing(void) {
     captured k = capture();
     ag_ctx *c = k.c;
     ag_graph *g = k.g;
-    const int32_t *id = k.id;
-    int32_t stranger = leaf(c, 1.0, 0);        /* not in the graph */
+    const int64_t *id = k.id;
+    int64_t stranger = leaf(c, 1.0, 0);        /* not in the graph */
     double rows[4] = {0.1, 0.2, 0.3, 0.4}, out[2] = {7, 7}, sums[2] = {7, 7};
-    const int32_t ok_in[2] = {id[0], id[1]}, op_in[2] = {id[0], id[3]};
-    const int32_t twice[2] = {id[0], id[0]}, out_in[2] = {id[0], stranger};
-    const int32_t bad_grads[2] = {id[2], stranger};
-    const struct { const int32_t *in; int32_t n_in; int64_t n_rows, stride;
-                   const int32_t *grads; int32_t n_grads; int threads;
+    const int64_t ok_in[2] = {id[0], id[1]}, op_in[2] = {id[0], id[3]};
+    const int64_t twice[2] = {id[0], id[0]}, out_in[2] = {id[0], stranger};
+    const int64_t bad_grads[2] = {id[2], stranger};
+    const struct { const int64_t *in; int32_t n_in; int64_t n_rows, stride;
+                   const int64_t *grads; int32_t n_grads; int threads;
                    int status; } cases[] = {
         {op_in, 2, 2, 2, NULL, 0, 1, AG_ERR_NOT_LEAF},   /* an op node */
         {out_in, 2, 2, 2, NULL, 0, 1, AG_ERR_NOT_LEAF},  /* not in the graph */
@@ -232,9 +232,9 @@ static void test_run_errors_write_nothing(void) {
  * error, where the single-row replay raises Python's. */
 static void test_run_has_no_python_errors(void) {
     ag_ctx *c = ctx_new();
-    int32_t x = leaf(c, 1.0, 0);
-    int32_t lx = apply1(c, AG_LOG, x), ex = apply1(c, AG_EXP, x);
-    int32_t t = apply2(c, AG_ADD, lx, ex);
+    int64_t x = leaf(c, 1.0, 0);
+    int64_t lx = apply1(c, AG_LOG, x), ex = apply1(c, AG_EXP, x);
+    int64_t t = apply2(c, AG_ADD, lx, ex);
     ag_graph *g;
     CHECK_EQ(ag_graph_new(c, t, &g), AG_OK);
     double rows[3] = {-1.0, 1000.0, 0.0}, out[3];
@@ -245,7 +245,7 @@ static void test_run_has_no_python_errors(void) {
     ag_set_data(c, x, -1.0, 0);
     CHECK_EQ(ag_graph_forward(g), AG_ERR_DOMAIN);
     ag_graph_free(g);
-    int32_t ids[] = {x, lx, ex, t};
+    int64_t ids[] = {x, lx, ex, t};
     for (int i = 0; i < 4; i++) ag_release(c, ids[i]);
     ctx_done(c);
 }

@@ -3,17 +3,26 @@
  *
  * The input bytes are a program: each step reads an opcode byte, then the
  * step's arguments, from the input.  The program works on one context and a
- * small pool of handles; it keeps its own count of the handles it holds, so
- * it only releases what it holds (the API has no status for releasing what
- * one does not own), while constructors also get invalid ids and op codes,
- * where the API promises AG_ERR_ARG.
+ * small pool of handles; it keeps its own count of the references it holds,
+ * so it only releases what it holds (releasing a reference one does not own
+ * is no error the API can see), while other calls also get handles of freed
+ * nodes (AG_ERR_STALE), numbers that are no handle and bad op codes
+ * (AG_ERR_ARG).  A node is named by its handle, slot and generation; the
+ * program learns every live node's handle from a walk (below) and predicts
+ * each call's status from it: OK for a live node's handle; AG_ERR_ARG for a
+ * negative number; AG_ERR_STALE for a slot known to have been handed out
+ * that does not hold the handle's node; AG_ERR_ARG for a slot beyond the
+ * capacity; either of the two in between (slots the arena may have used
+ * for nodes the program never saw).
  *
  * After every step it checks invariants:
- *   - statuses are in range, a failed constructor changes nothing;
+ *   - statuses are in range and as predicted, a failed constructor changes
+ *     nothing;
  *   - stats: live nodes == nodes reachable from the held handles (walked
  *     through ag_node_info), live <= capacity, live <= limit after a
  *     successful constructor;
- *   - node_info of held nodes is well formed;
+ *   - node_info of held nodes is well formed, one handle per slot; ag_read's
+ *     types agree with the flags; only opaque nodes have names;
  * and at the end, after releasing every handle, live_nodes == 0.
  * A failed check aborts, which libFuzzer (or replay_corpus.c) reports.
  *
@@ -21,6 +30,7 @@
  * of STEPS[] -- nothing else changes, and old corpus files keep their
  * meaning (the opcode indexes a fixed-size table).
  */
+#include <complex.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +41,7 @@
 #define POOL 16        /* handle slots of the program        */
 #define GRAPHS 3       /* captured graphs held at once       */
 #define MAX_STEPS 512  /* steps per input, whatever its size */
+#define GRAVE 8        /* handles given back, kept to use stale */
 
 #define CHECK(cond)                                                        \
     do {                                                                   \
@@ -42,8 +53,8 @@
     } while (0)
 
 typedef struct {
-    int32_t id;      /* node id, -1 when the slot is empty   */
-    uint32_t held;   /* handles the program owns on it       */
+    int64_t id;      /* node handle, -1 when the entry is empty */
+    uint32_t held;   /* references the program owns on it      */
 } slot;
 
 typedef struct {
@@ -52,10 +63,17 @@ typedef struct {
     ag_ctx *ctx;
     slot pool[POOL];
     ag_graph *graph[GRAPHS];  /* each holds a reference on its root */
-    int32_t graph_root[GRAPHS];
-    uint8_t *seen;   /* reachability scratch: cap flags ...    */
-    int32_t *stack;  /* ... and a DFS stack, POOL + GRAPHS + 2 * cap */
-    size_t cap;
+    int64_t graph_root[GRAPHS];
+    int64_t grave[GRAVE];     /* handles whose last held reference went */
+    unsigned grave_next;
+    /* What the last walk (check_invariants) saw, indexed by arena slot: */
+    uint8_t *seen;   /* reached: a live node ...                    */
+    int64_t *cur;    /* ... whose handle this is                    */
+    int64_t *stack;  /* DFS stack, POOL + GRAPHS + 2 * cap          */
+    size_t cap;      /* scratch size (slots)                        */
+    size_t capacity; /* ag_stats.capacity at the last walk          */
+    size_t hi;       /* 1 + the highest slot ever seen: every slot
+                      * below was handed out (< the arena's used)  */
 } fz;
 
 /* ---- reading the input ---------------------------------------------------- */
@@ -93,30 +111,48 @@ static double number(fz *f) {
 
 static slot *pick(fz *f) { return &f->pool[u8(f) % POOL]; }
 
-/* An id for an argument: a held one, an empty slot's -1, or any int. */
-static int32_t any_id(fz *f) {
+/* A handle for an argument: a held one, an empty entry's -1, or any int32
+ * (a negative, or a slot with generation 0). */
+static int64_t any_id(fz *f) {
     uint8_t sel = u8(f);
     if (sel < 0xE0) return f->pool[sel % POOL].id;
-    if (sel < 0xF0) return (int32_t)(sel - 0xF0);     /* small negatives */
+    if (sel < 0xF0) return (int64_t)(sel - 0xF0);     /* small negatives */
     return (int32_t)u32(f);
 }
 
-/* Take ownership of one new handle on id. */
-static void hold(fz *f, int32_t id) {
+static uint32_t slot_of(int64_t h) { return (uint32_t)h; }
+
+static void seen_slot(fz *f, int64_t h) {
+    if (slot_of(h) >= f->hi) f->hi = (size_t)slot_of(h) + 1;
+}
+
+static void bury(fz *f, int64_t h) {
+    f->grave[f->grave_next++ % GRAVE] = h;
+}
+
+/* Take ownership of one new reference on id. */
+static void hold(fz *f, int64_t id) {
     slot *empty = NULL;
     for (int i = 0; i < POOL; i++) {
         if (f->pool[i].id == id) { f->pool[i].held++; return; }
         if (!empty && f->pool[i].id < 0) empty = &f->pool[i];
     }
-    if (!empty) { ag_release(f->ctx, id); return; }  /* pool full: give back */
+    if (!empty) {                                  /* pool full: give back */
+        CHECK(ag_release(f->ctx, id) == AG_OK);
+        bury(f, id);
+        return;
+    }
     empty->id = id;
     empty->held = 1;
 }
 
 static void drop(fz *f, slot *s) {
     if (s->id < 0) return;
-    ag_release(f->ctx, s->id);
-    if (--s->held == 0) s->id = -1;
+    CHECK(ag_release(f->ctx, s->id) == AG_OK);
+    if (--s->held == 0) {
+        bury(f, s->id);
+        s->id = -1;
+    }
 }
 
 /* ---- invariants ------------------------------------------------------------- */
@@ -129,45 +165,77 @@ static ag_stats stats(fz *f) {
 }
 
 static void check_status(int64_t st) {
-    CHECK(st <= AG_ERR_NOMEM && st >= AG_ERR_NOT_LEAF);
+    CHECK(st <= AG_ERR_NOMEM && st >= AG_ERR_STALE);
     CHECK(ag_status_str((int)st) != NULL);
 }
 
-/* Nodes reachable from the held handles, walked through ag_node_info. */
+/* A live node's value / gradient / flags: the reads must succeed. */
+static double read_of(fz *f, int64_t h, int what) {
+    double _Complex r = ag_read(f->ctx, h, what);
+    CHECK(cimag(r) == 0.0 || cimag(r) == 1.0);
+    return creal(r);
+}
+
+static double data_of(fz *f, int64_t h) { return read_of(f, h, AG_READ_DATA); }
+static double grad_of(fz *f, int64_t h) { return read_of(f, h, AG_READ_GRAD); }
+
+static int flags_of(fz *f, int64_t h) {
+    ag_node n;
+    CHECK(ag_node_info(f->ctx, h, &n) == AG_OK);
+    return n.flags;
+}
+
+/* Nodes reachable from the held handles, walked through ag_node_info;
+ * records each one's handle by slot (seen[], cur[]). */
 static size_t reachable(fz *f, size_t cap) {
     if (cap > f->cap) {
         free(f->seen);
+        free(f->cur);
         free(f->stack);
         f->seen = malloc(cap);
+        f->cur = malloc(cap * sizeof *f->cur);
         f->stack = malloc((POOL + GRAPHS + 2 * cap) * sizeof *f->stack);
-        CHECK(f->seen != NULL && f->stack != NULL);
+        CHECK(f->seen != NULL && f->cur != NULL && f->stack != NULL);
         f->cap = cap;
     }
+    f->capacity = cap;
     if (cap) memset(f->seen, 0, cap);
-    int32_t *stack = f->stack;
+    int64_t *stack = f->stack;
     size_t sp = 0, count = 0;
     for (int i = 0; i < POOL + GRAPHS; i++) {
-        int32_t id = i < POOL ? f->pool[i].id
+        int64_t id = i < POOL ? f->pool[i].id
                    : f->graph[i - POOL] ? f->graph_root[i - POOL] : -1;
         if (id >= 0) {
-            CHECK((size_t)id < cap);
+            CHECK(slot_of(id) < cap);
             stack[sp++] = id;
         }
     }
     while (sp) {
-        int32_t x = stack[--sp];
-        CHECK(x >= 0 && (size_t)x < cap);
-        if (f->seen[x]) continue;
-        f->seen[x] = 1;
+        int64_t x = stack[--sp];
+        uint32_t s = slot_of(x);
+        CHECK(x >= 0 && s < cap);
+        if (f->seen[s]) {                     /* one handle per live slot */
+            CHECK(f->cur[s] == x);
+            continue;
+        }
+        f->seen[s] = 1;
+        f->cur[s] = x;
+        seen_slot(f, x);
         count++;
         ag_node n;
-        ag_node_info(f->ctx, x, &n);
+        CHECK(ag_node_info(f->ctx, x, &n) == AG_OK);
         CHECK(n.op >= 0 && n.op < AG_OP_COUNT);
         CHECK((n.flags & ~(AG_DATA_INT | AG_GRAD_INT | AG_K_INT)) == 0);
-        int32_t kids[2] = {n.a, n.b};
+        double _Complex d = ag_read(f->ctx, x, AG_READ_DATA);
+        double _Complex g = ag_read(f->ctx, x, AG_READ_GRAD);
+        CHECK(cimag(d) == ((n.flags & AG_DATA_INT) ? 1.0 : 0.0));
+        CHECK(cimag(g) == ((n.flags & AG_GRAD_INT) ? 1.0 : 0.0));
+        int64_t name_len = ag_node_name(f->ctx, x, NULL, 0);
+        CHECK(name_len >= 0 && (n.op == AG_OPAQUE || name_len == 0));
+        int64_t kids[2] = {n.a, n.b};
         for (int k = 0; k < 2; k++) {
-            CHECK(kids[k] >= -1 && (kids[k] < 0 || (size_t)kids[k] < cap));
-            if (kids[k] >= 0 && !f->seen[kids[k]]) {
+            CHECK(kids[k] >= -1 && (kids[k] < 0 || slot_of(kids[k]) < cap));
+            if (kids[k] >= 0) {
                 CHECK(sp < POOL + GRAPHS + 2 * cap);
                 stack[sp++] = kids[k];
             }
@@ -186,9 +254,10 @@ static void check_invariants(fz *f) {
 static void constructed(fz *f, int64_t r, size_t live_before) {
     ag_stats s = stats(f);
     if (r >= 0) {
-        CHECK((size_t)r < s.capacity);
+        CHECK(slot_of(r) < s.capacity);
         CHECK(s.limit == 0 || s.live_nodes <= s.limit);
-        hold(f, (int32_t)r);
+        seen_slot(f, r);
+        hold(f, r);
     } else {
         check_status(r);
         CHECK(s.live_nodes == live_before);
@@ -197,20 +266,48 @@ static void constructed(fz *f, int64_t r, size_t live_before) {
 
 static int is_int_value(double v) { return isfinite(v) && v == floor(v); }
 
-/* Whether id is a live node: the last invariant check walked them all. */
-static int live(const fz *f, int32_t id) {
-    return id >= 0 && (size_t)id < f->cap && f->seen[id];
+/* Whether h is a live node's handle: the last invariant check walked them
+ * all (its slot's node, of h's generation). */
+static int live(const fz *f, int64_t h) {
+    return h >= 0 && slot_of(h) < f->cap && f->seen[slot_of(h)] &&
+           f->cur[slot_of(h)] == h;
 }
+
+/* Either AG_ERR_STALE or AG_ERR_ARG: a slot that the arena may or may not
+ * have handed out (the program did not see every node, e.g. a failed
+ * ag_layer's partial neurons). */
+#define STALE_OR_ARG 1
+
+/* The status a call must give for argument h, from the last walk: AG_OK,
+ * AG_ERR_STALE, AG_ERR_ARG or STALE_OR_ARG.  ag_node_info must agree. */
+static int expect(fz *f, int64_t h) {
+    int want = h < 0 ? AG_ERR_ARG
+             : live(f, h) ? AG_OK
+             : slot_of(h) < f->hi ? AG_ERR_STALE
+             : slot_of(h) >= f->capacity ? AG_ERR_ARG
+                                         : STALE_OR_ARG;
+    ag_node n;
+    int st = ag_node_info(f->ctx, h, &n);
+    CHECK(st == want || (want == STALE_OR_ARG &&
+                         (st == AG_ERR_STALE || st == AG_ERR_ARG)));
+    return want;
+}
+
+/* The first failing of two expectations, in the order a call checks. */
+static int then(int first, int second) { return first != AG_OK ? first : second; }
 
 static int binary(int op) { return ag_op_arity(op) == 2; }
 
 static int unary(int op) { return ag_op_arity(op) == 1; }
 
-/* The status of a constructor whose arguments were valid (args_ok) or not:
- * bad arguments give AG_ERR_ARG, good ones never do. */
-static void check_args_status(int64_t r, int args_ok) {
-    if (!args_ok) CHECK(r == AG_ERR_ARG);
-    else CHECK(r >= 0 || (r != AG_ERR_ARG && r != AG_ERR_NOT_LEAF));
+/* The status r of a call whose arguments give want (expect()): a bad
+ * argument's status, or for good ones never AG_ERR_ARG, AG_ERR_NOT_LEAF,
+ * AG_ERR_STALE. */
+static void check_args_status(int64_t r, int want) {
+    if (want == STALE_OR_ARG) CHECK(r == AG_ERR_STALE || r == AG_ERR_ARG);
+    else if (want != AG_OK) CHECK(r == want);
+    else CHECK(r >= 0 || (r != AG_ERR_ARG && r != AG_ERR_NOT_LEAF &&
+                          r != AG_ERR_STALE));
 }
 
 /* ---- the steps ---------------------------------------------------------------- */
@@ -222,18 +319,18 @@ static void step_leaf(fz *f) {
     size_t before = stats(f).live_nodes;
     int64_t r = ag_leaf(f->ctx, v, is_int);
     if (r >= 0) {              /* before constructed(), which may release r */
-        CHECK(ag_flags(f->ctx, (int32_t)r) == (is_int ? AG_DATA_INT : 0) + AG_GRAD_INT);
-        CHECK(ag_grad(f->ctx, (int32_t)r) == 0.0);
+        CHECK(flags_of(f, r) == (is_int ? AG_DATA_INT : 0) + AG_GRAD_INT);
+        CHECK(grad_of(f, r) == 0.0);
     }
     constructed(f, r, before);
 }
 
 /* A held node's int flag, and whether it really is an int value. */
-static int proper_int(fz *f, int32_t id) {
-    return (ag_flags(f->ctx, id) & AG_DATA_INT) && is_int_value(ag_data(f->ctx, id));
+static int proper_int(fz *f, int64_t id) {
+    return (flags_of(f, id) & AG_DATA_INT) && is_int_value(data_of(f, id));
 }
 
-static int held(fz *f, int32_t id) {
+static int held(fz *f, int64_t id) {
     for (int i = 0; i < POOL; i++)
         if (id >= 0 && f->pool[i].id == id) return 1;
     return 0;
@@ -242,53 +339,90 @@ static int held(fz *f, int32_t id) {
 /* An int result of int operands must be an int value (or INT_RANGE). */
 static void check_int_result(fz *f, int64_t r, int op, int ints) {
     if (r < 0 || !ints) return;
-    int flags = ag_flags(f->ctx, (int32_t)r);
+    int flags = flags_of(f, r);
     if (op == AG_ADD || op == AG_MUL || op == AG_RELU) CHECK(flags & AG_DATA_INT);
-    if (flags & AG_DATA_INT) CHECK(is_int_value(ag_data(f->ctx, (int32_t)r)));
+    if (flags & AG_DATA_INT) CHECK(is_int_value(data_of(f, r)));
 }
 
 static void step_apply(fz *f) {
     int op = (int8_t)u8(f) % (AG_OP_COUNT + 3);
-    int32_t a = any_id(f), b = any_id(f);
+    int64_t a = any_id(f), b = any_id(f);
     double k = number(f);
     int k_int = u8(f) & 1;
     int ints = held(f, a) && proper_int(f, a) && (op != AG_POW_CONST || (k_int && is_int_value(k))) &&
                (op != AG_ADD && op != AG_MUL && op != AG_POW ? 1 : held(f, b) && proper_int(f, b));
-    int args_ok = live(f, a) && (unary(op) || (binary(op) && live(f, b)));
+    int want = !unary(op) && !binary(op) ? AG_ERR_ARG
+             : then(expect(f, a), binary(op) ? expect(f, b) : AG_OK);
     size_t before = stats(f).live_nodes;
     int64_t r = ag_apply(f->ctx, op, a, b, k, k_int);
-    check_args_status(r, args_ok);
+    check_args_status(r, want);
     check_int_result(f, r, op, ints);   /* before constructed() may release r */
     constructed(f, r, before);
 }
 
 static void step_apply_const(fz *f) {
     int op = (int8_t)u8(f) % (AG_OP_COUNT + 3);
-    int32_t a = any_id(f);
+    int64_t a = any_id(f);
     double v = number(f);
     int v_int = u8(f) & 1, first = u8(f) & 1;
     int ints = held(f, a) && proper_int(f, a) && v_int && is_int_value(v);
+    int want = binary(op) ? expect(f, a) : AG_ERR_ARG;
     size_t before = stats(f).live_nodes;
     int64_t r = ag_apply_const(f->ctx, op, a, v, v_int, first);
-    check_args_status(r, binary(op) && live(f, a));
+    check_args_status(r, want);
     check_int_result(f, r, op, ints);   /* before constructed() may release r */
     constructed(f, r, before);
 }
 
+/* The name of an opaque node, from the byte whose low bit was its is_int
+ * flag (so that older inputs read the same bytes): none (NULL) or "" for
+ * half of the bytes, else up to 1000 bytes of any value but 0. */
+static const char *opaque_name(uint8_t sel, char *buf, size_t cap) {
+    unsigned k = sel >> 1;
+    if (k < 48) return k < 32 ? NULL : "";
+    size_t len = k == 127 ? 1000 : (size_t)(k - 48) * 3;
+    if (len >= cap) len = cap - 1;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (char)(1 + (i * 37 + k * 11) % 255);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* The name came back whole, or cut in a smaller buffer. */
+static void check_name(fz *f, int64_t h, const char *name, uint8_t sel) {
+    char got[1100];
+    size_t len = name ? strlen(name) : 0;
+    memset(got, 'x', sizeof got);
+    CHECK(ag_node_name(f->ctx, h, got, sizeof got) == (int64_t)len);
+    CHECK(memcmp(got, name ? name : "", len + 1) == 0);
+    size_t cap = sel % 8;                     /* 0: the length alone */
+    memset(got, 'x', sizeof got);
+    CHECK(ag_node_name(f->ctx, h, cap ? got : NULL, cap) == (int64_t)len);
+    if (cap) {
+        size_t n = len < cap ? len : cap - 1;
+        CHECK(memcmp(got, name ? name : "", n) == 0 && got[n] == '\0');
+    }
+}
+
 static void step_opaque(fz *f) {
     double v = number(f);
-    int is_int = u8(f) & 1;
-    int32_t a = any_id(f), b = any_id(f);
+    uint8_t sel = u8(f);
+    int is_int = sel & 1;
+    int64_t a = any_id(f), b = any_id(f);
+    char buf[1024];
+    const char *name = opaque_name(sel, buf, sizeof buf);
+    int want = then(a == -1 ? AG_OK : expect(f, a), b == -1 ? AG_OK : expect(f, b));
     size_t before = stats(f).live_nodes;
-    int64_t r = ag_opaque(f->ctx, v, is_int, a, b);
-    check_args_status(r, (a == -1 || live(f, a)) && (b == -1 || live(f, b)));
+    int64_t r = ag_opaque(f->ctx, v, is_int, a, b, name);
+    check_args_status(r, want);
+    if (r >= 0) check_name(f, r, name, sel);  /* before constructed() */
     constructed(f, r, before);
 }
 
 static void step_retain(fz *f) {
     slot *s = pick(f);
     if (s->id < 0) return;
-    ag_retain(f->ctx, s->id);
+    CHECK(ag_retain(f->ctx, s->id) == AG_OK);
     s->held++;
 }
 
@@ -296,15 +430,18 @@ static void step_release(fz *f) { drop(f, pick(f)); }
 
 /* Give back up to 4 held handles in one ag_release_many. */
 static void step_release_many(fz *f) {
-    int32_t ids[4];
+    int64_t ids[4];
     size_t n = 0, want = u8(f) % 5;
     for (size_t i = 0; i < want; i++) {
         slot *s = pick(f);
         if (s->id < 0) continue;
         ids[n++] = s->id;
-        if (--s->held == 0) s->id = -1;
+        if (--s->held == 0) {
+            bury(f, s->id);
+            s->id = -1;
+        }
     }
-    ag_release_many(f->ctx, ids, n);
+    CHECK(ag_release_many(f->ctx, ids, n) == AG_OK);
 }
 
 /* Retain a child of a held node (as Value._prev does) and hold it. */
@@ -312,21 +449,23 @@ static void step_take_child(fz *f) {
     slot *s = pick(f);
     if (s->id < 0) return;
     ag_node n;
-    ag_node_info(f->ctx, s->id, &n);
-    int32_t child = (u8(f) & 1) ? n.b : n.a;
+    CHECK(ag_node_info(f->ctx, s->id, &n) == AG_OK);
+    int64_t child = (u8(f) & 1) ? n.b : n.a;
     if (child < 0) return;
-    ag_retain(f->ctx, child);
+    CHECK(ag_retain(f->ctx, child) == AG_OK);
     hold(f, child);
 }
 
-/* Backward from a held id (or an invalid one: AG_ERR_ARG). */
+/* Backward from a held handle (or a bad one: its status). */
 static void step_backward(fz *f) {
-    int32_t root = any_id(f);
+    int64_t root = any_id(f);
+    int want = expect(f, root);
     int st = ag_backward(f->ctx, root);
-    CHECK(st == (live(f, root) ? AG_OK : AG_ERR_ARG));
+    check_args_status(st, want);
+    if (want == AG_OK) CHECK(st == AG_OK);
     if (st != AG_OK) return;
-    CHECK(ag_grad(f->ctx, root) == 1.0);
-    CHECK(ag_flags(f->ctx, root) & AG_GRAD_INT);
+    CHECK(grad_of(f, root) == 1.0);
+    CHECK(flags_of(f, root) & AG_GRAD_INT);
 }
 
 static void step_set(fz *f) {
@@ -336,28 +475,32 @@ static void step_set(fz *f) {
     int is_int = u8(f) & 1;
     if (s->id < 0) return;
     if (is_int && !is_int_value(v)) v = 0;    /* ints are finite integers */
-    if (which) ag_set_grad(f->ctx, s->id, v, is_int);
-    else ag_set_data(f->ctx, s->id, v, is_int);
-    double got = which ? ag_grad(f->ctx, s->id) : ag_data(f->ctx, s->id);
+    int st = which ? ag_set_grad(f->ctx, s->id, v, is_int)
+                   : ag_set_data(f->ctx, s->id, v, is_int);
+    CHECK(st == AG_OK);
+    double _Complex r = ag_read(f->ctx, s->id, which ? AG_READ_GRAD : AG_READ_DATA);
+    double got = creal(r);
     CHECK(got == v || (isnan(got) && isnan(v)));
+    CHECK(cimag(r) == (is_int ? 1.0 : 0.0));
     int flag = which ? AG_GRAD_INT : AG_DATA_INT;
-    CHECK(!(ag_flags(f->ctx, s->id) & flag) == !is_int);
+    CHECK(!(flags_of(f, s->id) & flag) == !is_int);
 }
 
-/* ag_layer on ids from the pool (sometimes invalid), shapes up to 3 x 3. */
+/* ag_layer on handles from the pool (sometimes bad), shapes up to 3 x 3. */
 static void step_layer(fz *f) {
-    int32_t n_in = u8(f) % 4, n_out = u8(f) % 4, w[9], b[3], x[3], out[3];
+    int32_t n_in = u8(f) % 4, n_out = u8(f) % 4;
+    int64_t w[9], b[3], x[3], out[3];
     int nonlin = u8(f) & 1;
     if (u8(f) == 0xFF) n_in = -1;             /* a bad shape */
     for (int i = 0; i < 9; i++) w[i] = any_id(f);
     for (int i = 0; i < 3; i++) b[i] = any_id(f), x[i] = any_id(f), out[i] = -7;
-    int args_ok = n_in >= 0;
-    for (int i = 0; i < n_in * n_out; i++) args_ok &= live(f, w[i]);
-    for (int i = 0; i < n_out; i++) args_ok &= live(f, b[i]);
-    for (int i = 0; i < n_in; i++) args_ok &= live(f, x[i]);
+    int want = n_in >= 0 ? AG_OK : AG_ERR_ARG;  /* checked: x, w, b */
+    for (int i = 0; i < n_in; i++) want = then(want, expect(f, x[i]));
+    for (int i = 0; i < n_in * n_out; i++) want = then(want, expect(f, w[i]));
+    for (int i = 0; i < n_out; i++) want = then(want, expect(f, b[i]));
     size_t before = stats(f).live_nodes;
     int st = ag_layer(f->ctx, w, b, x, n_in, n_out, nonlin, out);
-    check_args_status(st, args_ok);
+    check_args_status(st, want);
     if (st != AG_OK) {
         check_status(st);
         CHECK(stats(f).live_nodes == before);
@@ -366,7 +509,8 @@ static void step_layer(fz *f) {
     ag_stats s = stats(f);
     CHECK(s.limit == 0 || s.live_nodes <= s.limit);
     for (int j = 0; j < n_out; j++) {
-        CHECK(out[j] >= 0 && (size_t)out[j] < s.capacity);
+        CHECK(out[j] >= 0 && slot_of(out[j]) < s.capacity);
+        seen_slot(f, out[j]);
         hold(f, out[j]);
     }
 }
@@ -405,85 +549,251 @@ static int same_number(double x, double y) { return same_bits(x, y) || (isnan(x)
 /* ag_graph_run over up to MAX_ROWS rows (several blocks, threads) of up to
  * 3 inputs; it changes no node. */
 #define MAX_ROWS 200
-static void graph_run(fz *f, ag_graph *g, int32_t root) {
-    int32_t n_in = u8(f) % 4, n_grads = u8(f) % 4, inputs[3], grads[3];
+static void graph_run(fz *f, ag_graph *g, int64_t root) {
+    int32_t n_in = u8(f) % 4, n_grads = u8(f) % 4;
+    int64_t inputs[3], grads[3];
     int64_t n_rows = u8(f) % MAX_ROWS;
     int threads = 1 + u8(f) % 3;
     double rows[3 * MAX_ROWS], out[MAX_ROWS], grad_out[3];
     for (int i = 0; i < 3; i++) inputs[i] = any_id(f), grads[i] = any_id(f);
     for (int i = 0; i < 3 * MAX_ROWS; i++) rows[i] = i < 12 ? number(f) : rows[i - 12] + 1.0;
-    double data = ag_data(f->ctx, root), grad = ag_grad(f->ctx, root);
+    double data = data_of(f, root), grad = grad_of(f, root);
     int st = ag_graph_run(g, inputs, n_in, rows, n_rows, 3, grads, n_grads, out,
                           grad_out, threads);
     CHECK(st == AG_OK || st == AG_ERR_NOT_LEAF || st == AG_ERR_ARG || st == AG_ERR_NOMEM);
-    CHECK(same_bits(ag_data(f->ctx, root), data) && same_bits(ag_grad(f->ctx, root), grad));
+    CHECK(same_bits(data_of(f, root), data) && same_bits(grad_of(f, root), grad));
 }
 
 static void step_graph(fz *f) {
     int k = u8(f) % GRAPHS, what = u8(f) % 6;
     ag_graph *g = f->graph[k];
     if (what == 0 || !g) {                    /* capture (replacing slot k) */
-        int32_t root = any_id(f);
+        int64_t root = any_id(f);
         int st = -1;
         ag_graph_free(g);
         f->graph[k] = NULL;
         check_invariants(f);                  /* freeing may free nodes */
-        int ok = live(f, root);
+        int want = expect(f, root);
         st = ag_graph_new(f->ctx, root, &g);
-        CHECK((g != NULL) == ok || (!g && st == AG_ERR_NOMEM));
-        if (!g) { CHECK(st == AG_ERR_ARG || st == AG_ERR_NOMEM); return; }
+        CHECK((g != NULL) == (want == AG_OK) || (!g && st == AG_ERR_NOMEM));
+        if (!g) {
+            if (st != AG_ERR_NOMEM) check_args_status(st, want);
+            return;
+        }
         CHECK(ag_graph_size(g) >= 1);
         CHECK(ag_graph_position(g, root) == ag_graph_size(g) - 1);
         f->graph[k] = g;
         f->graph_root[k] = root;
     } else if (what == 1) {
-        int32_t root = f->graph_root[k];
-        double data = ag_data(f->ctx, root);
+        int64_t root = f->graph_root[k];
+        double data = data_of(f, root);
         int st = ag_graph_forward(g);
         CHECK(replay_status(st));
-        if (st != AG_OK) CHECK(same_bits(ag_data(f->ctx, root), data));  /* unchanged */
+        if (st != AG_OK) CHECK(same_bits(data_of(f, root), data));  /* unchanged */
     } else if (what == 2) {
         CHECK(ag_graph_backward(g) == AG_OK);
-        CHECK(ag_grad(f->ctx, f->graph_root[k]) == 1.0);
+        CHECK(grad_of(f, f->graph_root[k]) == 1.0);
     } else if (what == 3) {
         graph_run(f, g, f->graph_root[k]);
     } else if (what == 4) {
-        int32_t id = any_id(f), p = ag_graph_position(g, id);
+        int64_t id = any_id(f);
+        int32_t p = ag_graph_position(g, id);
         CHECK(p >= -1 && p < ag_graph_size(g));
+        CHECK(p == -1 || live(f, id));        /* never a stale handle */
     } else {
         ag_graph_free(g);
         f->graph[k] = NULL;
     }
 }
 
-/* ag_zero_grads / ag_add_grads / ag_sgd on up to 4 ids (sometimes invalid:
- * then AG_ERR_ARG and nothing changes). */
+/* ag_zero_grads / ag_add_grads / ag_sgd on up to 4 handles (sometimes bad:
+ * then the first bad one's status and nothing changes). */
 static void step_bulk(fz *f) {
     int what = u8(f) % 3;
     size_t n = u8(f) % 5;
-    int32_t ids[4];
+    int64_t ids[4];
     double v[4], data[4], grad[4];
-    int ok = 1;
+    int want = AG_OK;
     for (size_t i = 0; i < n; i++) {
         ids[i] = any_id(f);
         v[i] = number(f);
-        ok &= live(f, ids[i]);
+        want = then(want, expect(f, ids[i]));
     }
+    int ok = want == AG_OK;
     for (size_t i = 0; ok && i < n; i++)
-        data[i] = ag_data(f->ctx, ids[i]), grad[i] = ag_grad(f->ctx, ids[i]);
+        data[i] = data_of(f, ids[i]), grad[i] = grad_of(f, ids[i]);
     int st = what == 0 ? ag_zero_grads(f->ctx, ids, n)
            : what == 1 ? ag_add_grads(f->ctx, ids, n, v)
                        : ag_sgd(f->ctx, ids, n, v[0]);
-    CHECK(st == (ok ? AG_OK : AG_ERR_ARG));
+    check_args_status(st, want);
+    if (ok) CHECK(st == AG_OK);
     for (size_t i = 0; ok && i < n; i++) {
-        int flags = ag_flags(f->ctx, ids[i]);
-        if (what == 0) CHECK(ag_grad(f->ctx, ids[i]) == 0.0 && (flags & AG_GRAD_INT));
+        int flags = flags_of(f, ids[i]);
+        if (what == 0) CHECK(grad_of(f, ids[i]) == 0.0 && (flags & AG_GRAD_INT));
         if (what == 1) CHECK(!(flags & AG_GRAD_INT));
         if (what == 2) CHECK(!(flags & AG_DATA_INT));
-        if (what != 2) CHECK(same_bits(ag_data(f->ctx, ids[i]), data[i]));
+        if (what != 2) CHECK(same_bits(data_of(f, ids[i]), data[i]));
         if (what == 2 && n == 1)  /* micrograd's p.data -= lr * p.grad */
-            CHECK(same_number(ag_data(f->ctx, ids[0]), data[0] - v[0] * grad[0]));
+            CHECK(same_number(data_of(f, ids[0]), data[0] - v[0] * grad[0]));
     }
+}
+
+/* ---- stale handles ------------------------------------------------------ */
+
+/* A node as the API shows it (h = -1: none). */
+typedef struct {
+    int64_t h;
+    double _Complex data, grad;
+    ag_node info;
+    int64_t name_len;
+} look;
+
+static look look_at(fz *f, int64_t h) {
+    look l;
+    memset(&l, 0, sizeof l);
+    l.h = h;
+    if (h < 0) return l;
+    l.data = ag_read(f->ctx, h, AG_READ_DATA);
+    l.grad = ag_read(f->ctx, h, AG_READ_GRAD);
+    CHECK(ag_node_info(f->ctx, h, &l.info) == AG_OK);
+    l.name_len = ag_node_name(f->ctx, h, NULL, 0);
+    return l;
+}
+
+static int same_look(fz *f, const look *was) {
+    if (was->h < 0) return 1;
+    look now = look_at(f, was->h);
+    return same_bits(creal(now.data), creal(was->data)) &&
+           cimag(now.data) == cimag(was->data) &&
+           same_bits(creal(now.grad), creal(was->grad)) &&
+           cimag(now.grad) == cimag(was->grad) &&
+           now.info.op == was->info.op && now.info.a == was->info.a &&
+           now.info.b == was->info.b && same_bits(now.info.k, was->info.k) &&
+           now.info.flags == was->info.flags && now.name_len == was->name_len;
+}
+
+/* A stale handle -- a held one right after its last reference went (when
+ * that freed it), one given back earlier, or a held one with another
+ * generation -- given to every entry point that takes a handle: each must
+ * fail with AG_ERR_STALE (the graph calls, which see no context: -1,
+ * AG_ERR_NOT_LEAF, AG_ERR_ARG as for any node not in the graph) and change
+ * nothing: the live count, the node now in the handle's slot (if any) and
+ * a held node the calls also get. */
+static void step_stale(fz *f) {
+    uint8_t how = u8(f) % 3, sel = u8(f);
+    int64_t h = -1;
+    if (how == 0) {
+        slot *s = pick(f);
+        if (s->id < 0) return;
+        h = s->id;
+        while (s->id >= 0) drop(f, s);
+        check_invariants(f);
+        if (live(f, h)) return;               /* reached through a parent */
+    } else if (how == 1) {
+        h = f->grave[sel % GRAVE];
+        if (h < 0 || live(f, h)) return;      /* -1: an empty grave */
+    } else {
+        slot *s = pick(f);
+        if (s->id < 0) return;
+        uint32_t gen = (uint32_t)(s->id >> 32) + 1u + sel;
+        h = (int64_t)(gen & 0x7fffffffu) << 32 | slot_of(s->id);
+    }
+    CHECK(expect(f, h) == AG_ERR_STALE);
+    int64_t other = -1;                       /* a held node, if any */
+    for (int i = 0; i < POOL && other < 0; i++)
+        other = f->pool[(i + sel) % POOL].id;
+    int64_t in_slot = slot_of(h) < f->cap && f->seen[slot_of(h)]
+                          ? f->cur[slot_of(h)] : -1;
+    look w_other = look_at(f, other), w_slot = look_at(f, in_slot);
+    size_t before = stats(f).live_nodes;
+#define STALE(call, want)                                          \
+    do {                                                           \
+        CHECK((call) == (want));                                   \
+        CHECK(stats(f).live_nodes == before);                      \
+        CHECK(same_look(f, &w_other) && same_look(f, &w_slot));    \
+    } while (0)
+    int64_t o = other >= 0 ? other : h;       /* a good partner, if any */
+    const int64_t pair[2] = {o, h};
+    STALE(ag_retain(f->ctx, h), AG_ERR_STALE);
+    STALE(ag_release(f->ctx, h), AG_ERR_STALE);
+    STALE(ag_release_many(f->ctx, pair, 2), AG_ERR_STALE);
+    for (int what = AG_READ_DATA; what <= AG_READ_GRAD; what++) {
+        double _Complex r = ag_read(f->ctx, h, what);
+        STALE(cimag(r), AG_ERR_STALE);
+        CHECK(creal(r) == 0.0);
+    }
+    STALE(ag_set_data(f->ctx, h, 1.0, sel & 1), AG_ERR_STALE);
+    STALE(ag_set_grad(f->ctx, h, 1.0, sel & 1), AG_ERR_STALE);
+    ag_node n;
+    STALE(ag_node_info(f->ctx, h, &n), AG_ERR_STALE);
+    char buf[8] = "";
+    STALE(ag_node_name(f->ctx, h, buf, sizeof buf), AG_ERR_STALE);
+    int op = AG_ADD + sel % (AG_OP_COUNT - 1);  /* an op with children */
+    if (op == AG_OPAQUE) op = AG_MUL;
+    STALE(ag_apply(f->ctx, op, h, o, 2.0, 1), AG_ERR_STALE);
+    if (binary(op)) STALE(ag_apply(f->ctx, op, o, h, 0, 0), AG_ERR_STALE);
+    STALE(ag_apply_const(f->ctx, AG_ADD, h, 1.0, 1, sel & 1), AG_ERR_STALE);
+    STALE(ag_opaque(f->ctx, 1.0, 0, h, -1, "stale"), AG_ERR_STALE);
+    STALE(ag_opaque(f->ctx, 1.0, 0, other, h, sel & 1 ? NULL : "x"), AG_ERR_STALE);
+    STALE(ag_backward(f->ctx, h), AG_ERR_STALE);
+    int64_t w = sel % 3 == 0 ? h : o, b = sel % 3 == 1 ? h : o;
+    int64_t x = sel % 3 == 2 ? h : o, out = -7;
+    STALE(ag_layer(f->ctx, &w, &b, &x, 1, 1, sel & 1, &out), AG_ERR_STALE);
+    ag_graph *g = NULL;
+    STALE(ag_graph_new(f->ctx, h, &g), AG_ERR_STALE);
+    CHECK(g == NULL);
+    for (int k = 0; k < GRAPHS; k++) {
+        if (!f->graph[k]) continue;
+        double row = 0.5, res = 7, sum = 7;
+        STALE(ag_graph_position(f->graph[k], h), -1);
+        STALE(ag_graph_run(f->graph[k], &h, 1, &row, 1, 1, NULL, 0, &res, NULL, 1),
+              AG_ERR_STALE);
+        STALE(ag_graph_run(f->graph[k], NULL, 0, &row, 1, 1, &h, 1, &res, &sum, 1),
+              AG_ERR_STALE);
+        CHECK(res == 7 && sum == 7);
+    }
+    const double v[2] = {0.5, 0.25};
+    STALE(ag_zero_grads(f->ctx, pair, 2), AG_ERR_STALE);
+    STALE(ag_add_grads(f->ctx, pair, 2, v), AG_ERR_STALE);
+    STALE(ag_sgd(f->ctx, pair, 2, v[0]), AG_ERR_STALE);
+#undef STALE
+}
+
+/* ---- out of memory: the n-th allocation of a step fails --------------------- */
+
+/* The harness's allocator: the C library's, but the allocation that brings
+ * oom_countdown to 0 fails.  Installed for every input (fuzz_allocator). */
+static long oom_countdown;  /* 0: no failure armed */
+
+static void *oom_malloc(size_t size, void *user) {
+    (void)user;
+    if (oom_countdown && --oom_countdown == 0) return NULL;
+    return malloc(size);
+}
+
+static void *oom_realloc(void *p, size_t size, void *user) {
+    (void)user;
+    if (oom_countdown && --oom_countdown == 0) return NULL;
+    return realloc(p, size);
+}
+
+static void oom_free(void *p, void *user) {
+    (void)user;
+    free(p);
+}
+
+static const ag_allocator fuzz_allocator = {oom_malloc, oom_realloc, oom_free,
+                                            NULL};
+
+static void step_any(fz *f);
+
+/* The next step runs with its n-th allocation failing (n from the input):
+ * every check of that step still holds -- a failed call is AG_ERR_NOMEM
+ * and changes nothing (the invariants after the step are checked too). */
+static void step_oom(fz *f) {
+    oom_countdown = 1 + u8(f) % 16;
+    step_any(f);
+    oom_countdown = 0;
 }
 
 /* The opcode byte picks STEPS[byte % STEP_SLOTS]; unassigned slots do
@@ -494,19 +804,25 @@ static const step_fn STEPS[STEP_SLOTS] = {
     step_leaf, step_apply, step_apply_const, step_opaque, step_retain,
     step_release, step_release_many, step_take_child, step_backward,
     step_set, step_layer, step_limit, step_grad_mode, step_status_str,
-    step_graph, step_bulk,
+    step_graph, step_bulk, step_stale, step_oom,
     /* new steps go here, at the end */
 };
+
+static void step_any(fz *f) {
+    step_fn step = STEPS[u8(f) % STEP_SLOTS];
+    if (step && step != step_oom) step(f);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz f = {.p = data, .n = size};
     for (int i = 0; i < POOL; i++) f.pool[i].id = -1;
+    for (int i = 0; i < GRAVE; i++) f.grave[i] = -1;
     /* odd-sized inputs run without the lock: the same calls, one thread */
+    CHECK(ag_set_allocator(&fuzz_allocator) == AG_OK);
     f.ctx = ag_ctx_new_opt(size % 2 ? AG_CTX_ONE_THREAD : 0);
     CHECK(f.ctx != NULL);
     for (int i = 0; f.n && i < MAX_STEPS; i++) {
-        step_fn step = STEPS[u8(&f) % STEP_SLOTS];
-        if (step) step(&f);
+        step_any(&f);
         check_invariants(&f);
     }
     for (int i = 0; i < GRAPHS; i++) ag_graph_free(f.graph[i]);
@@ -516,6 +832,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ag_set_grad_enabled(1);                   /* per thread: reset it */
     ag_ctx_free(f.ctx);
     free(f.seen);
+    free(f.cur);
     free(f.stack);
     return 0;
 }
