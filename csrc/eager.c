@@ -89,19 +89,18 @@ static AG_ALWAYS_INLINE void backprop_g(const nodes *c, int32_t id, uint8_t f,
     int v_int;
 #define ROW(code, rule, name, arity) BACK_##arity(code, rule)
 #define BACK_0(code, rule) case AG_##code: break;  /* sources: no rule */
-#define BACK_1(code, rule)                                  \
-    case AG_##code:                                         \
-        o = operands_of(c, id, f, a, b, rule##_reads);       \
+#define TO_CHILD_A(rule)                                    \
+        o = operands_of(c, id, f, a, b, rule##_reads);      \
         o.out = out;                                        \
         v = rule##_grad_a(&o, g, g_int, &v_int);            \
-        accumulate(c, a, v, v_int);                         \
+        accumulate(c, a, v, v_int);
+#define BACK_1(code, rule)                                  \
+    case AG_##code:                                         \
+        TO_CHILD_A(rule)                                    \
         break;
 #define BACK_2(code, rule)                                  \
     case AG_##code:                                         \
-        o = operands_of(c, id, f, a, b, rule##_reads);       \
-        o.out = out;                                        \
-        v = rule##_grad_a(&o, g, g_int, &v_int);            \
-        accumulate(c, a, v, v_int);                         \
+        TO_CHILD_A(rule)                                    \
         v = rule##_grad_b(&o, g, g_int, &v_int);            \
         accumulate(c, b, v, v_int);                         \
         break;
@@ -109,6 +108,7 @@ static AG_ALWAYS_INLINE void backprop_g(const nodes *c, int32_t id, uint8_t f,
     AG_OP_LIST(ROW)
     }
 #undef ROW
+#undef TO_CHILD_A
 #undef BACK_0
 #undef BACK_1
 #undef BACK_2

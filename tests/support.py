@@ -249,25 +249,25 @@ ROUND_EXPONENTS = [0.5, -0.5, 1.5, 2.0, -1.0, 0.0, 1.0, 3.0, -2.0, 0.25, 2.5]
 POSITIVE_BASES = [2, 0.5, 1.5, 3, math.e]
 
 
-def small_number(rng):
-    """An int in [-4, 4], a round float, or a float in +-[1e-3, 4] (no
-    subnormals, whose reciprocals overflow)."""
+def _small(rng, bound, rounds):
+    """An int in [-bound, bound], one of rounds, or a float in
+    +-[1e-3, bound] (no subnormals, whose reciprocals overflow)."""
     kind = rng.randrange(3)
     if kind == 0:
-        return rng.randint(-4, 4)
+        return rng.randint(-bound, bound)
     if kind == 1:
-        return rng.choice(ROUND_FLOATS)
-    return rng.choice([1, -1]) * rng.uniform(1e-3, 4)
+        return rng.choice(rounds)
+    return rng.choice([1, -1]) * rng.uniform(1e-3, bound)
+
+
+def small_number(rng):
+    """An int in [-4, 4], a round float, or a float in +-[1e-3, 4]."""
+    return _small(rng, 4, ROUND_FLOATS)
 
 
 def small_exponent(rng):
     """An int in [-3, 3], a round float, or a float in +-[1e-3, 3]."""
-    kind = rng.randrange(3)
-    if kind == 0:
-        return rng.randint(-3, 3)
-    if kind == 1:
-        return rng.choice(ROUND_EXPONENTS)
-    return rng.choice([1, -1]) * rng.uniform(1e-3, 3)
+    return _small(rng, 3, ROUND_EXPONENTS)
 
 
 Program = collections.namedtuple("Program", "leaves steps")

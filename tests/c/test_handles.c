@@ -9,46 +9,20 @@
  */
 #include <limits.h>
 #include "check.h"
+#include "node_view.h"
 
 /* ---- what a failed call must leave alone --------------------------------- */
 
-/* A node as the API shows it: value and gradient with their types, info,
- * name.  h = -1: no node watched. */
-typedef struct {
-    int64_t h;
-    double _Complex data, grad;
-    ag_node info;
-    int64_t name_len;
-    char name[64];
-} watch;
+typedef node_view watch;
 
 static watch watch_node(ag_ctx *c, int64_t h) {
-    watch w;
-    memset(&w, 0, sizeof w);
-    w.h = h;
-    if (h < 0) return w;
-    w.data = ag_read(c, h, AG_READ_DATA);
-    w.grad = ag_read(c, h, AG_READ_GRAD);
-    CHECK_EQ(ag_node_info(c, h, &w.info), AG_OK);
-    w.name_len = ag_node_name(c, h, w.name, sizeof w.name);
+    watch w = node_view_of(c, h);
+    if (h >= 0) CHECK_EQ(w.info_status, AG_OK);
     return w;
 }
 
-static int same_bits(double x, double y) {
-    return memcmp(&x, &y, sizeof x) == 0;
-}
-
 static int unchanged(ag_ctx *c, const watch *was) {
-    if (was->h < 0) return 1;
-    watch now = watch_node(c, was->h);
-    return same_bits(creal(now.data), creal(was->data)) &&
-           cimag(now.data) == cimag(was->data) &&
-           same_bits(creal(now.grad), creal(was->grad)) &&
-           cimag(now.grad) == cimag(was->grad) &&
-           now.info.op == was->info.op && now.info.a == was->info.a &&
-           now.info.b == was->info.b && same_bits(now.info.k, was->info.k) &&
-           now.info.flags == was->info.flags &&
-           now.name_len == was->name_len && strcmp(now.name, was->name) == 0;
+    return node_view_unchanged(c, was);
 }
 
 /* A context, the bad handle under test, and what must stay as it is: the
@@ -283,6 +257,18 @@ static void test_stale_handle_every_entry_point(void) {
 /* A handle of the slot's live node with another generation -- one not
  * handed out yet, or the largest -- is stale too: the generation, not only
  * the slot, names the node. */
+/* The end of a test of scenes: free the graph, give back the last
+ * reference of each watched node (each one release frees it: its count
+ * never moved), and the context must be empty. */
+static void end_scenes(ag_ctx *c, ag_graph *g, int64_t keep, int64_t other,
+                       int64_t lone) {
+    ag_graph_free(g);
+    RELEASE_LAST(c, keep);
+    RELEASE_LAST(c, other);
+    RELEASE_LAST(c, lone);
+    ctx_done(c);
+}
+
 static void test_other_generation_is_stale(void) {
     ag_ctx *c = ctx_new();
     int64_t other = leaf(c, -2.0, 0), keep = pow_const(c, other, 3, 1);
@@ -296,11 +282,7 @@ static void test_other_generation_is_stale(void) {
                             "another generation");
         bad_handle_everywhere(&s);
     }
-    ag_graph_free(g);
-    RELEASE_LAST(c, keep);
-    RELEASE_LAST(c, other);
-    RELEASE_LAST(c, lone);
-    ctx_done(c);
+    end_scenes(c, g, keep, other, lone);
 }
 
 /* ag_release_many checks every handle first: one stale handle anywhere in
@@ -377,11 +359,7 @@ static void test_no_handle_numbers_every_entry_point(void) {
                             "no handle");
         bad_handle_everywhere(&s);
     }
-    ag_graph_free(g);
-    RELEASE_LAST(c, keep);
-    RELEASE_LAST(c, other);
-    RELEASE_LAST(c, lone);
-    ctx_done(c);
+    end_scenes(c, g, keep, other, lone);
 }
 
 /* ---- ag_read ------------------------------------------------------------- */

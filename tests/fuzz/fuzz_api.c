@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "autograd_c.h"
+#include "../c/node_view.h"
 
 #define POOL 16        /* handle slots of the program        */
 #define GRAPHS 3       /* captured graphs held at once       */
@@ -640,36 +641,16 @@ static void step_bulk(fz *f) {
 
 /* ---- stale handles ------------------------------------------------------ */
 
-/* A node as the API shows it (h = -1: none). */
-typedef struct {
-    int64_t h;
-    double _Complex data, grad;
-    ag_node info;
-    int64_t name_len;
-} look;
+typedef node_view look;
 
 static look look_at(fz *f, int64_t h) {
-    look l;
-    memset(&l, 0, sizeof l);
-    l.h = h;
-    if (h < 0) return l;
-    l.data = ag_read(f->ctx, h, AG_READ_DATA);
-    l.grad = ag_read(f->ctx, h, AG_READ_GRAD);
-    CHECK(ag_node_info(f->ctx, h, &l.info) == AG_OK);
-    l.name_len = ag_node_name(f->ctx, h, NULL, 0);
+    look l = node_view_of(f->ctx, h);
+    CHECK(h < 0 || l.info_status == AG_OK);
     return l;
 }
 
 static int same_look(fz *f, const look *was) {
-    if (was->h < 0) return 1;
-    look now = look_at(f, was->h);
-    return same_bits(creal(now.data), creal(was->data)) &&
-           cimag(now.data) == cimag(was->data) &&
-           same_bits(creal(now.grad), creal(was->grad)) &&
-           cimag(now.grad) == cimag(was->grad) &&
-           now.info.op == was->info.op && now.info.a == was->info.a &&
-           now.info.b == was->info.b && same_bits(now.info.k, was->info.k) &&
-           now.info.flags == was->info.flags && now.name_len == was->name_len;
+    return node_view_unchanged(f->ctx, was);
 }
 
 /* A stale handle -- a held one right after its last reference went (when
