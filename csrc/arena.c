@@ -7,7 +7,6 @@
 #include <assert.h>
 #include "alloc.h"
 #include "arena.h"
-#include "fork.h"
 
 #define AG_INITIAL_CAP 4096
 #define AG_MAX_CAP ((size_t)INT32_MAX)
@@ -25,24 +24,7 @@ static size_t bytes_per_slot(void) {
 static size_t map_words(size_t cap) { return (cap + 63) / 64; }
 static size_t sum_words(size_t cap) { return (map_words(cap) + 63) / 64; }
 
-ag_ctx *ag_ctx_new_opt(int options) {
-    if (options & ~AG_CTX_ONE_THREAD) return NULL;
-    ag_ctx *c = ag__calloc(1, sizeof *c);
-    if (!c) return NULL;
-    atomic_init(&c->lock, 0);
-    c->one_thread = (options & AG_CTX_ONE_THREAD) != 0;
-    if (ag__fork_track_ctx(c) != AG_OK) {
-        ag__free(c);
-        return NULL;
-    }
-    return c;
-}
-
-ag_ctx *ag_ctx_new(void) { return ag_ctx_new_opt(0); }
-
-void ag_ctx_free(ag_ctx *c) {
-    if (!c) return;
-    ag__fork_untrack_ctx(c);
+void ag__arena_free(ag_ctx *c) {
     ag__free(c->data); ag__free(c->grad); ag__free(c->k); ag__free(c->a); ag__free(c->b);
     for (size_t i = 0; i < c->used; i++)
         if (c->op[i] != AG_FREE_OP && (c->flags[i] & AG_NAMED))
@@ -50,7 +32,6 @@ void ag_ctx_free(ag_ctx *c) {
     ag__free(c->refs); ag__free(c->op); ag__free(c->flags); ag__free(c->gen); ag__free(c->names);
     ag__free(c->order);
     ag__free(c->stack); ag__free(c->freemap); ag__free(c->freesum);
-    ag__free(c);
 }
 
 /* realloc *p to n elements of size sz; on failure *p stays as it was. */
