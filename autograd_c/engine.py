@@ -2,8 +2,9 @@
 
 A Value holds only the handle of its node (one reference in the arena);
 data, grad and the graph live in C.  A handle whose node was freed (a
-Value that outlived its own finalizer) is refused by C: ReferenceError.  Graphs are built micrograd's way (`a - b` is
-`a + (-b)`, `a / b` is `a * b**-1`, ...) so every number comes out the same.
+Value that outlived its own finalizer) is refused by C: ReferenceError.
+Graphs are built micrograd's way (`a - b` is `a + (-b)`, `a / b` is
+`a * b**-1`, ...) so every number comes out the same.
 
 This module holds Value and what only Value needs; the C context, error
 mapping and release of dead Values are _session's.
@@ -169,9 +170,12 @@ class Value:
     @property
     def data(self):
         r = _read(_ctx, self._i, _DATA)  # value + 1j if it is an int: one read
-        if r.imag:
-            return _typed(r, "Value.data")
-        return r.real
+        t = r.imag
+        if not t:
+            return r.real
+        if t > 0:
+            return int(r.real)
+        _fail(int(t), "Value.data")  # a stale handle
 
     @data.setter
     def data(self, value):
@@ -182,9 +186,12 @@ class Value:
     @property
     def grad(self):
         r = _read(_ctx, self._i, _GRAD)
-        if r.imag:
-            return _typed(r, "Value.grad")
-        return r.real
+        t = r.imag
+        if not t:
+            return r.real
+        if t > 0:
+            return int(r.real)
+        _fail(int(t), "Value.grad")
 
     @grad.setter
     def grad(self, value):
@@ -303,14 +310,6 @@ class Value:
         """Pickle (and copy) this node alone, as a leaf with its data, grad
         and label: the graph behind it is not pickled."""
         return _leaf, (self.data, self.grad, self.label)
-
-
-def _typed(r, what):
-    """The number ag_read gave as r = value + type*1j: an int for type 1;
-    a negative type is a status (a stale handle)."""
-    if r.imag > 0:
-        return int(r.real)
-    _fail(int(r.imag), what)
 
 
 def _node_name(i):
