@@ -52,8 +52,8 @@ def reclaim() -> int:
     held: Counter = Counter()
     for obj in gc.get_objects():
         if isinstance(obj, Value):
-            handle = getattr(obj, "_i", None)
-            if handle is not None:
+            handle = getattr(obj, "_i", -1)
+            if handle >= 0:  # -1: a Value whose __init__ failed
                 held[handle] += 1
         elif isinstance(obj, Graph):
             held[obj.root._i] += 1  # the C graph's own reference on its root
