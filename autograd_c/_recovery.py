@@ -96,7 +96,10 @@ def _redeliver() -> None:
     thread and a moment later: raised from here, it would be raised while
     this hook (still inside the finalizer) runs, and be dropped again.
     Should it still meet a finalizer, it comes back here and tries again."""
-    _thread.start_new_thread(_interrupt_main_soon, ())  # returns at once
+    try:
+        _thread.start_new_thread(_interrupt_main_soon, ())  # returns at once
+    except RuntimeError:  # the interpreter is shutting down: nobody to tell
+        pass
 
 
 def _interrupt_main_soon() -> None:

@@ -561,7 +561,14 @@ static void graph_run(fz *f, ag_graph *g, int64_t root) {
     double data = data_of(f, root), grad = grad_of(f, root);
     int st = ag_graph_run(g, inputs, n_in, rows, n_rows, 3, grads, n_grads, out,
                           grad_out, threads);
-    CHECK(st == AG_OK || st == AG_ERR_NOT_LEAF || st == AG_ERR_ARG || st == AG_ERR_NOMEM);
+    CHECK(st == AG_OK || st == AG_ERR_NOT_LEAF || st == AG_ERR_ARG || st == AG_ERR_STALE ||
+          st == AG_ERR_NOMEM);
+    if (st == AG_ERR_STALE) {  /* then an input or grads handle names no live node */
+        int any_dead = 0;
+        for (int i = 0; i < n_in; i++) any_dead |= !live(f, inputs[i]);
+        for (int i = 0; i < n_grads; i++) any_dead |= !live(f, grads[i]);
+        CHECK(any_dead);
+    }
     CHECK(same_bits(data_of(f, root), data) && same_bits(grad_of(f, root), grad));
 }
 
