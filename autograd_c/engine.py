@@ -307,9 +307,66 @@ class Value:
         return Value(self.data)
 
     def __reduce__(self):
-        """Pickle (and copy) this node alone, as a leaf with its data, grad
-        and label: the graph behind it is not pickled."""
+        """Pickle this node alone, as a leaf with its data, grad and label:
+        the graph behind it is not pickled."""
         return _leaf, (self.data, self.grad, self.label)
+
+    def __copy__(self):
+        """A new node like this one -- op, data, grad, name, label -- with the
+        same children: the copy is part of the same graph below it."""
+        info = self._node()
+        v = Value._from_handle(_copy_node(self._i, info.a, info.b))
+        if self.label:
+            v.label = self.label
+        return v
+
+    def __deepcopy__(self, memo):
+        """An independent copy of the graph this Value reaches: the same
+        structure, data, grads and labels, node for node, so that backward()
+        through it reaches its own copied leaves.  Within one deepcopy, a node
+        reached twice (a shared child, or another Value of the same node) is
+        copied once."""
+        copies = memo.setdefault(id(_DEEPCOPY_NODES), {})  # handle -> new Value
+        for h, a, b in _children_first(self._i, copies):
+            v = Value._from_handle(_copy_node(h, copies[a]._i if a >= 0 else -1,
+                                              copies[b]._i if b >= 0 else -1))
+            owner = _labelled.get(h)
+            if owner is not None:
+                v.label = owner._label
+            copies[h] = v
+        return copies[self._i]
+
+
+_DEEPCOPY_NODES = object()  # the key of Value.__deepcopy__'s table in a memo
+
+
+def _copy_node(h, a, b):
+    """ag_copy_node: the handle of a new node like h with children a, b."""
+    i = lib.ag_copy_node(_ctx, h, a, b)
+    return i if i >= 0 else _retry(i, lib.ag_copy_node, _ctx, h, a, b)
+
+
+def _children_first(root, done):
+    """(handle, child a, child b) of every node root reaches that is not in
+    done, each after its children (iterative: any depth)."""
+    order, stack, seen = [], [root], set(done)
+    info = ffi.new("ag_node *")
+    while stack:
+        h = stack[-1]
+        if h in seen:
+            stack.pop()
+            continue
+        status = lib.ag_node_info(_ctx, h, info)
+        if status:
+            _fail(status, "copy")
+        kids = [k for k in (info.a, info.b) if k >= 0 and k not in seen]
+        if kids:
+            stack.extend(reversed(kids))
+            continue
+        seen.add(h)
+        stack.pop()
+        order.append((h, info.a, info.b))
+    return order
 
 
 def _node_name(i):

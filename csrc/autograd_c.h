@@ -212,6 +212,14 @@ int64_t ag_apply_const(ag_ctx *ctx, int op, int64_t a, double v, int v_int,
 int64_t ag_opaque(ag_ctx *ctx, double v, int is_int, int64_t a, int64_t b,
                   const char *name);
 
+/* A new node like h -- its op, exponent, value, gradient, types and name --
+ * whose children are a and b (-1 where h has none): for copying a graph
+ * node by node, children first (copy.copy keeps h's children, deepcopy
+ * gives the copies of them).  Nothing is computed.  Returns the handle
+ * (one reference for the caller) or a status (AG_ERR_ARG when a child is
+ * given where h has none, or missing where it has one). */
+int64_t ag_copy_node(ag_ctx *ctx, int64_t h, int64_t a, int64_t b);
+
 /* Take one more reference on a node / give one back.  When the last
  * reference to a node goes, the node is freed, then every child that nothing
  * else reaches, iteratively (no recursion, any depth).  AG_OK or a status

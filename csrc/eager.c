@@ -358,6 +358,43 @@ int64_t ag_opaque(ag_ctx *c, double v, int is_int, int64_t ha, int64_t hb,
     return r;
 }
 
+/* The slot for child handle h of a copy of a node whose child slot is
+ * `has` (AG_NONE: none): -1 for none, else a live slot; or a status. */
+static int64_t copy_child(const ag_ctx *c, int32_t has, int64_t h) {
+    if ((has == AG_NONE) != (h == -1)) return AG_ERR_ARG;
+    return h == -1 ? AG_NONE : ag__slot(c, h);
+}
+
+int64_t ag_copy_node(ag_ctx *c, int64_t h, int64_t ha, int64_t hb) {
+    AG_LOCK(c);
+    int64_t id = ag__slot(c, h), a = AG_NONE, b = AG_NONE, r = id;
+    if (id >= 0) {
+        a = copy_child(c, c->a[id], ha);
+        b = copy_child(c, c->b[id], hb);
+        r = a < AG_NONE ? a : b < AG_NONE ? b : ag__reserve(c, 1);
+    }
+    char *name = NULL;
+    if (r == AG_OK && (c->flags[id] & AG_NAMED)) {
+        size_t len = strlen(c->names[id]) + 1;
+        name = ag__malloc(len);
+        if (name) memcpy(name, c->names[id], len);
+        else r = AG_ERR_NOMEM;
+    }
+    if (r == AG_OK) {
+        uint8_t f = c->flags[id] & (uint8_t)(AG_DATA_INT | AG_K_INT | AG_NAMED);
+        int32_t n = ag__alloc(c, c->op[id], c->data[id], f, (int32_t)a,
+                              (int32_t)b);
+        uint8_t g = c->flags[id] & (uint8_t)(AG_GRAD_INT | AG_GRAD_ZERO);
+        c->flags[n] = (uint8_t)((c->flags[n] & ~(AG_GRAD_INT | AG_GRAD_ZERO)) | g);
+        if (!(g & AG_GRAD_ZERO)) c->grad[n] = c->grad[id];
+        if (c->op[id] == AG_POW_CONST) c->k[n] = c->k[id];
+        if (name) c->names[n] = name;
+        r = handed_out(c, n);
+    }
+    AG_UNLOCK(c);
+    return r;
+}
+
 int ag_node_info(ag_ctx *c, int64_t h, ag_node *out) {
     AG_LOCK(c);
     int64_t id = ag__slot(c, h);

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from autograd_c import Value
 from micrograd.engine import Value as MV
-from support import MICROGRAD_OPS, grad_magnitudes, grads_match, random_program, reachable, run_program, same_number
+from support import MICROGRAD_OPS, grad_magnitudes, grads_match, live_nodes, random_program, reachable, run_program, same_number
 
 
 # --------------------------------------------------------------------------
@@ -460,12 +460,87 @@ def test_value_pickles_as_a_leaf(data, grad_):
     assert back._prev == set() and back != node  # the graph is not pickled
 
 
-def test_copy_of_a_value_is_an_independent_leaf():
+def _walk(root):
+    """(op, data, grad) of every node root reaches, children first, in an
+    order that depends only on the graph (children by op, data, grad): the
+    graph as a list, for either engine (a node is a Value for micrograd, a
+    node of the arena for ours: both are what Value equality means)."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            order.append(node)
+        elif node not in seen:
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((k, False) for k in sorted(
+                node._prev, key=lambda k: (k._op, repr(k.data), repr(k.grad))))
+    return [(n._op, n.data, n.grad) for n in order]
+
+
+def _tour_graph(V):
+    a, b = V(2.0), V(-3.0)
+    c = a * b + a
+    d = (c * c + 1.5) ** 2 + c * 4
+    return a, b, d
+
+
+def test_copy_keeps_the_graph_below():
+    """copy.copy: a new node like this one over the same children."""
     x = Value(2.0)
-    y = x * 3
-    for c in (copy.copy(y), copy.deepcopy(y)):
-        assert c.data == 6.0 and c._prev == set() and c != y
-        c.data = 1.0
-        assert y.data == 6.0
-    del c
-    assert y.data == 6.0  # y's node was not released by the copies
+    y = x * 3 + 1
+    y.grad = 0.5
+    c = copy.copy(y)
+    assert c != y and c._op == y._op and c._prev == y._prev
+    assert same_number(c.data, y.data) and same_number(c.grad, y.grad)
+    c.data = 100.0
+    assert y.data == 7.0
+    c.backward()  # into the children it shares with y
+    assert x.grad == 3
+
+
+def test_deepcopy_is_an_independent_graph_with_the_same_structure_and_data(live_baseline):
+    a, b, d = _tour_graph(Value)
+    d.backward()
+    e = copy.deepcopy(d)
+    assert _walk(e) == _walk(d)  # ops, data and grads, node for node
+    assert not (reachable(e) & reachable(d))  # no node shared
+    # the same structure and data as micrograd's deepcopy of the same graph
+    ma, mb, md = _tour_graph(MV)
+    assert [(op, data) for op, data, _ in _walk(copy.deepcopy(md))] == \
+           [(op, data) for op, data, _ in _walk(e)]
+    # backward through the copy reaches its own copied leaves only
+    before = (a.grad, b.grad)
+    leaves = [v for v in reachable(e) if not v._prev]
+    for v in reachable(e):
+        v.grad = 0
+    e.backward()
+    assert (a.grad, b.grad) == before
+    assert sorted((v.data, v.grad) for v in leaves if v.data in (2.0, -3.0)) == \
+           sorted([(2.0, a.grad), (-3.0, b.grad)])
+    del a, b, d, e, leaves, v, ma, mb, md
+    assert live_nodes() == live_baseline
+
+
+def test_deepcopy_copies_a_shared_node_once():
+    x = Value(1.5, label="x")
+    y = x * x + 2
+    cx, cy = copy.deepcopy([x, y])
+    assert any(cx in k._prev for k in cy._prev)  # the copy of x under the copy of y
+    assert cx != x and cx.label == "x"
+    cy.backward()
+    assert cx.grad == 3.0 and x.grad == 0
+
+
+def test_deepcopy_of_a_model_trains_apart():
+    from autograd_c.nn import MLP
+    model = MLP(2, [4, 1])
+    twin = copy.deepcopy(model)
+    xs = [Value(0.5), Value(-1.0)]
+    assert same_number(twin(xs).data, model(xs).data)
+    loss = twin(xs) * 1.0
+    loss.backward()
+    for p in twin.parameters():
+        p.data -= 0.1 * p.grad
+    assert all(p.grad == 0 for p in model.parameters())
+    assert not same_number(twin(xs).data, model(xs).data)

@@ -344,6 +344,42 @@ static void test_backward_twice_accumulates(void) {
     ctx_done(c);
 }
 
+/* ag_copy_node: a node like h over the children given -- nothing computed,
+ * value, gradient, types, exponent and name kept; child counts must match. */
+static void test_copy_node(void) {
+    ag_ctx *c = ctx_new();
+    int64_t x = leaf(c, 3, 1), y = leaf(c, 2.5, 0);
+    int64_t p = pow_const(c, x, 2, 1);              /* int 9 */
+    CHECK_EQ(ag_set_grad(c, p, 4, 1), AG_OK);
+    int64_t q = must(ag_copy_node(c, p, y, -1), "copy over another child");
+    CHECK_SAME(data_of(c, q), 9.0);                 /* kept, not recomputed */
+    CHECK_EQ(flags_of(c, q), AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
+    CHECK_SAME(grad_of(c, q), 4.0);
+    ag_node n;
+    CHECK_EQ(ag_node_info(c, q, &n), AG_OK);
+    CHECK(n.op == AG_POW_CONST && n.k == 2.0 && n.a == y && n.b == -1);
+    CHECK_EQ(ag_backward(c, q), AG_OK);             /* its rule, on its child */
+    CHECK_SAME(grad_of(c, y), 5.0);                 /* 2 * 2.5 * 1 */
+    int64_t o = must(ag_opaque(c, 1.0, 0, x, -1, "mine"), "opaque");
+    int64_t o2 = must(ag_copy_node(c, o, y, -1), "copy of a named node");
+    char name[8];
+    CHECK_EQ(ag_node_name(c, o2, name, sizeof name), 4);
+    CHECK(strcmp(name, "mine") == 0);
+    int64_t l2 = must(ag_copy_node(c, x, -1, -1), "copy of a leaf");
+    CHECK_SAME(data_of(c, l2), 3.0);
+    CHECK_EQ(grad_int(c, l2), 1);
+    int64_t before = live(c);
+    CHECK_EQ(ag_copy_node(c, p, -1, -1), AG_ERR_ARG);   /* a child missing */
+    CHECK_EQ(ag_copy_node(c, x, y, -1), AG_ERR_ARG);    /* a leaf has none */
+    CHECK_EQ(ag_copy_node(c, p, y, y), AG_ERR_ARG);     /* one too many */
+    int64_t ids[] = {q, o2, l2, p, o, y};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) ag_release(c, ids[i]);
+    CHECK_EQ(ag_copy_node(c, p, x, -1), AG_ERR_STALE);
+    CHECK_EQ(live(c), before - 6);              /* x alone is left */
+    ag_release(c, x);
+    ctx_done(c);
+}
+
 static void test_opaque_blocks_gradient(void) {
     ag_ctx *c = ctx_new();
     int64_t a = leaf(c, 2.0, 0), b = leaf(c, 3.0, 0);
@@ -792,6 +828,7 @@ static const test_case tests[] = {
     {"shared_nodes", test_shared_nodes},
     {"backward_twice_accumulates", test_backward_twice_accumulates},
     {"opaque_blocks_gradient", test_opaque_blocks_gradient},
+    {"copy_node", test_copy_node},
     {"deep_chain", test_deep_chain},
     {"free_slots_reused", test_free_slots_reused},
     {"reused_slot_starts_clean", test_reused_slot_starts_clean},
