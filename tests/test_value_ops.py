@@ -544,3 +544,27 @@ def test_deepcopy_of_a_model_trains_apart():
         p.data -= 0.1 * p.grad
     assert all(p.grad == 0 for p in model.parameters())
     assert not same_number(twin(xs).data, model(xs).data)
+
+
+# --------------------------------------------------------------------------
+# subclasses
+
+def test_subclasses_work_as_on_micrograd():
+    """A subclass adding an op, overriding __repr__ and setting attributes:
+    the same program on micrograd's Value and on ours; results of built-in
+    ops are plain Values on both."""
+    seen = []
+    for V in (MV, Value):
+        class Mine(V):
+            def cube(self):
+                return self ** 3
+
+            def __repr__(self):
+                return f"Mine({self.data})"
+
+        a = Mine(2.0)
+        b = a.cube() + a
+        b.backward()
+        a.note = "kept"
+        seen.append((repr(a), type(b) is V, type(a * 2) is V, b.data, a.grad, a.note))
+    assert seen[0] == seen[1]
