@@ -9,6 +9,7 @@ Graphs are built micrograd's way (`a - b` is `a + (-b)`, `a / b` is
 This module holds Value and what only Value needs; the C context, error
 mapping and release of dead Values are _session's.
 """
+import functools
 import gc
 import numbers
 import weakref
@@ -293,6 +294,14 @@ class Value:
             return NotImplemented
         return _apply_checked(_POWK, self, k, k_int)
 
+    @property
+    def _backward(self):
+        """micrograd's per-node rule: calling it adds this node's
+        contributions, from its grad as it is now, to its children's grads
+        (a leaf's does nothing).  Called for every node in reverse
+        topological order after root.grad = 1, it is root.backward()."""
+        return functools.partial(_backprop_node, self._i)
+
     def backward(self):
         """micrograd's backward: grad of self = 1, accumulated into all it reaches."""
         status = lib.ag_backward(_ctx, self._i)
@@ -367,6 +376,12 @@ def _children_first(root, done):
         stack.pop()
         order.append((h, info.a, info.b))
     return order
+
+
+def _backprop_node(i):
+    status = lib.ag_backprop_node(_ctx, i)
+    if status:
+        _fail(status, "Value._backward")
 
 
 def _node_name(i):

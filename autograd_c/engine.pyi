@@ -1,6 +1,6 @@
 # Type stub of engine.py (Value), whose ops are made by factory functions that
 # editors cannot see through.  tests/test_package.py checks it stays complete.
-from typing import Any, Iterable, Optional, Set, Tuple, Union
+from typing import Any, Callable, Iterable, Optional, Set, Tuple, Union
 
 Number = Union[int, float]
 Operand = Union["Value", int, float]
@@ -50,6 +50,8 @@ class Value:
     def log(self) -> Value: ...
     def sigmoid(self) -> Value: ...
     def __abs__(self) -> Value: ...
+    @property
+    def _backward(self) -> Callable[[], None]: ...
     def backward(self) -> None:
         """micrograd's backward: grad of self = 1, accumulated into all it reaches."""
     def detach(self) -> Value:

@@ -278,6 +278,12 @@ int64_t ag_held_refs(ag_ctx *ctx, int64_t *handles, uint32_t *counts,
  * status. */
 int ag_backward(ag_ctx *ctx, int64_t root);
 
+/* micrograd's out._backward() for one node: add h's contributions, from
+ * its grad as it is now, to its children's grads (a leaf or an opaque node
+ * has none).  Calling it for every node in reverse topological order, root
+ * grad 1 first, is ag_backward.  AG_OK or a status. */
+int ag_backprop_node(ag_ctx *ctx, int64_t h);
+
 /* One micrograd Layer applied to nodes: for each of n_out neurons j,
  *   act = b[j] + w[j*n_in+0]*x[0] + ... + w[j*n_in+n_in-1]*x[n_in-1]
  * built left to right exactly as micrograd's Neuron, then relu'd when

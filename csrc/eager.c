@@ -206,6 +206,17 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
     }
 }
 
+int ag_backprop_node(ag_ctx *c, int64_t h) {
+    AG_LOCK(c);
+    int64_t id = ag__slot(c, h);
+    if (id >= 0) {
+        nodes v = nodes_of(c);
+        backprop(&v, (int32_t)id);
+    }
+    AG_UNLOCK(c);
+    return id < 0 ? (int)id : AG_OK;
+}
+
 int ag_backward(ag_ctx *c, int64_t h) {
     AG_LOCK(c);
     int64_t root = ag__slot(c, h);

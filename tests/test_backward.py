@@ -6,11 +6,15 @@ micrograd's backward raises half-way.
 Against micrograd on random programs, and backward twice:
 test_differential.py; deep graphs (10**6 nodes): test_memory.py."""
 import math
+import random
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from autograd_c import Value
 from micrograd.engine import Value as MV
+from support import grad_magnitudes, grads_match, random_program, run_program
 
 INF = math.inf
 
@@ -76,3 +80,53 @@ def test_backward_is_ieee_where_micrograd_raises_half_way():
     rx = MV(0.0)
     with pytest.raises(ZeroDivisionError):
         (rx ** 0.5).backward()
+
+
+def _micrograd_loop(root):
+    """The backward loop micrograd teaches, written by hand: a topological
+    order by walking _prev, root.grad = 1, then every node's _backward() in
+    reverse (iterative: deep graphs too)."""
+    topo, visited, stack = [], set(), [(root, False)]
+    while stack:
+        v, children_done = stack.pop()
+        if children_done:
+            topo.append(v)
+        elif v not in visited:
+            visited.add(v)
+            stack.append((v, True))
+            stack.extend((child, False) for child in v._prev)
+    root.grad = 1
+    for v in reversed(topo):
+        v._backward()
+    return topo
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_hand_written_backward_loop_gives_backwards_grads(seed):
+    """Every Value has micrograd's _backward (its own rule; a leaf's does
+    nothing): the loop micrograd teaches gives root.backward()'s grads, and
+    micrograd's own (up to the order of the sums)."""
+    program = random_program(random.Random(seed), 3, 12)
+    reference = run_program(MV, program)
+    try:
+        _micrograd_loop(reference.root)
+    except (ZeroDivisionError, OverflowError):  # micrograd's own pow rule
+        assume(False)
+    scale = grad_magnitudes(reference.root)
+    ours = run_program(Value, program, plan=reference)
+    topo = _micrograd_loop(ours.root)
+    by_loop = [leaf.grad for leaf in ours.leaves]
+    for v in topo:
+        v.grad = 0
+    ours.root.backward()
+    for leaf, mine, theirs in zip(ours.leaves, by_loop, reference.leaves):
+        s = scale.get(id(theirs), 0.0)
+        assert grads_match(mine, leaf.grad, s) and grads_match(mine, theirs.grad, s)
+
+
+def test_a_leafs_backward_does_nothing():
+    x = Value(2.0)
+    x.grad = 3
+    x._backward()
+    assert x.grad == 3 and x._prev == set()

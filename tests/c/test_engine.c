@@ -380,6 +380,32 @@ static void test_copy_node(void) {
     ctx_done(c);
 }
 
+/* ag_backprop_node over the nodes in reverse topological order, root grad
+ * int 1 first, is ag_backward: the same grads, ints kept ints. */
+static void test_backprop_node_is_one_step_of_backward(void) {
+    ag_ctx *c = ctx_new();
+    int64_t x = leaf(c, 3, 1), y = leaf(c, 2.5, 0);
+    int64_t m = apply2(c, AG_MUL, x, y), t = apply1(c, AG_TANH, m);
+    int64_t z = apply2(c, AG_ADD, t, x);
+    CHECK_EQ(ag_set_grad(c, z, 1, 1), AG_OK);
+    const int64_t reverse_topo[] = {z, t, m, y, x};
+    for (int i = 0; i < 5; i++) CHECK_EQ(ag_backprop_node(c, reverse_topo[i]), AG_OK);
+    double gx = grad_of(c, x), gy = grad_of(c, y);
+    int x_int = grad_int(c, x);
+    const int64_t all[] = {x, y, m, t, z};
+    for (int i = 0; i < 5; i++) ag_set_grad(c, all[i], 0, 1);
+    CHECK_EQ(ag_backward(c, z), AG_OK);
+    CHECK_SAME(gx, grad_of(c, x));
+    CHECK_SAME(gy, grad_of(c, y));
+    CHECK_EQ(x_int, grad_int(c, x));
+    double before = grad_of(c, x);
+    CHECK_EQ(ag_backprop_node(c, x), AG_OK);        /* a leaf: nothing */
+    CHECK_SAME(grad_of(c, x), before);
+    for (int i = 0; i < 5; i++) ag_release(c, all[i]);
+    CHECK_EQ(ag_backprop_node(c, z), AG_ERR_STALE);
+    ctx_done(c);
+}
+
 static void test_opaque_blocks_gradient(void) {
     ag_ctx *c = ctx_new();
     int64_t a = leaf(c, 2.0, 0), b = leaf(c, 3.0, 0);
@@ -829,6 +855,7 @@ static const test_case tests[] = {
     {"backward_twice_accumulates", test_backward_twice_accumulates},
     {"opaque_blocks_gradient", test_opaque_blocks_gradient},
     {"copy_node", test_copy_node},
+    {"backprop_node_is_one_step", test_backprop_node_is_one_step_of_backward},
     {"deep_chain", test_deep_chain},
     {"free_slots_reused", test_free_slots_reused},
     {"reused_slot_starts_clean", test_reused_slot_starts_clean},

@@ -115,6 +115,7 @@ static void bad_handle_everywhere(const scene *s) {
     ag_node n = {123, 456, 789, 1.5, 77};
     EXPECT(s, ag_node_info(c, h, &n), want);
     EXPECT(s, ag_copy_node(c, h, -1, -1), want);
+    EXPECT(s, ag_backprop_node(c, h), want);
     EXPECT(s, n.op == 123 && n.a == 456 && n.b == 789 && n.k == 1.5 &&
                   n.flags == 77, 1);             /* *out not written */
     char buf[16] = "untouched";
