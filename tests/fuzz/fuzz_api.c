@@ -747,6 +747,43 @@ static void step_stale(fz *f) {
 #undef STALE
 }
 
+/* ---- copies and one node's backward --------------------------------------- */
+
+/* ag_copy_node of a held node over its own children (copy.copy), or over
+ * any handles (then the status says whether they fit); ag_backprop_node of
+ * any handle.  A copy keeps value, grad, types and name. */
+static void step_copy(fz *f) {
+    slot *s = pick(f);
+    int how = u8(f) % 3;
+    if (how == 2) {                            /* one node's rule, any handle */
+        int64_t h = any_id(f);
+        int st = ag_backprop_node(f->ctx, h);
+        CHECK(st == AG_OK || st == AG_ERR_STALE || st == AG_ERR_ARG);
+        CHECK((st == AG_OK) == live(f, h));
+        return;
+    }
+    if (s->id < 0) return;
+    ag_node n;
+    CHECK(ag_node_info(f->ctx, s->id, &n) == AG_OK);
+    int64_t a = how == 0 ? n.a : any_id(f), b = how == 0 ? n.b : -1;
+    size_t before = stats(f).live_nodes;
+    double _Complex data = ag_read(f->ctx, s->id, AG_READ_DATA);
+    double _Complex grad = ag_read(f->ctx, s->id, AG_READ_GRAD);
+    char name[64], copied[64];
+    int64_t len = ag_node_name(f->ctx, s->id, name, sizeof name);
+    int64_t r = ag_copy_node(f->ctx, s->id, a, b);
+    if (how == 0) CHECK(r >= 0 || r == AG_ERR_NOMEM || r == AG_ERR_LIMIT);
+    if (r >= 0) {                   /* before constructed(), which may release r */
+        double _Complex d2 = ag_read(f->ctx, r, AG_READ_DATA);
+        double _Complex g2 = ag_read(f->ctx, r, AG_READ_GRAD);
+        CHECK(same_bits(creal(d2), creal(data)) && cimag(d2) == cimag(data));
+        CHECK(same_bits(creal(g2), creal(grad)) && cimag(g2) == cimag(grad));
+        CHECK(ag_node_name(f->ctx, r, copied, sizeof copied) == len);
+        CHECK(strcmp(copied, name) == 0);
+    }
+    constructed(f, r, before);
+}
+
 /* ---- out of memory: the n-th allocation of a step fails --------------------- */
 
 /* The harness's allocator: the C library's, but the allocation that brings
@@ -792,7 +829,7 @@ static const step_fn STEPS[STEP_SLOTS] = {
     step_leaf, step_apply, step_apply_const, step_opaque, step_retain,
     step_release, step_release_many, step_take_child, step_backward,
     step_set, step_layer, step_limit, step_grad_mode, step_status_str,
-    step_graph, step_bulk, step_stale, step_oom,
+    step_graph, step_bulk, step_stale, step_oom, step_copy,
     /* new steps go here, at the end */
 };
 
