@@ -30,6 +30,7 @@ ERRORS: Dict[int, Type[Exception]] = {
     lib.AG_ERR_ARG: ValueError,
     lib.AG_ERR_NOT_LEAF: ValueError,
     lib.AG_ERR_STALE: ReferenceError,
+    lib.AG_ERR_USER_RULE: ValueError,
 }
 
 
@@ -88,6 +89,9 @@ DEAD_BATCH: int = 512
 # whether C has released it (ag_release_once releases a batch once per
 # flag); one stays here until its release call has returned.
 _in_flight: List[Tuple[List[int], Any]] = []
+# Run by release_dead first, again while one returns True (it released
+# something, which may free what others hold back).
+sweeps: List[Callable[[], bool]] = []
 
 
 def release_dead() -> None:
@@ -103,15 +107,21 @@ def release_dead() -> None:
     had in fact happened a no-op."""
     for entry in tuple(_in_flight):
         _release(entry)
-    done = ffi.new("int *")
-    n = len(dead)
-    if not n:
-        return
-    batch = dead[:n]            # these two: no call, no interrupt between
-    del dead[:n]
-    entry = (batch, done)
-    _in_flight.append(entry)
-    _release(entry)
+    while True:  # until a round releases nothing
+        swept = False
+        for sweep in sweeps:  # references held back until their node is free
+            swept = sweep() or swept
+        done = ffi.new("int *")
+        n = len(dead)
+        if not n and not swept:
+            return
+        batch = dead[:n]            # these two: no call, no interrupt between
+        del dead[:n]
+        entry = (batch, done)
+        _in_flight.append(entry)
+        _release(entry)
+        if not sweeps:
+            return
 
 
 def _release(entry: Tuple[List[int], Any]) -> None:

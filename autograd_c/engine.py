@@ -16,11 +16,12 @@ import weakref
 
 from ._autograd_c import ffi, lib
 from ._session import DEAD_BATCH as _DEAD_BATCH, ctx as _ctx, dead as _dead, fail as _fail
-from ._session import release_dead as _release_dead, retry as _retry
+from ._session import release_dead as _release_dead, retry as _retry, sweeps as _sweeps
 
 _labelled = weakref.WeakValueDictionary()  # node handle -> the Value its label was set on
 _read = lib.ag_read
 _DATA, _GRAD = lib.AG_READ_DATA, lib.AG_READ_GRAD
+_USER_RULE = lib.AG_ERR_USER_RULE
 
 
 def _number(x):
@@ -82,9 +83,9 @@ def _user_node(data, children, op):
     if not kids and not op:
         args = (_new_leaf, _ctx, x, x_int)
     else:
-        if len(kids) > 2 or not all(isinstance(k, Value) for k in kids):
-            raise ValueError("Value(data, children): children must be at most two Values")
-        handles = [k._i for k in kids] + [-1, -1]
+        if not all(isinstance(k, Value) for k in kids):
+            raise ValueError("Value(data, children): children must be Values")
+        handles = [k._i for k in kids] + [-1, -1]  # C keeps two; Python all
         name = str(op).encode("utf-8", "surrogatepass")
         args = (lib.ag_opaque, _ctx, x, x_int, handles[0], handles[1], name)
     i = args[0](*args[1:])
@@ -115,6 +116,99 @@ def _unary_op(op):
     return method
 
 
+# Values of the user's own ops -- a rule set with `v._backward = f`, or more
+# than two children -- by node handle: the Value carries them, and stays
+# while its node does (the node may outlive the Value: then _kept has it).
+_user_values = weakref.WeakValueDictionary()
+_kept = {}
+_user_classes = {}  # a Value class -> its subclass with the finalizer below
+
+
+def _user_value(i):
+    """The Value carrying node i's own rule or children, or None."""
+    v = _user_values.get(i)
+    return v if v is not None else _kept.get(i)
+
+
+def _keep_with_node(v):
+    """Register v as carrying its node's rule or children, and give it the
+    finalizer that keeps it while the node lives on (a subclass of its
+    class, same layout: no cost for any other Value)."""
+    _user_values[v._i] = v
+    cls = type(v)
+    if cls.__del__ is not _user_value_del:
+        sub = _user_classes.get(cls)
+        if sub is None:
+            sub = _user_classes[cls] = type(cls.__name__, (cls,), {
+                "__slots__": (), "__del__": _user_value_del,
+                "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+        v.__class__ = sub
+
+
+def _node_refs(i):
+    info = ffi.new("ag_node *")
+    status = lib.ag_node_info(_ctx, i, info)
+    return info.refs if status == 0 else 0
+
+
+def _user_value_del(self):
+    """A user op's Value dies: while other nodes or handles still reach its
+    node, keep it (and with it its rule and children) until they are gone."""
+    i = self._i
+    if i < 0:
+        return
+    if _node_refs(i) > 1:
+        _kept[i] = self  # resurrected; _sweep_kept releases it later
+        return
+    _dead.append(i)
+
+
+_user_value_del.__qualname__ = "Value.__del__"  # the recovery's hook knows it
+
+
+def _sweep_kept():
+    """Release the kept Values whose node nothing else reaches any more;
+    True when it released one (their rules' closures go with them, and the
+    Values those held may free more)."""
+    released = False
+    for i, v in _kept.copy().items():  # a finalizer may add to it meanwhile
+        if _node_refs(i) <= 1:
+            del _kept[i]
+            for name in ("_rule", "_kids"):  # the closure's cycle with v
+                if hasattr(v, name):
+                    delattr(v, name)
+            status = lib.ag_release(_ctx, i)  # v's finalizer has run already
+            if status:
+                _fail(status, "releasing a user op's node")
+            released = True
+    return released
+
+
+_sweeps.append(_sweep_kept)
+
+
+def _backward_with_user_rules(root):
+    """backward() when rules of the user's own ops may be reached: the
+    topological order walked here (children first, micrograd's order), then
+    each node's rule -- the user's, or the engine's for the node."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        v, finished = stack.pop()
+        if finished:
+            order.append(v)
+        elif v not in seen:
+            seen.add(v)
+            stack.append((v, True))
+            stack.extend((k, False) for k in v._prev)
+    root.grad = 1
+    for v in reversed(order):
+        own = _user_value(v._i)
+        if own is not None and hasattr(own, "_rule"):
+            own._rule()
+        else:
+            _backprop_node(v._i)
+
+
 def _is_operand(x):
     """x can meet a Value in an operator: a Value or a real number."""
     t = type(x)
@@ -133,21 +227,27 @@ def _drop_old_node(v):
 class Value:
     """A scalar in the graph: micrograd's Value, computed in C."""
 
-    __slots__ = ("_i", "_label", "__weakref__")
+    __slots__ = ("_i", "_label", "_rule", "_kids", "__weakref__")
 
     def __init__(self, data, _children=(), _op="", label="", *, children=None, op=None,
                  _referents=gc.get_referents):
         t = type(data)
+        many = None
         if (t is float or t is int) and not (_children or _op or children or op):
             i = _new_leaf(_ctx, data, t is int)  # the common case: a plain leaf
             if i < 0:
                 i = _retry(i, _new_leaf, _ctx, data, t is int)
         else:
-            i = _user_node(data, _children if children is None else children,
-                           _op if op is None else op)
+            kids = tuple(_children if children is None else children)
+            i = _user_node(data, kids, _op if op is None else op)
+            if len(kids) > 2:  # C keeps two; all are kept on this Value
+                many = kids
         if len(_referents(self)) > 1:  # not a fresh object: __init__ again?
             _drop_old_node(self)
         self._i = i
+        if many is not None:
+            self._kids = many
+            _keep_with_node(self)
         if label:
             self.label = label
 
@@ -212,6 +312,9 @@ class Value:
     @property
     def _prev(self):
         """The set of child Values (each equal to the Value a user holds)."""
+        own = _user_value(self._i)
+        if own is not None and hasattr(own, "_kids"):
+            return set(own._kids)
         info = self._node()
         kids = set()
         for j in (info.a, info.b):
@@ -300,11 +403,28 @@ class Value:
         contributions, from its grad as it is now, to its children's grads
         (a leaf's does nothing).  Called for every node in reverse
         topological order after root.grad = 1, it is root.backward()."""
+        own = _user_value(self._i)
+        if own is not None and hasattr(own, "_rule"):
+            return own._rule
         return functools.partial(_backprop_node, self._i)
+
+    @_backward.setter
+    def _backward(self, rule):
+        """A rule of the user's own op, as micrograd's ops set theirs
+        (`out._backward = _backward`): backward() calls it for this node."""
+        if not callable(rule):
+            raise TypeError(f"_backward must be callable, got {type(rule).__name__}")
+        status = lib.ag_set_user_rule(_ctx, self._i)
+        if status:
+            _fail(status, "Value._backward")
+        self._rule = rule
+        _keep_with_node(self)
 
     def backward(self):
         """micrograd's backward: grad of self = 1, accumulated into all it reaches."""
         status = lib.ag_backward(_ctx, self._i)
+        if status == _USER_RULE:  # it reaches an op of the user's own: Python runs it
+            return _backward_with_user_rules(self)
         if status:
             _fail(status, "Value.backward")
 

@@ -9,6 +9,8 @@ class Value:
     """A scalar in the graph: micrograd's Value, computed in C."""
 
     _i: int
+    _rule: Callable[[], None]  # the rule of a user's own op, where one was set
+    _kids: Tuple[Value, ...]   # a user op's children, where it has over two
     def __init__(self, data: Number, _children: Iterable[Value] = ..., _op: str = ...,
                  label: str = ..., *, children: Optional[Iterable[Value]] = ...,
                  op: Optional[str] = ...) -> None: ...
@@ -52,6 +54,8 @@ class Value:
     def __abs__(self) -> Value: ...
     @property
     def _backward(self) -> Callable[[], None]: ...
+    @_backward.setter
+    def _backward(self, rule: Callable[[], None]) -> None: ...
     def backward(self) -> None:
         """micrograd's backward: grad of self = 1, accumulated into all it reaches."""
     def detach(self) -> Value:

@@ -170,7 +170,9 @@ void ag__free_from(ag_ctx *c, int32_t id) {
         c->refs[x] = 0;
         c->op[x] = AG_FREE_OP;
         c->gen[x] = (c->gen[x] + 1) & AG_GEN_MASK;  /* its handles go stale */
-        if (c->flags[x] & AG_NAMED) ag__free(c->names[x]);
+        uint8_t fx = c->flags[x];
+        if (fx & AG_NAMED) ag__free(c->names[x]);
+        if (fx & AG_USER_RULE) c->user_rules--;
         put_free(c, x);
         c->live--;
         for (int i = 0; i < 2; i++) {

@@ -31,6 +31,8 @@
                                  * no grad store); implies AG_GRAD_INT    */
 #define AG_NAMED 8              /* flags[] bit: names[] holds a malloc'ed
                                  * name, freed with the node              */
+#define AG_USER_RULE 16         /* flags[] bit: the caller's own backward
+                                 * rule (ag_set_user_rule)                */
 #define AG_GEN_MASK 0x7fffffffu /* generations: 31 bits, handles >= 0     */
 #define AG_REFS_END UINT32_MAX  /* end of the dying list threaded in refs */
 
@@ -65,6 +67,7 @@ struct ag_ctx {
                          * every slot a trim dropped, so that handles of
                          * those can never name a later node              */
     size_t trim_below;  /* free_from looks for a trim when live drops below */
+    size_t user_rules;  /* live nodes with AG_USER_RULE                   */
     /* fork.c's registry: the list of contexts, and this one's graphs    */
     ag_ctx *fork_next, *fork_prev;
     ag_graph *graphs;

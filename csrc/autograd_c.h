@@ -87,7 +87,9 @@ typedef enum ag_status {
     AG_ERR_ARG = -8,       /* bad argument: unknown op, a number that is no
                             * handle, wrong shape                             */
     AG_ERR_NOT_LEAF = -9,  /* a replay input that is not a leaf of the graph     */
-    AG_ERR_STALE = -10     /* a handle whose node has been freed since           */
+    AG_ERR_STALE = -10,    /* a handle whose node has been freed since           */
+    AG_ERR_USER_RULE = -11 /* the graph has an op whose rule is the caller's
+                            * (ag_set_user_rule): it cannot run in C        */
 } ag_status;
 
 /* Flags of a node (ag_node_info), and what ag_read reads. */
@@ -104,6 +106,7 @@ typedef struct ag_node {
     int64_t a, b;      /* children's handles, -1 where absent    */
     double k;          /* POW_CONST exponent                     */
     int flags;         /* AG_DATA_INT | AG_GRAD_INT | AG_K_INT    */
+    uint32_t refs;     /* references on it: handles, parent links  */
 } ag_node;
 
 /* Arena statistics (ag_stats). */
@@ -277,6 +280,12 @@ int64_t ag_held_refs(ag_ctx *ctx, int64_t *handles, uint32_t *counts,
  * Iterative, any depth; needs no memory beyond the arena.  AG_OK or a
  * status. */
 int ag_backward(ag_ctx *ctx, int64_t root);
+
+/* Mark node h as an op whose backward rule is the caller's own (a Python
+ * function): ag_backward and ag_graph_new then fail with AG_ERR_USER_RULE
+ * for a graph that reaches it, changing nothing, so that the caller runs
+ * the rules itself (ag_backprop_node for the others).  AG_OK or a status. */
+int ag_set_user_rule(ag_ctx *ctx, int64_t h);
 
 /* micrograd's out._backward() for one node: add h's contributions, from
  * its grad as it is now, to its children's grads (a leaf or an opaque node

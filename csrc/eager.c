@@ -206,6 +206,30 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
     }
 }
 
+/* AG_ERR_USER_RULE when one of the n nodes of order has the caller's own
+ * rule (then the marks topo_marked left are cleared), else AG_OK.  Only
+ * looked at while such nodes exist. */
+static int check_user_rules(ag_ctx *c, const int32_t *order, size_t n) {
+    if (!c->user_rules) return AG_OK;
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++)
+        found = (c->flags[order[i]] & AG_USER_RULE) != 0;
+    if (!found) return AG_OK;
+    for (size_t i = 0; i < n; i++) c->flags[order[i]] &= (uint8_t)~AG_MARK;
+    return AG_ERR_USER_RULE;
+}
+
+int ag_set_user_rule(ag_ctx *c, int64_t h) {
+    AG_LOCK(c);
+    int64_t id = ag__slot(c, h);
+    if (id >= 0 && !(c->flags[id] & AG_USER_RULE)) {
+        c->flags[id] |= AG_USER_RULE;
+        c->user_rules++;
+    }
+    AG_UNLOCK(c);
+    return id < 0 ? (int)id : AG_OK;
+}
+
 int ag_backprop_node(ag_ctx *c, int64_t h) {
     AG_LOCK(c);
     int64_t id = ag__slot(c, h);
@@ -220,12 +244,15 @@ int ag_backprop_node(ag_ctx *c, int64_t h) {
 int ag_backward(ag_ctx *c, int64_t h) {
     AG_LOCK(c);
     int64_t root = ag__slot(c, h);
+    int st = root < 0 ? (int)root : AG_OK;
     if (root >= 0) {
         size_t n = topo_marked(c, (int32_t)root, 0);  /* no leaves: no rule */
-        ag__backward_order(c, (int32_t)root, c->order, n);  /* clears marks */
+        st = check_user_rules(c, c->order, n);
+        if (st == AG_OK)
+            ag__backward_order(c, (int32_t)root, c->order, n);  /* clears marks */
     }
     AG_UNLOCK(c);
-    return root < 0 ? (int)root : AG_OK;
+    return st;
 }
 
 /* op(a, b) as a new node with refs = 0 -- or, while recording is off, a
@@ -416,6 +443,7 @@ int ag_node_info(ag_ctx *c, int64_t h, ag_node *out) {
         out->b = b == AG_NONE ? -1 : ag__handle(c, b);
         out->k = out->op == AG_POW_CONST ? c->k[id] : 0.0;
         out->flags = c->flags[id] & (AG_DATA_INT | AG_GRAD_INT | AG_K_INT);
+        out->refs = c->refs[id];
     }
     AG_UNLOCK(c);
     return id < 0 ? (int)id : AG_OK;

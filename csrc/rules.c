@@ -79,6 +79,9 @@ const char *ag_status_str(int status) {
     case AG_ERR_NOT_LEAF: return "input is not a leaf of the graph";
     case AG_ERR_STALE:
         return "the node was freed: this handle outlived it (a stale handle)";
+    case AG_ERR_USER_RULE:
+        return "the graph has an op whose backward rule is the caller's own "
+               "(a Python _backward): it cannot run in C";
     }
     return "unknown status";
 }

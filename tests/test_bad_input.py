@@ -192,7 +192,8 @@ TABLE = [
     ("Value(False)", lambda r: Value(False), "Value(data=0, grad=0)"),
     ("Value(Value(1))", lambda r: Value(Value(1)), TypeError),
     ("Value(1, children=(1, 2))", lambda r: Value(1, (1, 2)), ValueError),
-    ("Value(1, children of 3 Values)", lambda r: Value(1, (r.x, r.w, r.b)), ValueError),
+    ("Value(1, children of 3 Values): all kept, as micrograd",
+     lambda r: len(Value(1, (r.x, r.w, r.b), "sum3")._prev), lambda n: n == 3),
     # operators with special numbers: Python's float arithmetic, micrograd's way
     ("2.0 + nan", lambda r: Value(2.0) + nan, "Value(data=nan, grad=0)"),
     ("2.0 * inf", lambda r: Value(2.0) * inf, "Value(data=inf, grad=0)"),

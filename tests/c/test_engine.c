@@ -182,7 +182,7 @@ static void test_status_strings(void) {
     const char *unknown = ag_status_str(12345);
     CHECK(unknown != NULL);
     CHECK(strcmp(ag_status_str(AG_OK), "ok") == 0);
-    for (int s = AG_OK; s >= AG_ERR_STALE; s--) {
+    for (int s = AG_OK; s >= AG_ERR_USER_RULE; s--) {
         const char *text = ag_status_str(s);
         check_at(text && text[0] && strcmp(text, unknown) != 0,
                  "a known status has its own text", __FILE__, __LINE__);
@@ -190,7 +190,7 @@ static void test_status_strings(void) {
             check_at(strcmp(text, ag_status_str(t)) != 0,
                      "status texts are distinct", __FILE__, __LINE__);
     }
-    const int outside[] = {1, AG_ERR_STALE - 1, -1000};
+    const int outside[] = {1, AG_ERR_USER_RULE - 1, -1000};
     for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++)
         CHECK(strcmp(ag_status_str(outside[i]), unknown) == 0);
 }
@@ -403,6 +403,36 @@ static void test_backprop_node_is_one_step_of_backward(void) {
     CHECK_SAME(grad_of(c, x), before);
     for (int i = 0; i < 5; i++) ag_release(c, all[i]);
     CHECK_EQ(ag_backprop_node(c, z), AG_ERR_STALE);
+    ctx_done(c);
+}
+
+/* A node with the caller's own rule: ag_backward and ag_graph_new refuse a
+ * graph that reaches it (AG_ERR_USER_RULE), changing nothing; graphs that
+ * do not reach it, and the same graph once the node is gone, work. */
+static void test_user_rule_nodes_are_refused(void) {
+    ag_ctx *c = ctx_new();
+    int64_t x = leaf(c, 2.0, 0);
+    int64_t u = must(ag_opaque(c, 5.0, 0, x, -1, "mine"), "opaque");
+    int64_t y = apply2(c, AG_MUL, u, x), other = apply2(c, AG_ADD, x, x);
+    CHECK_EQ(ag_set_user_rule(c, u), AG_OK);
+    CHECK_EQ(ag_set_user_rule(c, u), AG_OK);              /* once is enough */
+    CHECK_EQ(ag_backward(c, y), AG_ERR_USER_RULE);
+    CHECK_SAME(grad_of(c, x), 0.0);                       /* nothing ran */
+    CHECK_SAME(grad_of(c, y), 0.0);
+    ag_graph *g = (ag_graph *)&g;
+    CHECK_EQ(ag_graph_new(c, y, &g), AG_ERR_USER_RULE);
+    CHECK(g == NULL);
+    CHECK_EQ(ag_backward(c, other), AG_OK);               /* marks were cleared */
+    CHECK_SAME(grad_of(c, x), 2.0);
+    CHECK_EQ(ag_backward(c, u), AG_ERR_USER_RULE);
+    ag_release(c, y);
+    ag_release(c, u);                                     /* the node goes */
+    int64_t z = apply2(c, AG_MUL, x, x);
+    CHECK_EQ(ag_backward(c, z), AG_OK);
+    CHECK_EQ(ag_set_user_rule(c, u), AG_ERR_STALE);
+    ag_release(c, z);
+    ag_release(c, other);
+    ag_release(c, x);
     ctx_done(c);
 }
 
@@ -855,6 +885,7 @@ static const test_case tests[] = {
     {"backward_twice_accumulates", test_backward_twice_accumulates},
     {"opaque_blocks_gradient", test_opaque_blocks_gradient},
     {"copy_node", test_copy_node},
+    {"user_rule_nodes_are_refused", test_user_rule_nodes_are_refused},
     {"backprop_node_is_one_step", test_backprop_node_is_one_step_of_backward},
     {"deep_chain", test_deep_chain},
     {"free_slots_reused", test_free_slots_reused},

@@ -112,12 +112,13 @@ static void bad_handle_everywhere(const scene *s) {
     EXPECT(s, ag_set_grad(c, h, -99.5, 0), want);
     EXPECT(s, ag_set_grad(c, h, 0, 1), want);
 
-    ag_node n = {123, 456, 789, 1.5, 77};
+    ag_node n = {123, 456, 789, 1.5, 77, 55};
     EXPECT(s, ag_node_info(c, h, &n), want);
     EXPECT(s, ag_copy_node(c, h, -1, -1), want);
     EXPECT(s, ag_backprop_node(c, h), want);
+    EXPECT(s, ag_set_user_rule(c, h), want);
     EXPECT(s, n.op == 123 && n.a == 456 && n.b == 789 && n.k == 1.5 &&
-                  n.flags == 77, 1);             /* *out not written */
+                  n.flags == 77 && n.refs == 55, 1);             /* *out not written */
     char buf[16] = "untouched";
     EXPECT(s, ag_node_name(c, h, buf, sizeof buf), want);
     EXPECT(s, strcmp(buf, "untouched"), 0);
