@@ -121,8 +121,10 @@ def reachable(root):
     return seen
 
 
-def topo(root):
-    """The Values reachable from root, children before parents (iterative)."""
+def topo(root, key=None):
+    """The Values reachable from root, children before parents (iterative);
+    with key, each node's children are visited in sorted(key=key) order, so
+    the order depends on the graph alone, not on set iteration."""
     order, seen, stack = [], set(), [(root, False)]
     while stack:
         v, done = stack.pop()
@@ -131,7 +133,8 @@ def topo(root):
         elif v not in seen:
             seen.add(v)
             stack.append((v, True))
-            stack.extend((ch, False) for ch in v._prev)
+            kids = v._prev if key is None else sorted(v._prev, key=key)
+            stack.extend((ch, False) for ch in kids)
     return order
 
 

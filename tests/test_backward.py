@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from autograd_c import Value
 from micrograd.engine import Value as MV
-from support import grad_magnitudes, grads_match, random_program, run_program
+from support import grad_magnitudes, grads_match, random_program, run_program, topo
 
 INF = math.inf
 
@@ -85,20 +85,12 @@ def test_backward_is_ieee_where_micrograd_raises_half_way():
 def _micrograd_loop(root):
     """The backward loop micrograd teaches, written by hand: a topological
     order by walking _prev, root.grad = 1, then every node's _backward() in
-    reverse (iterative: deep graphs too)."""
-    topo, visited, stack = [], set(), [(root, False)]
-    while stack:
-        v, children_done = stack.pop()
-        if children_done:
-            topo.append(v)
-        elif v not in visited:
-            visited.add(v)
-            stack.append((v, True))
-            stack.extend((child, False) for child in v._prev)
+    reverse."""
+    order = topo(root)
     root.grad = 1
-    for v in reversed(topo):
+    for v in reversed(order):
         v._backward()
-    return topo
+    return order
 
 
 @settings(max_examples=60, deadline=None)

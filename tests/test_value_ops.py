@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from autograd_c import Value
 from micrograd.engine import Value as MV
-from support import MICROGRAD_OPS, grad_magnitudes, grads_match, live_nodes, random_program, reachable, run_program, same_number
+from support import (MICROGRAD_OPS, grad_magnitudes, grads_match, live_nodes, random_program,
+                     reachable, run_program, same_number, topo)
 
 
 # --------------------------------------------------------------------------
@@ -462,20 +463,10 @@ def test_value_pickles_as_a_leaf(data, grad_):
 
 def _walk(root):
     """(op, data, grad) of every node root reaches, children first, in an
-    order that depends only on the graph (children by op, data, grad): the
-    graph as a list, for either engine (a node is a Value for micrograd, a
-    node of the arena for ours: both are what Value equality means)."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        node, finished = stack.pop()
-        if finished:
-            order.append(node)
-        elif node not in seen:
-            seen.add(node)
-            stack.append((node, True))
-            stack.extend((k, False) for k in sorted(
-                node._prev, key=lambda k: (k._op, repr(k.data), repr(k.grad))))
-    return [(n._op, n.data, n.grad) for n in order]
+    order that depends only on the graph: the graph as a list, for either
+    engine (a node is a Value for micrograd, an arena node for ours)."""
+    return [(n._op, n.data, n.grad)
+            for n in topo(root, key=lambda k: (k._op, repr(k.data), repr(k.grad)))]
 
 
 def _tour_graph(V):
