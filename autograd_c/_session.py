@@ -111,10 +111,10 @@ def release_dead() -> None:
         swept = False
         for sweep in sweeps:  # references held back until their node is free
             swept = sweep() or swept
-        done = ffi.new("int *")
         n = len(dead)
         if not n and not swept:
             return
+        done = ffi.new("int *")     # before the batch is taken: a call
         batch = dead[:n]            # these two: no call, no interrupt between
         del dead[:n]
         entry = (batch, done)

@@ -145,10 +145,20 @@ def _keep_with_node(v):
         v.__class__ = sub
 
 
-def _node_refs(i):
+def _node_info(i, what):
+    """The C record of node i (ag_node: op, children, exponent, flags,
+    references); what names the caller in the error for a bad handle."""
     info = ffi.new("ag_node *")
     status = lib.ag_node_info(_ctx, i, info)
-    return info.refs if status == 0 else 0
+    if status:
+        _fail(status, what)
+    return info
+
+
+def _user_rule(i):
+    """The rule the user set on node i's Value (`v._backward = f`), or None."""
+    own = _user_value(i)
+    return getattr(own, "_rule", None)
 
 
 def _user_value_del(self):
@@ -157,7 +167,7 @@ def _user_value_del(self):
     i = self._i
     if i < 0:
         return
-    if _node_refs(i) > 1:
+    if _node_info(i, "Value.__del__").refs > 1:
         _kept[i] = self  # resurrected; _sweep_kept releases it later
         return
     _dead.append(i)
@@ -172,7 +182,7 @@ def _sweep_kept():
     Values those held may free more)."""
     released = False
     for i, v in _kept.copy().items():  # a finalizer may add to it meanwhile
-        if _node_refs(i) <= 1:
+        if _node_info(i, "releasing a user op's node").refs <= 1:
             del _kept[i]
             for name in ("_rule", "_kids"):  # the closure's cycle with v
                 if hasattr(v, name):
@@ -202,9 +212,9 @@ def _backward_with_user_rules(root):
             stack.extend((k, False) for k in v._prev)
     root.grad = 1
     for v in reversed(order):
-        own = _user_value(v._i)
-        if own is not None and hasattr(own, "_rule"):
-            own._rule()
+        rule = _user_rule(v._i)
+        if rule is not None:
+            rule()
         else:
             _backprop_node(v._i)
 
@@ -303,11 +313,7 @@ class Value:
     # -- the graph ------------------------------------------------------------
     def _node(self):
         """The C record of this node: op, children a and b, exponent k, flags."""
-        info = ffi.new("ag_node *")
-        status = lib.ag_node_info(_ctx, self._i, info)
-        if status:
-            _fail(status, "Value._node")
-        return info
+        return _node_info(self._i, "Value._node")
 
     @property
     def _prev(self):
@@ -403,10 +409,8 @@ class Value:
         contributions, from its grad as it is now, to its children's grads
         (a leaf's does nothing).  Called for every node in reverse
         topological order after root.grad = 1, it is root.backward()."""
-        own = _user_value(self._i)
-        if own is not None and hasattr(own, "_rule"):
-            return own._rule
-        return functools.partial(_backprop_node, self._i)
+        rule = _user_rule(self._i)
+        return rule if rule is not None else functools.partial(_backprop_node, self._i)
 
     @_backward.setter
     def _backward(self, rule):

@@ -210,13 +210,16 @@ void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
  * rule (then the marks topo_marked left are cleared), else AG_OK.  Only
  * looked at while such nodes exist. */
 static int check_user_rules(ag_ctx *c, const int32_t *order, size_t n) {
-    if (!c->user_rules) return AG_OK;
-    int found = 0;
-    for (size_t i = 0; i < n && !found; i++)
-        found = (c->flags[order[i]] & AG_USER_RULE) != 0;
-    if (!found) return AG_OK;
+    if (!ag__reaches_user_rule(c, order, n)) return AG_OK;
     for (size_t i = 0; i < n; i++) c->flags[order[i]] &= (uint8_t)~AG_MARK;
     return AG_ERR_USER_RULE;
+}
+
+int ag__reaches_user_rule(const ag_ctx *c, const int32_t *order, size_t n) {
+    if (!c->user_rules) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (c->flags[order[i]] & AG_USER_RULE) return 1;
+    return 0;
 }
 
 int ag_set_user_rule(ag_ctx *c, int64_t h) {

@@ -23,4 +23,8 @@ size_t ag__topo(ag_ctx *c, int32_t root);
 void ag__backward_order(ag_ctx *c, int32_t root, const int32_t *order,
                         size_t n);
 
+/* Whether one of the n nodes of order has the caller's own backward rule
+ * (AG_USER_RULE); looked at only while such nodes exist.  Locked. */
+int ag__reaches_user_rule(const ag_ctx *c, const int32_t *order, size_t n);
+
 #endif /* AG_EAGER_H */

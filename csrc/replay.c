@@ -105,10 +105,8 @@ int ag_graph_new(ag_ctx *c, int64_t h, ag_graph **out) {
     int st = root < 0 ? (int)root : AG_OK;
     if (st == AG_OK) {
         size_t n = ag__topo(c, (int32_t)root);
-        if (c->user_rules)
-            for (size_t i = 0; i < n && st == AG_OK; i++)
-                if (c->flags[c->order[i]] & AG_USER_RULE) st = AG_ERR_USER_RULE;
-        if (st == AG_OK) st = alloc_program(g, n);
+        st = ag__reaches_user_rule(c, c->order, n) ? AG_ERR_USER_RULE
+                                                   : alloc_program(g, n);
         if (st == AG_OK) {
             g->root = (int32_t)root;
             g->n = (int32_t)n;
