@@ -53,10 +53,12 @@ def _binary_op(op, const_first=0):
             i = _apply_const(_ctx, op, a._i, b, t is int, const_first)
             if i < 0:
                 i = _retry(i, _apply_const, _ctx, op, a._i, b, t is int, const_first)
+            kids = (a,)
         elif t is Value or isinstance(b, Value):
             i = _apply(_ctx, op, a._i, b._i, 0.0, 0)
             if i < 0:
                 i = _retry(i, _apply, _ctx, op, a._i, b._i, 0.0, 0)
+            kids = (a, b)
         else:
             try:
                 x, x_int = _number(b)
@@ -65,8 +67,10 @@ def _binary_op(op, const_first=0):
             i = _apply_const(_ctx, op, a._i, x, x_int, const_first)
             if i < 0:
                 i = _retry(i, _apply_const, _ctx, op, a._i, x, x_int, const_first)
+            kids = (a,)
         v = _new(Value)
         v._i = i
+        v._kids = kids  # the operands, for _prev: kept, as micrograd keeps them
         return v
     return method
 
@@ -75,8 +79,9 @@ _POW_VALUE = _binary_op(_POW)  # Value.__pow__ for a Value exponent
 
 
 def _user_node(data, children, op):
-    """The node handle of Value(data, children, op): a leaf, or a node of the
-    user's own op (micrograd keeps its children and name; gradient stops).
+    """(node handle, children kept) of Value(data, children, op): a leaf, or
+    a node of the user's own op (micrograd keeps its children and name;
+    gradient stops) -- without children while recording is off (no_grad).
     Everything that can raise is done before the node is made."""
     x, x_int = _number(data)
     kids = tuple(children)
@@ -85,13 +90,15 @@ def _user_node(data, children, op):
     else:
         if not all(isinstance(k, Value) for k in kids):
             raise ValueError("Value(data, children): children must be Values")
+        if not lib.ag_is_grad_enabled():
+            kids = ()
         handles = [k._i for k in kids] + [-1, -1]  # C keeps two; Python all
         name = str(op).encode("utf-8", "surrogatepass")
         args = (lib.ag_opaque, _ctx, x, x_int, handles[0], handles[1], name)
     i = args[0](*args[1:])
     if i < 0:
         i = _retry(i, *args)
-    return i
+    return i, kids
 
 
 def _apply_checked(op, a, k, k_int):
@@ -101,6 +108,7 @@ def _apply_checked(op, a, k, k_int):
         i = _retry(i, _apply, _ctx, op, a._i, -1, k, k_int)
     v = _new(Value)
     v._i = i
+    v._kids = (a,)
     return v
 
 
@@ -112,6 +120,7 @@ def _unary_op(op):
             i = _retry(i, _apply, _ctx, op, a._i, -1, 0.0, 0)
         v = _new(Value)
         v._i = i
+        v._kids = (a,)
         return v
     return method
 
@@ -122,6 +131,35 @@ def _unary_op(op):
 _user_values = weakref.WeakValueDictionary()
 _kept = {}
 _user_classes = {}  # a Value class -> its subclass with the finalizer below
+
+# Values an operator did not make, by node handle (weakly): C's (a layer's
+# outputs, those _prev made) and those given to C's bulk constructors.  An
+# operator's result keeps its operands (_kids); with these, _prev finds every
+# Value of a child node that is alive, as the user holds it.
+_known = {}
+_known_purge = [4096]  # drop dead entries when _known grows past this
+
+
+def _purge_known():
+    """Drop the entries of dead Values (a handle is never reused: it has a
+    generation), so _known stays proportional to the live ones."""
+    for i, ref in list(_known.items()):  # a snapshot: threads may add
+        if ref() is None and _known.get(i) is ref:
+            _known.pop(i, None)
+    _known_purge[0] = max(4096, 2 * len(_known))
+
+
+def _value_of(i):
+    """A live Value of node i: the one known, or a new one (one more
+    reference on the node), known from then on."""
+    ref = _known.get(i)
+    v = None if ref is None else ref()
+    if v is None:
+        status = lib.ag_retain(_ctx, i)
+        if status:
+            _fail(status, "Value._prev")
+        v = Value._from_handle(i)
+    return v
 
 
 def _user_value(i):
@@ -242,22 +280,21 @@ class Value:
     def __init__(self, data, _children=(), _op="", label="", *, children=None, op=None,
                  _referents=gc.get_referents):
         t = type(data)
-        many = None
+        kids = ()
         if (t is float or t is int) and not (_children or _op or children or op):
             i = _new_leaf(_ctx, data, t is int)  # the common case: a plain leaf
             if i < 0:
                 i = _retry(i, _new_leaf, _ctx, data, t is int)
         else:
-            kids = tuple(_children if children is None else children)
-            i = _user_node(data, kids, _op if op is None else op)
-            if len(kids) > 2:  # C keeps two; all are kept on this Value
-                many = kids
+            i, kids = _user_node(data, _children if children is None else children,
+                                 _op if op is None else op)
         if len(_referents(self)) > 1:  # not a fresh object: __init__ again?
             _drop_old_node(self)
         self._i = i
-        if many is not None:
-            self._kids = many
-            _keep_with_node(self)
+        if kids:
+            self._kids = kids
+            if len(kids) > 2:  # C keeps two; Python all, on this Value
+                _keep_with_node(self)
         if label:
             self.label = label
 
@@ -267,7 +304,18 @@ class Value:
         owns (as a C constructor returns it): for the package's own C calls."""
         v = _new(cls)
         v._i = i
+        Value._remember((v,))
         return v
+
+    @staticmethod
+    def _remember(values):
+        """Let _prev find these Values as the user holds them, though the
+        nodes above them are made by C (nn's layers), not by an operator
+        (whose result keeps its operands)."""
+        for v in values:
+            _known[v._i] = weakref.ref(v)
+        if len(_known) > _known_purge[0]:
+            _purge_known()
 
     def __del__(self, _append=_dead.append, _dead=_dead):
         try:
@@ -317,19 +365,22 @@ class Value:
 
     @property
     def _prev(self):
-        """The set of child Values (each equal to the Value a user holds)."""
-        own = _user_value(self._i)
-        if own is not None and hasattr(own, "_kids"):
-            return set(own._kids)
+        """The set of child Values: the very objects the node was made from
+        (as micrograd's _prev), or while one is alive, the Value of that
+        node the user holds; else one made here, kept, the same each call."""
+        kids = getattr(self, "_kids", ())
         info = self._node()
-        kids = set()
+        if info.op == lib.AG_OPAQUE:  # the user's op: its children as given
+            own = kids or getattr(_user_value(self._i), "_kids", ())
+            if own or (info.a < 0 and info.b < 0):
+                return set(own)
+        found = {k._i: k for k in kids}
         for j in (info.a, info.b):
-            if j >= 0:
-                status = lib.ag_retain(_ctx, j)
-                if status:
-                    _fail(status, "Value._prev")
-                kids.add(Value._from_handle(j))
-        return kids
+            if j >= 0 and j not in found:
+                found[j] = _value_of(j)
+        if len(found) > len(kids):  # found what it had not kept: keep it now
+            self._kids = tuple(found.values())
+        return {found[j] for j in (info.a, info.b) if j >= 0}
 
     _children = _prev
 
@@ -418,6 +469,9 @@ class Value:
         (`out._backward = _backward`): backward() calls it for this node."""
         if not callable(rule):
             raise TypeError(f"_backward must be callable, got {type(rule).__name__}")
+        info = self._node()
+        if info.a < 0 and info.b < 0:  # no children (made under no_grad):
+            return                     # no graph for the rule to be part of
         status = lib.ag_set_user_rule(_ctx, self._i)
         if status:
             _fail(status, "Value._backward")
@@ -449,6 +503,8 @@ class Value:
         same children: the copy is part of the same graph below it."""
         info = self._node()
         v = Value._from_handle(_copy_node(self._i, info.a, info.b))
+        if hasattr(self, "_kids"):
+            v._kids = self._kids
         if self.label:
             v.label = self.label
         return v
@@ -461,8 +517,10 @@ class Value:
         copied once."""
         copies = memo.setdefault(id(_DEEPCOPY_NODES), {})  # handle -> new Value
         for h, a, b in _children_first(self._i, copies):
-            v = Value._from_handle(_copy_node(h, copies[a]._i if a >= 0 else -1,
-                                              copies[b]._i if b >= 0 else -1))
+            kids = tuple(copies[j] for j in (a, b) if j >= 0)
+            v = Value._from_handle(_copy_node(h, *(copies[j]._i if j >= 0 else -1
+                                                   for j in (a, b))))
+            v._kids = kids
             owner = _labelled.get(h)
             if owner is not None:
                 v.label = owner._label

@@ -186,6 +186,7 @@ class Layer(Module):
             w = ffi.new("int64_t[]", [wi._i for n in self.neurons for wi in n.w] or [0])
             b = ffi.new("int64_t[]", [n.b._i for n in self.neurons] or [0])
             plan = self._plan = (params, acts, w, b)
+            Value._remember(params)
         return plan
 
     def __call__(self, x: Sequence[Union[Value, Number]]) -> Union[Value, List[Value]]:
@@ -203,6 +204,7 @@ class Layer(Module):
         its linear outputs here, which makes the same graph as Neuron."""
         _, acts, w, b = self._layer_plan()
         nout = len(self.neurons)
+        Value._remember(x)  # for _prev: ag_layer's nodes are C's
         xs = ffi.new("int64_t[]", [xi._i for xi in x] or [0])
         out = ffi.new("int64_t[]", nout)
         args = (ctx, w, b, xs, nin, nout, 1 if acts[0] == "relu" else 0, out)

@@ -10,9 +10,12 @@
 
 #define AG_INITIAL_CAP 4096
 #define AG_MAX_CAP ((size_t)INT32_MAX)
-/* Arenas above this many slots give memory back by themselves once fewer
- * than an eighth of their slots are live (ag_trim does it at any size). */
+/* Arenas that grew above this many slots give memory back by themselves
+ * once fewer than an eighth of their slots are live, again and again as
+ * nodes go (a graph freed in pieces, by many releases), until they are at
+ * most AG_TRIM_TO slots (ag_trim does it at any size). */
 #define AG_TRIM_FROM ((size_t)1 << 20)
+#define AG_TRIM_TO ((size_t)1 << 16)
 
 /* Bytes of all per-node arrays for one slot. */
 static size_t bytes_per_slot(void) {
@@ -69,6 +72,7 @@ static int grow(ag_ctx *c, size_t new_cap) {
            (sum_words(new_cap) - sum_words(c->cap)) * 8);
     c->cap = new_cap;
     c->trim_below = new_cap / 8;
+    if (new_cap > AG_TRIM_FROM) c->shrinking = 1;
     return AG_OK;
 }
 
@@ -185,9 +189,10 @@ void ag__free_from(ag_ctx *c, int32_t id) {
     }
     /* a mostly empty big arena gives memory back (looked at again only
      * when live has halved since) */
-    if (c->live < c->trim_below && c->cap > AG_TRIM_FROM) {
+    if (c->live < c->trim_below && c->shrinking) {
         trim(c);
         if (c->live < c->trim_below) c->trim_below = c->live / 2;
+        if (c->cap <= AG_TRIM_TO) c->shrinking = 0;
     }
 }
 

@@ -67,6 +67,8 @@ struct ag_ctx {
                          * every slot a trim dropped, so that handles of
                          * those can never name a later node              */
     size_t trim_below;  /* free_from looks for a trim when live drops below */
+    uint8_t shrinking;  /* grew past AG_TRIM_FROM slots: trims itself as its
+                         * live nodes go, until small again              */
     size_t user_rules;  /* live nodes with AG_USER_RULE                   */
     /* fork.c's registry: the list of contexts, and this one's graphs    */
     ag_ctx *fork_next, *fork_prev;

@@ -278,8 +278,9 @@ STORM = """
     model = MLP(2, [8, 8, 1])
     X = [[0.1 * i, -0.05 * i] for i in range(20)]
     Y = [1 if i % 2 else -1 for i in range(20)]
-    sent = [0]
+    sent, inside = [0], threading.Event()
     def sender():
+        inside.wait()  # the first one only once the loop can catch it
         while sent[0] < N:
             time.sleep(0.002)
             os.kill(os.getpid(), signal.SIGINT)
@@ -298,6 +299,7 @@ STORM = """
     caught, steps = 0, 0
     while True:
         try:
+            inside.set()
             while t.is_alive():
                 step()
                 steps += 1

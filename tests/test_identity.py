@@ -1,0 +1,140 @@
+"""_prev gives back the objects you hold: while a Value of a node is alive,
+_prev returns that very object, so walks that name nodes by id() -- as
+micrograd's trace_graph notebook's draw_dot does -- see micrograd's graph.
+Each walk runs on micrograd's Value and on ours and is compared."""
+import gc
+
+from hypothesis import given, settings
+
+from autograd_c import Value, no_grad
+from autograd_c.nn import MLP
+from micrograd.engine import Value as MV
+from support import programs, run_program
+
+
+def notebook_trace(root):
+    """micrograd's trace_graph.ipynb: the nodes and edges draw_dot draws."""
+    nodes, edges = set(), set()
+
+    def build(v):
+        if v not in nodes:
+            nodes.add(v)
+            for child in v._prev:
+                edges.add((child, v))
+                build(child)
+    build(root)
+    return nodes, edges
+
+
+def drawn(root):
+    """(boxes, arrows, stray boxes) of draw_dot's picture: it names a node by
+    id(), so an edge to an object that is not in `nodes` draws a stray box."""
+    nodes, edges = notebook_trace(root)
+    ids = {id(n) for n in nodes}
+    stray = {id(x) for e in edges for x in e} - ids
+    return len(nodes), len(edges), len(stray)
+
+
+def tour(V):
+    """The README's tour graph."""
+    a = V(-4.0)
+    b = V(2.0)
+    c = a + b
+    d = a * b + b**3
+    c += c + 1
+    c += 1 + c + (-a)
+    d += d * 2 + (b + a).relu()
+    d += 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g += 10.0 / f
+    return g, (a, b)
+
+
+def test_prev_returns_the_operands_themselves():
+    a, b = Value(2.0), Value(3.0)
+    c = a * b + a
+    (m,) = [k for k in c._prev if k is not a]
+    assert any(k is a for k in c._prev)
+    assert {id(k) for k in m._prev} == {id(a), id(b)}
+    assert m._prev == m._prev and [id(k) for k in m._prev] == [id(k) for k in m._prev]
+
+
+def test_the_tour_graph_draws_as_micrographs():
+    ours, (a, b) = tour(Value)
+    theirs, _ = tour(MV)
+    assert drawn(ours) == drawn(theirs)
+    assert drawn(ours)[2] == 0
+    nodes, _ = notebook_trace(ours)
+    assert any(n is a for n in nodes) and any(n is b for n in nodes)
+
+
+def test_a_node_without_a_value_gets_one_that_stays():
+    """The constant of `x * 2` never had a Value (C made its node): _prev
+    makes one, and gives that same object on every later call."""
+    x = Value(1.5)
+    y = (x * 2).relu()
+    gc.collect()
+    (mid,) = y._prev
+    (const,) = [k for k in mid._prev if k is not x]
+    assert const.data == 2 and any(k is x for k in mid._prev)
+    assert all(any(k is const for k in mid._prev) for _ in range(3))
+    assert drawn(y) == drawn((MV(1.5) * 2).relu())
+
+
+class Tagged(Value):
+    """A subclass adding an attribute and its own repr."""
+
+    def __repr__(self):
+        return f"Tagged({self.data})"
+
+
+def test_subclass_objects_and_labels_come_back_through_prev():
+    w = Tagged(0.5, label="w")
+    x = Value(2.0, label="x")
+    y = w * x
+    kinds = {type(k).__name__: k for k in y._prev}
+    assert kinds["Tagged"] is w and repr(kinds["Tagged"]) == "Tagged(0.5)"
+    assert {k.label for k in y._prev} == {"w", "x"}
+
+
+def test_layers_made_in_c_lead_back_to_the_parameters():
+    """nn's layers build their sums in C: _prev still reaches the model's own
+    parameter and input objects, the same object each walk."""
+    model = MLP(2, [3, 1])
+    x = [Value(0.5), Value(-1.0)]
+    out = model(x)
+    nodes, edges = notebook_trace(out)
+    held = {id(p) for p in model.parameters()} | {id(v) for v in x}
+    assert held <= {id(n) for n in nodes}
+    assert drawn(out)[2] == 0 and drawn(out)[:2] == (len(nodes), len(edges))
+
+
+@settings(max_examples=40, deadline=None)
+@given(programs(3, 12))
+def test_random_graphs_draw_as_micrographs(program):
+    ours = run_program(Value, program)
+    theirs = run_program(MV, program, plan=ours)
+    assert drawn(ours.root) == drawn(theirs.root)
+    assert drawn(ours.root)[2] == 0
+
+
+# --------------------------------------------------------------------------
+# the user's own ops under no_grad: nothing recorded, as for built-in ops
+
+def test_user_op_under_no_grad_records_nothing():
+    x = Value(2.0)
+    with no_grad():
+        out = Value(x.data * 3, (x,), "triple")
+
+        def rule():
+            x.grad += 3 * out.grad
+        out._backward = rule  # accepted, as micrograd code sets it
+        y = out * 2
+    assert out._prev == set() and out._op == "triple" and y._prev == set()
+    out.backward()
+    (out * 2 + x).backward()
+    assert x.grad == 1  # through `+ x` only: the rule is not part of any graph
+    out._backward()  # a node without children: its rule is nothing to apply
+    assert x.grad == 1
