@@ -275,7 +275,10 @@ def _drop_old_node(v):
 class Value:
     """A scalar in the graph: micrograd's Value, computed in C."""
 
-    __slots__ = ("_i", "_label", "_rule", "_kids", "__weakref__")
+    # the node's handle and the operands; any other attribute (a label, a
+    # user op's rule, the user's own: `p.m = 0.0`) goes in __dict__, made
+    # only when one is set
+    __slots__ = ("_i", "_kids", "__weakref__", "__dict__")
 
     def __init__(self, data, _children=(), _op="", label="", *, children=None, op=None,
                  _referents=gc.get_referents):
@@ -494,15 +497,16 @@ class Value:
         return Value(self.data)
 
     def __reduce__(self):
-        """Pickle this node alone, as a leaf with its data, grad and label:
-        the graph behind it is not pickled."""
-        return _leaf, (self.data, self.grad, self.label)
+        """Pickle this node alone, as a leaf with its data, grad, label and
+        the user's own attributes: the graph behind it is not pickled."""
+        return _leaf, (self.data, self.grad, self.label), _own_attributes(self) or None
 
     def __copy__(self):
         """A new node like this one -- op, data, grad, name, label -- with the
         same children: the copy is part of the same graph below it."""
         info = self._node()
         v = Value._from_handle(_copy_node(self._i, info.a, info.b))
+        v.__dict__.update(_own_attributes(self))
         if hasattr(self, "_kids"):
             v._kids = self._kids
         if self.label:
@@ -526,6 +530,11 @@ class Value:
                 v.label = owner._label
             copies[h] = v
         return copies[self._i]
+
+
+def _own_attributes(v):
+    """The attributes the user set on v (`p.m = 0.0`), not the engine's."""
+    return {k: x for k, x in vars(v).items() if k not in ("_label", "_rule")}
 
 
 _DEEPCOPY_NODES = object()  # the key of Value.__deepcopy__'s table in a memo

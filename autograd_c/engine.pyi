@@ -9,8 +9,7 @@ class Value:
     """A scalar in the graph: micrograd's Value, computed in C."""
 
     _i: int
-    _rule: Callable[[], None]  # the rule of a user's own op, where one was set
-    _kids: Tuple[Value, ...]   # a user op's children, where it has over two
+    _kids: Tuple[Value, ...]   # the operands (all children of a user's own op)
     def __init__(self, data: Number, _children: Iterable[Value] = ..., _op: str = ...,
                  label: str = ..., *, children: Optional[Iterable[Value]] = ...,
                  op: Optional[str] = ...) -> None: ...

@@ -138,3 +138,45 @@ def test_user_op_under_no_grad_records_nothing():
     assert x.grad == 1  # through `+ x` only: the rule is not part of any graph
     out._backward()  # a node without children: its rule is nothing to apply
     assert x.grad == 1
+
+
+# --------------------------------------------------------------------------
+# any attribute, as on micrograd's Value
+
+def momentum_training(V, steps=5):
+    """A hand-written optimizer keeping its state on the parameters, as users
+    of micrograd write one (`p.m`)."""
+    w, b = V(0.3), V(-0.2)
+    for p in (w, b):
+        p.m = 0.0
+    losses = []
+    for _ in range(steps):
+        loss = sum(((w * x + b - 2 * x) ** 2 for x in (0.5, 1.0, 1.5)), V(0))
+        for p in (w, b):
+            p.grad = 0
+        loss.backward()
+        for p in (w, b):
+            p.m = 0.9 * p.m + p.grad
+            p.data -= 0.05 * p.m
+        losses.append(loss.data)
+    return losses, (w.m, b.m)
+
+
+def test_a_hand_written_optimizer_keeps_its_state_on_the_values():
+    assert momentum_training(Value) == momentum_training(MV)
+
+
+def test_user_attributes_go_where_the_value_goes():
+    import copy
+    import pickle
+    p = Value(1.5, label="p")
+    p.m, p.note = 0.25, "mine"
+    assert vars(p) == {"_label": "p", "m": 0.25, "note": "mine"}
+    q = pickle.loads(pickle.dumps(p))
+    assert (q.data, q.label, q.m, q.note) == (1.5, "p", 0.25, "mine")
+    r = copy.copy(p * 2)
+    r.extra = 1
+    s = copy.copy(r)
+    assert s.extra == 1 and s is not r and s.data == 3.0
+    del p.m
+    assert not hasattr(p, "m")
