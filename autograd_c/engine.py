@@ -53,12 +53,19 @@ def _binary_op(op, const_first=0):
             i = _apply_const(_ctx, op, a._i, b, t is int, const_first)
             if i < 0:
                 i = _retry(i, _apply_const, _ctx, op, a._i, b, t is int, const_first)
-            kids = (a,)
+            v = _new(Value)
+            v._i = i
+            v._a = a  # the operand, for _prev: kept, as micrograd's _prev keeps it
+            return v
         elif t is Value or isinstance(b, Value):
             i = _apply(_ctx, op, a._i, b._i, 0.0, 0)
             if i < 0:
                 i = _retry(i, _apply, _ctx, op, a._i, b._i, 0.0, 0)
-            kids = (a, b)
+            v = _new(Value)
+            v._i = i
+            v._a = a
+            v._b = b
+            return v
         else:
             try:
                 x, x_int = _number(b)
@@ -67,10 +74,9 @@ def _binary_op(op, const_first=0):
             i = _apply_const(_ctx, op, a._i, x, x_int, const_first)
             if i < 0:
                 i = _retry(i, _apply_const, _ctx, op, a._i, x, x_int, const_first)
-            kids = (a,)
         v = _new(Value)
         v._i = i
-        v._kids = kids  # the operands, for _prev: kept, as micrograd keeps them
+        v._a = a
         return v
     return method
 
@@ -108,7 +114,7 @@ def _apply_checked(op, a, k, k_int):
         i = _retry(i, _apply, _ctx, op, a._i, -1, k, k_int)
     v = _new(Value)
     v._i = i
-    v._kids = (a,)
+    v._a = a
     return v
 
 
@@ -120,7 +126,7 @@ def _unary_op(op):
             i = _retry(i, _apply, _ctx, op, a._i, -1, 0.0, 0)
         v = _new(Value)
         v._i = i
-        v._kids = (a,)
+        v._a = a
         return v
     return method
 
@@ -134,7 +140,7 @@ _user_classes = {}  # a Value class -> its subclass with the finalizer below
 
 # Values an operator did not make, by node handle (weakly): C's (a layer's
 # outputs, those _prev made) and those given to C's bulk constructors.  An
-# operator's result keeps its operands (_kids); with these, _prev finds every
+# operator's result keeps its operands (_a, _b); with these, _prev finds every
 # Value of a child node that is alive, as the user holds it.
 _known = {}
 _known_purge = [4096]  # drop dead entries when _known grows past this
@@ -275,10 +281,10 @@ def _drop_old_node(v):
 class Value:
     """A scalar in the graph: micrograd's Value, computed in C."""
 
-    # the node's handle and the operands; any other attribute (a label, a
-    # user op's rule, the user's own: `p.m = 0.0`) goes in __dict__, made
-    # only when one is set
-    __slots__ = ("_i", "_kids", "__weakref__", "__dict__")
+    # the node's handle and its operands' Values (_a, _b: for _prev); any
+    # other attribute (a label, a user op's rule and children, the user's
+    # own: `p.m = 0.0`) goes in __dict__, made only when one is set
+    __slots__ = ("_i", "_a", "_b", "__weakref__", "__dict__")
 
     def __init__(self, data, _children=(), _op="", label="", *, children=None, op=None,
                  _referents=gc.get_referents):
@@ -371,19 +377,17 @@ class Value:
         """The set of child Values: the very objects the node was made from
         (as micrograd's _prev), or while one is alive, the Value of that
         node the user holds; else one made here, kept, the same each call."""
-        kids = getattr(self, "_kids", ())
         info = self._node()
         if info.op == lib.AG_OPAQUE:  # the user's op: its children as given
-            own = kids or getattr(_user_value(self._i), "_kids", ())
-            if own or (info.a < 0 and info.b < 0):
-                return set(own)
-        found = {k._i: k for k in kids}
-        for j in (info.a, info.b):
-            if j >= 0 and j not in found:
-                found[j] = _value_of(j)
-        if len(found) > len(kids):  # found what it had not kept: keep it now
-            self._kids = tuple(found.values())
-        return {found[j] for j in (info.a, info.b) if j >= 0}
+            own = getattr(self, "_kids", None) or getattr(_user_value(self._i), "_kids", None)
+            if own is not None or (info.a < 0 and info.b < 0):
+                return set(own or ())
+        held = {k._i: k for k in (getattr(self, "_a", None), getattr(self, "_b", None))
+                if k is not None}
+        kids = [held.get(j) or _value_of(j) for j in (info.a, info.b) if j >= 0]
+        for name, k in zip(("_a", "_b"), kids):  # keep what it had not kept
+            setattr(self, name, k)
+        return set(kids)
 
     _children = _prev
 
@@ -507,8 +511,9 @@ class Value:
         info = self._node()
         v = Value._from_handle(_copy_node(self._i, info.a, info.b))
         v.__dict__.update(_own_attributes(self))
-        if hasattr(self, "_kids"):
-            v._kids = self._kids
+        for name in ("_a", "_b", "_kids"):  # the same children
+            if hasattr(self, name):
+                setattr(v, name, getattr(self, name))
         if self.label:
             v.label = self.label
         return v
@@ -521,10 +526,11 @@ class Value:
         copied once."""
         copies = memo.setdefault(id(_DEEPCOPY_NODES), {})  # handle -> new Value
         for h, a, b in _children_first(self._i, copies):
-            kids = tuple(copies[j] for j in (a, b) if j >= 0)
+            kids = [copies[j] for j in (a, b) if j >= 0]
             v = Value._from_handle(_copy_node(h, *(copies[j]._i if j >= 0 else -1
                                                    for j in (a, b))))
-            v._kids = kids
+            for name, k in zip(("_a", "_b"), kids):
+                setattr(v, name, k)
             owner = _labelled.get(h)
             if owner is not None:
                 v.label = owner._label
@@ -534,7 +540,7 @@ class Value:
 
 def _own_attributes(v):
     """The attributes the user set on v (`p.m = 0.0`), not the engine's."""
-    return {k: x for k, x in vars(v).items() if k not in ("_label", "_rule")}
+    return {k: x for k, x in vars(v).items() if k not in ("_label", "_rule", "_kids")}
 
 
 _DEEPCOPY_NODES = object()  # the key of Value.__deepcopy__'s table in a memo

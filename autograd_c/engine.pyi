@@ -9,7 +9,8 @@ class Value:
     """A scalar in the graph: micrograd's Value, computed in C."""
 
     _i: int
-    _kids: Tuple[Value, ...]   # the operands (all children of a user's own op)
+    _a: Value                  # the operands' Values, for _prev
+    _b: Value
     def __init__(self, data: Number, _children: Iterable[Value] = ..., _op: str = ...,
                  label: str = ..., *, children: Optional[Iterable[Value]] = ...,
                  op: Optional[str] = ...) -> None: ...
