@@ -14,6 +14,14 @@ import gc
 import numbers
 import weakref
 
+try:
+    from _weakref import _remove_dead_weakref  # CPython: one step, under the GIL
+except ImportError:  # pragma: no cover
+    def _remove_dead_weakref(d, key):
+        ref = d.get(key)
+        if ref is not None and ref() is None:
+            d.pop(key, None)
+
 from ._autograd_c import ffi, lib
 from ._session import DEAD_BATCH as _DEAD_BATCH, ctx as _ctx, dead as _dead, fail as _fail
 from ._session import release_dead as _release_dead, retry as _retry, sweeps as _sweeps
@@ -143,16 +151,26 @@ _user_classes = {}  # a Value class -> its subclass with the finalizer below
 # operator's result keeps its operands (_a, _b); with these, _prev finds every
 # Value of a child node that is alive, as the user holds it.
 _known = {}
-_known_purge = [4096]  # drop dead entries when _known grows past this
 
 
-def _purge_known():
-    """Drop the entries of dead Values (a handle is never reused: it has a
-    generation), so _known stays proportional to the live ones."""
-    for i, ref in list(_known.items()):  # a snapshot: threads may add
-        if ref() is None and _known.get(i) is ref:
-            _known.pop(i, None)
-    _known_purge[0] = max(4096, 2 * len(_known))
+def _forget(ref):
+    """A known Value died: drop its entry -- if it is still the dead one
+    (one C step: a thread may have put a live one there meanwhile)."""
+    _remove_dead_weakref(_known, ref.key)
+
+
+def _know(v):
+    """The Value _prev is to give for v's node: v, or the live one known
+    before it (one atomic setdefault decides between racing threads)."""
+    ref = weakref.KeyedRef(v, _forget, v._i)
+    known = _known.setdefault(v._i, ref)
+    if known is ref:
+        return v
+    w = known()
+    if w is None:  # died; its callback is about to drop it
+        _known[v._i] = ref
+        return v
+    return w
 
 
 def _value_of(i):
@@ -164,7 +182,9 @@ def _value_of(i):
         status = lib.ag_retain(_ctx, i)
         if status:
             _fail(status, "Value._prev")
-        v = Value._from_handle(i)
+        v = _new(Value)
+        v._i = i  # the reference just taken; given back if another thread's wins
+        v = _know(v)
     return v
 
 
@@ -313,7 +333,7 @@ class Value:
         owns (as a C constructor returns it): for the package's own C calls."""
         v = _new(cls)
         v._i = i
-        Value._remember((v,))
+        _know(v)
         return v
 
     @staticmethod
@@ -322,9 +342,7 @@ class Value:
         nodes above them are made by C (nn's layers), not by an operator
         (whose result keeps its operands)."""
         for v in values:
-            _known[v._i] = weakref.ref(v)
-        if len(_known) > _known_purge[0]:
-            _purge_known()
+            _know(v)
 
     def __del__(self, _append=_dead.append, _dead=_dead):
         try:
