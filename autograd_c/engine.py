@@ -27,8 +27,8 @@ from ._session import DEAD_BATCH as _DEAD_BATCH, ctx as _ctx, dead as _dead, fai
 from ._session import release_dead as _release_dead, retry as _retry, sweeps as _sweeps
 
 _labelled = weakref.WeakValueDictionary()  # node handle -> the Value its label was set on
-_read = lib.ag_read
-_DATA, _GRAD = lib.AG_READ_DATA, lib.AG_READ_GRAD
+_read_data, _read_grad = lib.ag_read_data, lib.ag_read_grad  # one argument: fast calls
+_set_data, _set_grad = lib.ag_set_data, lib.ag_set_grad
 _USER_RULE = lib.AG_ERR_USER_RULE
 
 
@@ -355,7 +355,7 @@ class Value:
     # -- data and grad: Python int where micrograd keeps int ------------------
     @property
     def data(self):
-        r = _read(_ctx, self._i, _DATA)  # value + 1j if it is an int: one read
+        r = _read_data(self._i)  # value + 1j if it is an int: one read
         t = r.imag
         if not t:
             return r.real
@@ -365,13 +365,17 @@ class Value:
 
     @data.setter
     def data(self, value):
-        status = lib.ag_set_data(_ctx, self._i, *_number(value))
+        t = type(value)
+        if t is float or t is int:
+            status = _set_data(_ctx, self._i, value, t is int)
+        else:
+            status = _set_data(_ctx, self._i, *_number(value))
         if status:
             _fail(status, "Value.data")
 
     @property
     def grad(self):
-        r = _read(_ctx, self._i, _GRAD)
+        r = _read_grad(self._i)
         t = r.imag
         if not t:
             return r.real
@@ -381,7 +385,11 @@ class Value:
 
     @grad.setter
     def grad(self, value):
-        status = lib.ag_set_grad(_ctx, self._i, *_number(value))
+        t = type(value)
+        if t is float or t is int:
+            status = _set_grad(_ctx, self._i, value, t is int)
+        else:
+            status = _set_grad(_ctx, self._i, *_number(value))
         if status:
             _fail(status, "Value.grad")
 

@@ -250,6 +250,14 @@ int ag_release_once(ag_ctx *ctx, const int64_t *hs, size_t n, int *done);
  * because a facade's call (cffi) costs more than the C work. */
 double _Complex ag_read(ag_ctx *ctx, int64_t h, int what);
 
+/* ag_read(ctx, h, AG_READ_DATA) and (..., AG_READ_GRAD) with one argument,
+ * for a facade whose calls cost by the argument (cffi: one argument takes
+ * CPython's fast path), on the context named once by ag_set_reads_ctx
+ * (AG_ERR_ARG before that).  The context must outlive the calls. */
+void ag_set_reads_ctx(ag_ctx *ctx);
+double _Complex ag_read_data(int64_t h);
+double _Complex ag_read_grad(int64_t h);
+
 /* Write a node's value or gradient (is_int: a Python int).  AG_OK or a
  * status. */
 int ag_set_data(ag_ctx *ctx, int64_t h, double v, int is_int);
