@@ -27,7 +27,9 @@ from ._session import DEAD_BATCH as _DEAD_BATCH, ctx as _ctx, dead as _dead, fai
 from ._session import release_dead as _release_dead, retry as _retry, sweeps as _sweeps
 
 _labelled = weakref.WeakValueDictionary()  # node handle -> the Value its label was set on
-_read_data, _read_grad = lib.ag_read_data, lib.ag_read_grad  # one argument: fast calls
+# one argument: cffi's fast calls; a float, or NaN and then the typed read
+_float_data, _float_grad = lib.ag_float_data, lib.ag_float_grad
+_read_data, _read_grad = lib.ag_read_data, lib.ag_read_grad
 _set_data, _set_grad = lib.ag_set_data, lib.ag_set_grad
 _USER_RULE = lib.AG_ERR_USER_RULE
 
@@ -355,13 +357,8 @@ class Value:
     # -- data and grad: Python int where micrograd keeps int ------------------
     @property
     def data(self):
-        r = _read_data(self._i)  # value + 1j if it is an int: one read
-        t = r.imag
-        if not t:
-            return r.real
-        if t > 0:
-            return int(r.real)
-        _fail(int(t), "Value.data")  # a stale handle
+        x = _float_data(self._i)
+        return x if x == x else _typed(_read_data(self._i), "Value.data")
 
     @data.setter
     def data(self, value):
@@ -375,13 +372,8 @@ class Value:
 
     @property
     def grad(self):
-        r = _read_grad(self._i)
-        t = r.imag
-        if not t:
-            return r.real
-        if t > 0:
-            return int(r.real)
-        _fail(int(t), "Value.grad")
+        x = _float_grad(self._i)
+        return x if x == x else _typed(_read_grad(self._i), "Value.grad")
 
     @grad.setter
     def grad(self, value):
@@ -599,6 +591,16 @@ def _children_first(root, done):
         stack.pop()
         order.append((h, info.a, info.b))
     return order
+
+
+def _typed(r, what):
+    """The number of a read (value + 1j if it is an int, or the status)."""
+    t = r.imag
+    if not t:
+        return r.real
+    if t > 0:
+        return int(r.real)
+    _fail(int(t), what)  # a stale handle
 
 
 def _backprop_node(i):

@@ -2,6 +2,7 @@
  * arena.c -- the node arena: context life, growth, allocation, reference
  * counting, iterative freeing, the value accessors and statistics.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <assert.h>
@@ -324,6 +325,13 @@ static double _Complex read_on_reads_ctx(int64_t h, int what) {
 
 double _Complex ag_read_data(int64_t h) { return read_on_reads_ctx(h, AG_READ_DATA); }
 double _Complex ag_read_grad(int64_t h) { return read_on_reads_ctx(h, AG_READ_GRAD); }
+
+static double float_or_nan(double _Complex r) {
+    return ((double *)&r)[1] == 0.0 ? ((double *)&r)[0] : (double)NAN;
+}
+
+double ag_float_data(int64_t h) { return float_or_nan(ag_read_data(h)); }
+double ag_float_grad(int64_t h) { return float_or_nan(ag_read_grad(h)); }
 
 /* Ints are stored with +0.0 for zero (Python's int 0 has no sign). */
 int ag_set_data(ag_ctx *c, int64_t h, double v, int is_int) {

@@ -257,6 +257,11 @@ double _Complex ag_read(ag_ctx *ctx, int64_t h, int what);
 void ag_set_reads_ctx(ag_ctx *ctx);
 double _Complex ag_read_data(int64_t h);
 double _Complex ag_read_grad(int64_t h);
+/* Cheaper still for the common case: the data (grad) when it is a float
+ * that is not NaN, else NaN -- then ag_read_data (_grad) tells an int, a
+ * NaN and a bad handle apart. */
+double ag_float_data(int64_t h);
+double ag_float_grad(int64_t h);
 
 /* Write a node's value or gradient (is_int: a Python int).  AG_OK or a
  * status. */
