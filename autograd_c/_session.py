@@ -80,7 +80,7 @@ def _new_context() -> Any:
 
 
 ctx: Any = _new_context()  # one arena for the process; lives until exit
-lib.ag_set_reads_ctx(ctx)   # Value.data and .grad's one-argument reads
+lib.ag_set_facade_ctx(ctx)  # for the calls with fewer arguments (Value's)
 
 # Handles of dead Values, one reference each, given back to C in batches
 # of DEAD_BATCH: one call per batch instead of one per Value.

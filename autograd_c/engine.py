@@ -49,7 +49,9 @@ def _number(x):
 
 
 _new = object.__new__
-_apply, _apply_const, _new_leaf = lib.ag_apply, lib.ag_apply_const, lib.ag_leaf
+_apply, _new_leaf = lib.ag_apply, lib.ag_leaf
+# fewer arguments, cheaper calls (on the facade context)
+_apply1, _apply2, _apply_k = lib.ag_apply1, lib.ag_apply2, lib.ag_apply_k
 _ADD, _MUL, _POW, _POWK = lib.AG_ADD, lib.AG_MUL, lib.AG_POW, lib.AG_POW_CONST
 
 
@@ -57,20 +59,24 @@ def _binary_op(op, const_first=0):
     """The method a.op(b) for a Value a and a Value or number b: one call
     into C.  NotImplemented for an operand that is no number, so the other
     operand's reflected method, then Python's TypeError, get their turn."""
+    float_code = op | (lib.AG_K_FIRST if const_first else 0)  # ag_apply_k's
+    int_code = float_code | lib.AG_K_IS_INT
+
     def method(a, b):
         t = type(b)  # the common kinds first: no isinstance, no tuples
         if t is float or t is int:
-            i = _apply_const(_ctx, op, a._i, b, t is int, const_first)
+            code = float_code if t is float else int_code
+            i = _apply_k(code, a._i, b)
             if i < 0:
-                i = _retry(i, _apply_const, _ctx, op, a._i, b, t is int, const_first)
+                i = _retry(i, _apply_k, code, a._i, b)
             v = _new(Value)
             v._i = i
             v._a = a  # the operand, for _prev: kept, as micrograd's _prev keeps it
             return v
         elif t is Value or isinstance(b, Value):
-            i = _apply(_ctx, op, a._i, b._i, 0.0, 0)
+            i = _apply2(op, a._i, b._i)
             if i < 0:
-                i = _retry(i, _apply, _ctx, op, a._i, b._i, 0.0, 0)
+                i = _retry(i, _apply2, op, a._i, b._i)
             v = _new(Value)
             v._i = i
             v._a = a
@@ -81,9 +87,10 @@ def _binary_op(op, const_first=0):
                 x, x_int = _number(b)
             except TypeError:
                 return NotImplemented
-            i = _apply_const(_ctx, op, a._i, x, x_int, const_first)
+            code = int_code if x_int else float_code
+            i = _apply_k(code, a._i, x)
             if i < 0:
-                i = _retry(i, _apply_const, _ctx, op, a._i, x, x_int, const_first)
+                i = _retry(i, _apply_k, code, a._i, x)
         v = _new(Value)
         v._i = i
         v._a = a
@@ -131,9 +138,9 @@ def _apply_checked(op, a, k, k_int):
 def _unary_op(op):
     """The method a.op() of a one-child op: one call into C."""
     def method(a):
-        i = _apply(_ctx, op, a._i, -1, 0.0, 0)
+        i = _apply1(op, a._i)
         if i < 0:
-            i = _retry(i, _apply, _ctx, op, a._i, -1, 0.0, 0)
+            i = _retry(i, _apply1, op, a._i)
         v = _new(Value)
         v._i = i
         v._a = a
@@ -358,7 +365,10 @@ class Value:
     @property
     def data(self):
         x = _float_data(self._i)
-        return x if x == x else _typed(_read_data(self._i), "Value.data")
+        if x == x:
+            return x
+        r = _read_data(self._i)  # an int (value + 1j), a NaN or a status
+        return int(r.real) if r.imag > 0 else _typed(r, "Value.data")
 
     @data.setter
     def data(self, value):
@@ -373,7 +383,10 @@ class Value:
     @property
     def grad(self):
         x = _float_grad(self._i)
-        return x if x == x else _typed(_read_grad(self._i), "Value.grad")
+        if x == x:
+            return x
+        r = _read_grad(self._i)
+        return int(r.real) if r.imag > 0 else _typed(r, "Value.grad")
 
     @grad.setter
     def grad(self, value):

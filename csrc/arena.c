@@ -309,13 +309,15 @@ double _Complex ag_read(ag_ctx *c, int64_t h, int what) {
     return r;
 }
 
-static ag_ctx *_Atomic reads_ctx;  /* ag_set_reads_ctx's */
+static ag_ctx *_Atomic facade_ctx;  /* ag_set_facade_ctx's */
 
-void ag_set_reads_ctx(ag_ctx *c) { atomic_store(&reads_ctx, c); }
+void ag_set_facade_ctx(ag_ctx *c) { atomic_store(&facade_ctx, c); }
 
-/* ag_read on the reads context. */
-static double _Complex read_on_reads_ctx(int64_t h, int what) {
-    ag_ctx *c = atomic_load(&reads_ctx);
+ag_ctx *ag__facade_ctx(void) { return atomic_load(&facade_ctx); }
+
+/* ag_read on the facade's context. */
+static double _Complex read_on_facade_ctx(int64_t h, int what) {
+    ag_ctx *c = atomic_load(&facade_ctx);
     if (c) return ag_read(c, h, what);
     double _Complex r;
     ((double *)&r)[0] = 0.0;
@@ -323,8 +325,8 @@ static double _Complex read_on_reads_ctx(int64_t h, int what) {
     return r;
 }
 
-double _Complex ag_read_data(int64_t h) { return read_on_reads_ctx(h, AG_READ_DATA); }
-double _Complex ag_read_grad(int64_t h) { return read_on_reads_ctx(h, AG_READ_GRAD); }
+double _Complex ag_read_data(int64_t h) { return read_on_facade_ctx(h, AG_READ_DATA); }
+double _Complex ag_read_grad(int64_t h) { return read_on_facade_ctx(h, AG_READ_GRAD); }
 
 static double float_or_nan(double _Complex r) {
     return ((double *)&r)[1] == 0.0 ? ((double *)&r)[0] : (double)NAN;

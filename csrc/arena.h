@@ -78,6 +78,9 @@ struct ag_ctx {
 /* Free every array of the arena and the names of its nodes (the context
  * itself stays: context.c frees it). */
 void ag__arena_free(ag_ctx *c);
+/* The context ag_set_facade_ctx named, or NULL. */
+ag_ctx *ag__facade_ctx(void);
+
 /* ag__reserve's slow path: check the limit, grow if needed.  Locked. */
 int ag__reserve_grow(ag_ctx *c, size_t n);
 /* Free id (refs just reached 0) and what nothing reaches any more.  Locked. */

@@ -317,6 +317,20 @@ int64_t ag_apply_const(ag_ctx *c, int op, int64_t ha, double v, int v_int,
     return r;
 }
 
+int64_t ag_apply1(int op, int64_t a) { return ag_apply2(op, a, -1); }
+
+int64_t ag_apply2(int op, int64_t a, int64_t b) {
+    ag_ctx *c = ag__facade_ctx();
+    return c ? ag_apply(c, op, a, b, 0.0, 0) : AG_ERR_ARG;
+}
+
+int64_t ag_apply_k(int code, int64_t a, double v) {
+    ag_ctx *c = ag__facade_ctx();
+    return c ? ag_apply_const(c, code & AG_K_OP, a, v, (code & AG_K_IS_INT) != 0,
+                              (code & AG_K_FIRST) != 0)
+             : AG_ERR_ARG;
+}
+
 /* Replace the held node *acc by op(*acc, b): the new node is held, the old
  * hold given back.  Returns AG_OK or a status (then *acc is unchanged). */
 static int fold(ag_ctx *c, int op, int32_t *acc, int32_t b) {
