@@ -52,6 +52,7 @@ _new = object.__new__
 _apply, _new_leaf = lib.ag_apply, lib.ag_leaf
 # fewer arguments, cheaper calls (on the facade context)
 _apply1, _apply2, _apply_k = lib.ag_apply1, lib.ag_apply2, lib.ag_apply_k
+_float_leaf, _int_leaf = lib.ag_float_leaf, lib.ag_int_leaf
 _ADD, _MUL, _POW, _POWK = lib.AG_ADD, lib.AG_MUL, lib.AG_POW, lib.AG_POW_CONST
 
 
@@ -320,9 +321,10 @@ class Value:
         t = type(data)
         kids = ()
         if (t is float or t is int) and not (_children or _op or children or op):
-            i = _new_leaf(_ctx, data, t is int)  # the common case: a plain leaf
+            leaf = _float_leaf if t is float else _int_leaf  # the common case: a plain leaf
+            i = leaf(data)
             if i < 0:
-                i = _retry(i, _new_leaf, _ctx, data, t is int)
+                i = _retry(i, leaf, data)
         else:
             i, kids = _user_node(data, _children if children is None else children,
                                  _op if op is None else op)

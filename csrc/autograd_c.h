@@ -207,14 +207,20 @@ int64_t ag_apply(ag_ctx *ctx, int op, int64_t a, int64_t b, double k,
 int64_t ag_apply_const(ag_ctx *ctx, int op, int64_t a, double v, int v_int,
                        int const_first);
 
-/* The same on the context named once by ag_set_facade_ctx (AG_ERR_ARG
- * before), with fewer arguments: a facade's call (cffi) costs more per
- * argument than the C work.  ag_apply1(op, a): ag_apply(ctx, op, a, -1, 0,
- * 0); ag_apply2(op, a, b): ag_apply(ctx, op, a, b, 0, 0); ag_apply_k(code, a, v): ag_apply_const(ctx, code & AG_K_OP, a, v,
- * code & AG_K_IS_INT, code & AG_K_FIRST), code made once per op and kind
- * of number.  The context must outlive the calls. */
+/* The facade's context: the leaf and op constructors above and the reads
+ * below again, with fewer arguments (a facade's call, cffi's, costs more
+ * per argument than the C work), on the context named once here; they
+ * return AG_ERR_ARG before.  The context must outlive the calls.
+ *   ag_float_leaf(v), ag_int_leaf(v)  ag_leaf(ctx, v, 0), ag_leaf(ctx, v, 1)
+ *   ag_apply1(op, a)                  ag_apply(ctx, op, a, -1, 0, 0)
+ *   ag_apply2(op, a, b)               ag_apply(ctx, op, a, b, 0, 0)
+ *   ag_apply_k(code, a, v)            ag_apply_const(ctx, code & AG_K_OP, a, v,
+ *                                     code & AG_K_IS_INT, code & AG_K_FIRST),
+ *                                     code made once per op and kind of number */
 enum { AG_K_OP = 63, AG_K_IS_INT = 64, AG_K_FIRST = 128 };
 void ag_set_facade_ctx(ag_ctx *ctx);
+int64_t ag_float_leaf(double v);
+int64_t ag_int_leaf(double v);
 int64_t ag_apply1(int op, int64_t a);
 int64_t ag_apply2(int op, int64_t a, int64_t b);
 int64_t ag_apply_k(int code, int64_t a, double v);
@@ -263,8 +269,8 @@ int ag_release_once(ag_ctx *ctx, const int64_t *hs, size_t n, int *done);
 double _Complex ag_read(ag_ctx *ctx, int64_t h, int what);
 
 /* ag_read(ctx, h, AG_READ_DATA) and (..., AG_READ_GRAD) with one argument
- * (cffi: one argument takes CPython's fast path), on the context named by
- * ag_set_facade_ctx (AG_ERR_ARG before that). */
+ * (cffi: one argument takes CPython's fast path), on the facade's context
+ * (ag_set_facade_ctx; AG_ERR_ARG before). */
 double _Complex ag_read_data(int64_t h);
 double _Complex ag_read_grad(int64_t h);
 /* Cheaper still for the common case: the data (grad) when it is a float

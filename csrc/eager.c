@@ -317,6 +317,16 @@ int64_t ag_apply_const(ag_ctx *c, int op, int64_t ha, double v, int v_int,
     return r;
 }
 
+int64_t ag_float_leaf(double v) {
+    ag_ctx *c = ag__facade_ctx();
+    return c ? ag_leaf(c, v, 0) : AG_ERR_ARG;
+}
+
+int64_t ag_int_leaf(double v) {
+    ag_ctx *c = ag__facade_ctx();
+    return c ? ag_leaf(c, v, 1) : AG_ERR_ARG;
+}
+
 int64_t ag_apply1(int op, int64_t a) { return ag_apply2(op, a, -1); }
 
 int64_t ag_apply2(int op, int64_t a, int64_t b) {

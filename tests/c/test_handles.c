@@ -419,6 +419,60 @@ static void test_read_value_and_type(void) {
     ctx_done(c);
 }
 
+/* ---- the facade's context: the short calls equal the full ones ---------- */
+
+/* Two nodes are alike: op, data and their types (ag_node_info, ag_read). */
+static int same_node(ag_ctx *c, int64_t x, int64_t y) {
+    ag_node nx, ny;
+    if (ag_node_info(c, x, &nx) || ag_node_info(c, y, &ny)) return 0;
+    double _Complex rx = ag_read(c, x, AG_READ_DATA), ry = ag_read(c, y, AG_READ_DATA);
+    return nx.op == ny.op && nx.flags == ny.flags &&
+           memcmp(&rx, &ry, sizeof rx) == 0;
+}
+
+static void test_facade_context_calls(void) {
+    double _Complex r = ag_read_data(0);      /* no context named yet */
+    CHECK_EQ(cimag(r), AG_ERR_ARG);
+    CHECK_EQ(ag_float_leaf(1.0), AG_ERR_ARG);
+    CHECK_EQ(ag_apply2(AG_ADD, 0, 0), AG_ERR_ARG);
+    ag_ctx *c = ctx_new();
+    ag_set_facade_ctx(c);
+    int64_t a = ag_float_leaf(1.5), n = ag_int_leaf(3), a2 = leaf(c, 1.5, 0);
+    CHECK(same_node(c, a, a2));
+    CHECK_SAME(ag_float_data(a), 1.5);
+    CHECK(isnan(ag_float_data(n)));            /* an int: the typed read */
+    r = ag_read_data(n);
+    CHECK(creal(r) == 3.0 && cimag(r) == 1.0);
+    CHECK(isnan(ag_float_grad(n)) && cimag(ag_read_grad(n)) == 1.0);  /* int 0 */
+    int64_t made[8], want[8];
+    int k = 0;
+    made[k] = ag_apply1(AG_TANH, a);           want[k++] = apply1(c, AG_TANH, a2);
+    made[k] = ag_apply2(AG_MUL, a, n);         want[k++] = apply2(c, AG_MUL, a2, n);
+    made[k] = ag_apply_k(AG_ADD | AG_K_IS_INT, n, 2);
+    want[k++] = ag_apply_const(c, AG_ADD, n, 2, 1, 0);
+    made[k] = ag_apply_k(AG_POW | AG_K_FIRST, a, 2.0);
+    want[k++] = ag_apply_const(c, AG_POW, a2, 2.0, 0, 1);
+    for (int j = 0; j < k; j++) {
+        CHECK(made[j] >= 0 && want[j] >= 0);
+        CHECK(same_node(c, made[j], want[j]));
+    }
+    CHECK_EQ(ag_apply_k(AG_LOG, a, 1.0), AG_ERR_ARG);  /* not a binary op */
+    CHECK_EQ(ag_apply2(AG_ADD, a, -5), AG_ERR_ARG);
+    int64_t z = ag_float_leaf(0.0);
+    CHECK_EQ(ag_apply_k(AG_POW, z, -1.0), AG_ERR_ZERODIV);  /* errors as ag_apply */
+    CHECK_EQ(ag_release(c, z), AG_OK);
+    int64_t after = ag_float_leaf(0.0);         /* the context is still usable */
+    CHECK(after >= 0);
+    CHECK_EQ(ag_release(c, after), AG_OK);
+    int64_t hs[] = {a, n, a2};
+    CHECK_EQ(ag_release_many(c, hs, 3), AG_OK);
+    CHECK_EQ(ag_release_many(c, made, k), AG_OK);
+    CHECK_EQ(ag_release_many(c, want, k), AG_OK);
+    CHECK_EQ(cimag(ag_read_data(a)), AG_ERR_STALE);
+    ag_set_facade_ctx(NULL);
+    ctx_done(c);
+}
+
 /* ---- names --------------------------------------------------------------- */
 
 static void check_name_at(ag_ctx *c, int64_t h, const char *want,
@@ -613,6 +667,7 @@ static const test_case tests[] = {
     {"no_handle_numbers_every_entry_point",
      test_no_handle_numbers_every_entry_point},
     {"read_value_and_type", test_read_value_and_type},
+    {"facade_context_calls", test_facade_context_calls},
     {"node_name_round_trip", test_node_name_round_trip},
     {"long_node_name", test_long_node_name},
     {"names_freed_with_node", test_names_freed_with_node},
