@@ -8,9 +8,11 @@ cffi, whose calls hand their result back only after that check:
   it: the reference is lost, and the node (with all it reaches) stays;
 * at the entry of Value.__del__, before it queues its handle: the same,
   and Python prints "Exception ignored in Value.__del__" and drops the
-  interrupt.
+  interrupt -- as it does in the weak reference callback that drops a dead
+  Value from _prev's table (engine._forget; the entry then stays, dead,
+  which lookups treat as none).
 
-So: an interrupt dropped in Value.__del__ is raised again in the main
+So: an interrupt dropped in either is raised again in the main
 thread a moment later (the user's code always sees it), and after any
 interrupt the next
 stats() -- or an explicit reclaim() -- counts the references that live
@@ -107,10 +109,14 @@ def _interrupt_main_soon() -> None:
     _thread.interrupt_main()
 
 
+# what runs as a Value dies: its finalizer, the callback of its entry in _prev's table
+_FINALIZERS = ("Value.__del__", "_forget")
+
+
 def _unraisable_hook(previous):
     def hook(unraisable: Any) -> None:
         if (unraisable.exc_type is KeyboardInterrupt
-                and getattr(unraisable.object, "__qualname__", "") == "Value.__del__"):
+                and getattr(unraisable.object, "__qualname__", "") in _FINALIZERS):
             _interrupted[0] = True
             try:
                 _redeliver()

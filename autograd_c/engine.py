@@ -253,11 +253,18 @@ _user_value_del.__qualname__ = "Value.__del__"  # the recovery's hook knows it
 def _sweep_kept():
     """Release the kept Values whose node nothing else reaches any more;
     True when it released one (their rules' closures go with them, and the
-    Values those held may free more)."""
+    Values those held may free more).  Threads may sweep at once: each
+    entry is taken by the one thread whose pop gets it."""
     released = False
-    for i, v in _kept.copy().items():  # a finalizer may add to it meanwhile
-        if _node_info(i, "releasing a user op's node").refs <= 1:
-            del _kept[i]
+    info = ffi.new("ag_node *")
+    for i in list(_kept):  # a finalizer may add to it meanwhile
+        if lib.ag_node_info(_ctx, i, info):  # freed: another thread's sweep
+            _kept.pop(i, None)                # released it (or is about to)
+            continue
+        if info.refs > 1:  # still reached
+            continue
+        v = _kept.pop(i, None)
+        if v is not None:
             for name in ("_rule", "_kids"):  # the closure's cycle with v
                 if hasattr(v, name):
                     delattr(v, name)
@@ -344,16 +351,17 @@ class Value:
         owns (as a C constructor returns it): for the package's own C calls."""
         v = _new(cls)
         v._i = i
-        _know(v)
         return v
 
     @staticmethod
     def _remember(values):
         """Let _prev find these Values as the user holds them, though the
         nodes above them are made by C (nn's layers), not by an operator
-        (whose result keeps its operands)."""
+        (whose result keeps its operands).  Cheap for the ones known."""
         for v in values:
-            _know(v)
+            ref = _known.get(v._i)
+            if ref is None or ref() is None:
+                _know(v)
 
     def __del__(self, _append=_dead.append, _dead=_dead):
         try:

@@ -190,10 +190,17 @@ class Layer(Module):
         return plan
 
     def __call__(self, x: Sequence[Union[Value, Number]]) -> Union[Value, List[Value]]:
+        return self._forward(x, True)
+
+    def _forward(self, x, given):
+        """The layer on x; given: x may be the user's own Values (an MLP's
+        hidden layers get only what its layers made)."""
         nin = len(self.neurons[0].w) if self.neurons else 0
         same_act = len({n.activation for n in self.neurons}) == 1
         if (same_act and len(x) == nin and all(len(n.w) == nin for n in self.neurons)
                 and all(isinstance(xi, Value) for xi in x)):
+            if given:
+                Value._remember(x)  # for _prev: ag_layer's nodes are C's
             out = self._call_c(x, nin)
         else:  # numbers among the inputs, or a reshaped layer: micrograd's way
             out = [n(x) for n in self.neurons]
@@ -204,7 +211,6 @@ class Layer(Module):
         its linear outputs here, which makes the same graph as Neuron."""
         _, acts, w, b = self._layer_plan()
         nout = len(self.neurons)
-        Value._remember(x)  # for _prev: ag_layer's nodes are C's
         xs = ffi.new("int64_t[]", [xi._i for xi in x] or [0])
         out = ffi.new("int64_t[]", nout)
         args = (ctx, w, b, xs, nin, nout, 1 if acts[0] == "relu" else 0, out)
@@ -235,8 +241,8 @@ class MLP(Module):
 
     def __call__(self, x: Sequence[Union[Value, Number]]) -> Union[Value, List[Value]]:
         out: Any = x
-        for layer in self.layers:
-            out = layer(out)
+        for k, layer in enumerate(self.layers):
+            out = layer._forward(out, k == 0)
         return out
 
     def parameters(self) -> List[Value]:

@@ -55,11 +55,19 @@ def live_nodes(collect=True):
     reference cycle which becomes garbage later -- which would make a later
     count higher, never lower: it cannot hide a leak.
 
+    Collected until the count stays: releasing a kept user op's Value (its
+    node no longer reached) drops its rule's closure, whose own cycles are
+    garbage only from then on.
+
     collect=False: the count as it is, for use inside gc_paused(), where
     nothing but the engine's own work moves it."""
     if collect:
-        gc.collect()
-        count = autograd_c.stats()["live_nodes"]
+        count = None
+        while True:
+            gc.collect()
+            before, count = count, autograd_c.stats()["live_nodes"]
+            if count == before:
+                break
         gc.freeze()
         return count
     return autograd_c.stats()["live_nodes"]
