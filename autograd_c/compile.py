@@ -1,0 +1,456 @@
+"""autograd_c.compile: trace a function once into a Graph, replay it in C.
+
+    @autograd_c.compile
+    def step(X, y):                  # numbers in, a Value out
+        scores = [model(x) for x in X]
+        return sum((1 + -yi * s).relu() for yi, s in zip(y, scores)) * (1.0 / len(y))
+
+    for k in range(100):             # micrograd's loop, unchanged
+        loss = step(X, y)            # replayed in C: a fresh Value
+        model.zero_grad()
+        loss.backward()              # the grads the undecorated step gives
+        for p in model.parameters():
+            p.data -= 0.1 * p.grad
+
+The first call runs fn on new leaf Values holding the arguments' numbers
+(every number of the arguments, and the data of every Value argument) and
+captures what the returned Value reaches as a Graph.  Values fn reads from
+its closure (a model's parameters) are captured as they are: the leaves
+they are.  Later calls with arguments of the same signature -- the same
+number and nesting of lists/tuples and the same kind, int, float or Value,
+at each place -- put the new numbers into those leaves and replay the graph
+(Graph.forward): the same floats, bit for bit, and the same int/float types
+as calling fn would give.  Another signature traces again (the last
+CACHE_SIZE traces are kept).
+
+What a call returns is a new Value holding the replayed output, whose
+backward() -- on it, or on any Value built from it -- back-propagates
+through the captured graph (Graph.backward): the closure's Values get the
+gradients calling fn would have given them (bit for bit when backward()
+starts at this output, as in a training loop) and so do the Value
+arguments (added to their .grad, as eager code would).  Each output keeps
+its own numbers: backward() on an older output replays its call first.
+Under no_grad a call returns plain leaves.  A function may return a tuple
+or list of Values: a Graph per output, and a tuple or list of outputs.
+
+Frozen control flow, as with jax.jit: fn runs once per signature.  Python
+that reads numbers -- `if x.data > 0`, `max(v.data for v in ...)`, a loop
+count from .data -- took its branch when the trace was made, and every
+replay takes the same one.  Inside fn the numeric arguments are Values
+(write `w * x`, not `float(x)`).  compile(fn, check=True) runs fn eagerly
+as well on every call and raises TraceMismatch when the two differ (an
+output's number or type, a graph's node count or a gradient with respect
+to an input): a debugging aid, slower than not compiling at all.
+
+Also: f.grad(*args) and f.value_and_grad(*args) give the gradient with
+respect to each number of the positional arguments (no .grad changes), and
+f.run(*args, rows=...) replays over many rows at once (Graph.run).
+"""
+import collections
+import functools
+import math
+import numbers
+import threading
+
+from ._autograd_c import lib
+from ._session import ctx, fail
+from .autograd import enable_grad, is_grad_enabled
+from .engine import Value
+from .graph import Graph, Params
+
+__all__ = ["compile", "Compiled", "TraceMismatch"]
+
+CACHE_SIZE = 8  # traces kept per compiled function, by signature
+_KINDS = {float: "f", int: "i", bool: "i"}
+
+
+class TraceMismatch(RuntimeError):
+    """compile(fn, check=True): the replayed trace and fn run eagerly differ."""
+
+
+# -- arguments: a signature and the flat list of numbers --------------------
+
+def _walk(x, cells, values):
+    """The signature of argument x -- "i", "f", "v" or (list/tuple, items) --
+    appending its numbers to cells and, for each, the Value it came from (or
+    None) to values.  None for x itself if something in it is of no kind."""
+    t = type(x)
+    kind = _KINDS.get(t)
+    if kind is None:
+        if t is list or t is tuple or isinstance(x, (list, tuple)):
+            items = []
+            for item in x:
+                sig = _walk(item, cells, values)
+                if sig is None:
+                    return None
+                items.append(sig)
+            return (list if isinstance(x, list) else tuple, tuple(items))
+        if isinstance(x, Value):
+            cells.append(x.data)
+            values.append(x)
+            return "v"
+        if isinstance(x, numbers.Integral):
+            kind = "i"
+        elif isinstance(x, numbers.Real):
+            kind = "f"
+        else:
+            return None
+    cells.append(x)
+    values.append(None)
+    return kind
+
+
+def _bad_argument(x, path):
+    """The path ('X[3][1]') of the first part of x that is no argument, and it."""
+    if isinstance(x, (list, tuple)):
+        for i, item in enumerate(x):
+            found = _bad_argument(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(x, (Value, numbers.Real)):
+        return None
+    return path, x
+
+
+def _parameter_names(fn, n):
+    """Names for fn's first n positional arguments, for error messages."""
+    code = getattr(fn, "__code__", None)
+    names = list(code.co_varnames[:code.co_argcount]) if code is not None else []
+    return [names[i] if i < len(names) else f"args[{i}]" for i in range(n)]
+
+
+def _signature(fn, args, kwargs):
+    """(signature, numbers, values) of a call; TypeError naming a bad argument."""
+    cells, values = [], []
+    sig = _walk(args, cells, values)
+    kw = tuple((name, _walk(kwargs[name], cells, values)) for name in sorted(kwargs))
+    if sig is None or any(s is None for _, s in kw):
+        named = list(zip(_parameter_names(fn, len(args)), args)) + list(kwargs.items())
+        for name, x in named:
+            found = _bad_argument(x, name)
+            if found is not None:
+                path, bad = found
+                raise TypeError(f"compiled {_name(fn)}: argument {path} is a "
+                                f"{type(bad).__name__}, not a number, a Value or a "
+                                f"list/tuple of them")
+    return (sig, kw), cells, values
+
+
+def _rebuild(sig, leaves):
+    """The arguments of signature sig with the Values of the iterator leaves."""
+    if type(sig) is tuple:
+        container, items = sig
+        return container(_rebuild(s, leaves) for s in items)
+    return next(leaves)
+
+
+def _outputs(fn, result):
+    """(list of the output Values, the container type or None for one)."""
+    if isinstance(result, Value):
+        return [result], None
+    if isinstance(result, (list, tuple)) and result:
+        for i, v in enumerate(result):
+            if not isinstance(v, Value):
+                raise TypeError(f"compiled {_name(fn)} returned a {type(v).__name__} as "
+                                f"output {i}: outputs must be Values")
+        return list(result), (list if isinstance(result, list) else tuple)
+    raise TypeError(f"compiled {_name(fn)} must return a Value or a non-empty tuple/list "
+                    f"of Values, not {type(result).__name__}")
+
+
+def _name(fn):
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _run_eagerly(fn, sig, cells):
+    """fn called on new leaves holding cells: (outputs, container, leaves)."""
+    with enable_grad():
+        leaves = [Value(x) for x in cells]
+        args, kw = sig
+        it = iter(leaves)
+        result = fn(*_rebuild(args, it), **{name: _rebuild(s, it) for name, s in kw})
+    outs, container = _outputs(fn, result)
+    return outs, container, leaves
+
+
+def _capture(fn, root):
+    """Graph(root * seed) and the seed leaf (int 1): backward() then starts
+    root's grad at seed.data -- the grad of the output being back-propagated."""
+    with enable_grad():
+        seed = Value(1)
+        seeded = root * seed
+    try:
+        return Graph(seeded), seed
+    except ValueError as e:
+        raise ValueError(f"compile cannot capture {_name(fn)}: {e}") from e
+
+
+def _input_grads(graph, leaves, cells):
+    """d graph.root / d leaf for each leaf (0.0 for one the graph does not
+    reach), by Graph.run on the one row cells; only the leaves' .grad change."""
+    used = [i for i, v in enumerate(leaves) if lib.ag_graph_position(graph._g, v._i) >= 0]
+    inputs = [leaves[i] for i in used]
+    Params(inputs).zero_grad()
+    (value,) = graph.run(inputs=inputs, rows=[[cells[i] for i in used]], grads=inputs)
+    grads = [0.0] * len(leaves)
+    for i, v in zip(used, inputs):
+        grads[i] = v.grad
+    return value, grads
+
+
+def _same(a, b):
+    """a and b are the same number: type, bits (nan equal to nan)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b and math.copysign(1, a) == math.copysign(1, b)
+
+
+class _Trace:
+    """One signature's capture: the leaves the arguments' numbers go into,
+    a Graph per output, and which call each graph's nodes now hold."""
+
+    def __init__(self, fn, sig, cells):
+        outs, self.container, self.leaves = _run_eagerly(fn, sig, cells)
+        captured = [_capture(fn, root) for root in outs]
+        self.graphs = [g for g, _ in captured]
+        self.seeds = [seed for _, seed in captured]
+        self.roots = outs
+        # the child of outputs without Value arguments: ag_backward looks for
+        # rules of the user's own only among nodes with children
+        self.anchor = Value(0)
+        self.sizes = [len(g) - 2 for g in self.graphs]  # without seed and product
+        self.lock = threading.RLock()
+        self.loaded = None  # the call whose numbers the leaves hold
+        self.clean = [None] * len(outs)  # per graph: the call it was replayed for
+                                          # and not back-propagated since
+
+    def load(self, call):
+        """Put call's numbers into the leaves (under the lock)."""
+        if self.loaded is not call:
+            self.loaded = None
+            for leaf, x in zip(self.leaves, call.cells):
+                leaf.data = x
+            self.loaded = call
+
+    def forward(self, call):
+        """Replay every graph for call: the outputs' data."""
+        with self.lock:
+            self.load(call)
+            self.clean = [None] * len(self.graphs)
+            for k, g in enumerate(self.graphs):
+                g.forward()
+                self.clean[k] = call
+            return [root.data for root in self.roots]
+
+    def backward(self, call, k, grad):
+        """Back-propagate grad from output k of call: the gradients of the
+        leaves of the Value arguments (the closure's Values get theirs)."""
+        with self.lock:
+            if self.clean[k] is not call:  # another call's numbers, or used
+                self.load(call)
+                self.graphs[k].forward()
+            arg_leaves = call.arg_leaves
+            if arg_leaves is not None:
+                arg_leaves.zero_grad()
+            self.clean = [None] * len(self.graphs)  # grads now in shared nodes
+            seed = self.seeds[k]
+            seed.data = grad
+            try:
+                self.graphs[k].backward()
+            finally:
+                seed.data = 1
+            return [] if arg_leaves is None else [v.grad for v in arg_leaves]
+
+
+class _Call:
+    """What an output's backward needs: the call's numbers, its Value
+    arguments and the trace's leaves those feed (not the trace, which
+    refers to its last call: no reference cycle)."""
+
+    __slots__ = ("cells", "values", "arg_leaves")
+
+    def __init__(self, trace, cells, values):
+        self.cells = cells
+        self.values = [v for v in values if v is not None]
+        self.arg_leaves = Params([leaf for leaf, v in zip(trace.leaves, values)
+                                  if v is not None]) if self.values else None
+
+
+class _OutputRule:
+    """The backward rule of a compiled call's output k (out._backward).  It
+    holds out's node handle, not out: no reference cycle, and the rule runs
+    only while the node lives."""
+
+    __slots__ = ("trace", "call", "k", "node")
+
+    def __init__(self, trace, call, k, out):
+        self.trace, self.call, self.k, self.node = trace, call, k, out._i
+
+    def __call__(self):
+        r = lib.ag_read(ctx, self.node, lib.AG_READ_GRAD)  # the grad, 1j for an int
+        if r.imag < 0:
+            fail(int(r.imag), "compiled output's backward")
+        grad = int(r.real) if r.imag else r.real
+        grads = self.trace.backward(self.call, self.k, grad)
+        for v, g in zip(self.call.values, grads):
+            v.grad = v.grad + g
+
+
+class Compiled:
+    """A function traced into Graphs per argument signature: see the module."""
+
+    def __init__(self, fn, check=False):
+        if not callable(fn):
+            raise TypeError(f"compile needs a function, got {type(fn).__name__}")
+        functools.update_wrapper(self, fn)
+        self.fn, self.check = fn, bool(check)
+        self._traces = collections.OrderedDict()  # signature -> _Trace, oldest first
+        self._lock = threading.Lock()
+        self.trace_count = 0  # traces made so far
+
+    def __repr__(self):
+        return f"<compiled {_name(self.fn)}: {len(self._traces)} traces>"
+
+    def clear(self):
+        """Forget every trace: the next call traces fn again."""
+        with self._lock:
+            self._traces.clear()
+
+    def _trace(self, args, kwargs):
+        """(trace, numbers, values) for a call's arguments."""
+        sig, cells, values = _signature(self.fn, args, kwargs)
+        with self._lock:
+            trace = self._traces.get(sig)
+            if trace is not None:
+                self._traces.move_to_end(sig)
+                return trace, sig, cells, values
+        trace = _Trace(self.fn, sig, cells)
+        with self._lock:
+            self.trace_count += 1
+            self._traces[sig] = trace
+            while len(self._traces) > CACHE_SIZE:
+                self._traces.popitem(last=False)
+        return trace, sig, cells, values
+
+    def __call__(self, *args, **kwargs):
+        trace, sig, cells, values = self._trace(args, kwargs)
+        call = _Call(trace, cells, values)
+        datas = trace.forward(call)
+        if self.check:
+            self._check(trace, sig, call, datas)
+        if not is_grad_enabled():
+            outs = [Value(x) for x in datas]
+        else:
+            outs = [self._output(trace, call, k, x) for k, x in enumerate(datas)]
+        return outs[0] if trace.container is None else trace.container(outs)
+
+    def _output(self, trace, call, k, data):
+        """A Value of data whose backward rule back-propagates through
+        graph k, with the Value arguments as its children."""
+        out = Value(data, call.values or (trace.anchor,), f"compiled {self.__name__}")
+        out._backward = _OutputRule(trace, call, k, out)
+        return out
+
+    def _check(self, trace, sig, call, datas):
+        """Raise TraceMismatch unless fn run eagerly on this call's numbers
+        gives the replayed outputs, graphs of the same size and the same
+        gradients with respect to every input."""
+        outs, container, leaves = _run_eagerly(self.fn, sig, call.cells)
+        problems = []
+        if container is not trace.container or len(outs) != len(datas):
+            problems.append(f"fn returned {len(outs)} outputs, the trace {len(datas)}")
+        for k, (root, data) in enumerate(zip(outs, datas)):
+            if not _same(root.data, data):
+                problems.append(f"output {k} is {root.data!r}, the trace gave {data!r}")
+            graph, _ = _capture(self.fn, root)
+            if len(graph) - 2 != trace.sizes[k]:
+                problems.append(f"output {k}'s graph has {len(graph) - 2} nodes, "
+                                f"the trace's {trace.sizes[k]}")
+                continue
+            with trace.lock:
+                _, traced = _input_grads(trace.graphs[k], trace.leaves, call.cells)
+            _, eager = _input_grads(graph, leaves, call.cells)
+            bad = [i for i, (a, b) in enumerate(zip(traced, eager)) if not _same(a, b)]
+            if bad:
+                problems.append(f"output {k}'s gradient with respect to input {bad[0]} "
+                                f"is {eager[bad[0]]!r}, the trace gave {traced[bad[0]]!r}")
+        if problems:
+            raise TraceMismatch(
+                f"compiled {_name(self.fn)} no longer matches its trace: "
+                + "; ".join(problems) + ".  Python control flow that reads numbers "
+                "(.data) was frozen when the trace was made; keep such code out of the "
+                "compiled function, or call it undecorated")
+
+    def _single(self, trace, what):
+        if trace.container is not None:
+            raise TypeError(f"{what} needs a function with one output; compiled "
+                            f"{_name(self.fn)} returns {len(trace.graphs)}")
+        return trace.graphs[0]
+
+    def value_and_grad(self, *args, **kwargs):
+        """(output, gradients): the output as a float and, mirroring the
+        positional arguments (a tuple of them, each nested as given), the
+        derivative of the output with respect to each number in them (for a
+        Value argument, with respect to its data).  Computed by Graph.run in
+        plain doubles; no .data or .grad of yours changes.  One output only."""
+        trace, sig, cells, _ = self._trace(args, kwargs)
+        graph = self._single(trace, "value_and_grad")
+        with trace.lock:
+            value, grads = _input_grads(graph, trace.leaves, cells)
+        args_sig, _ = sig
+        return value, _rebuild(args_sig, iter(grads))
+
+    def grad(self, *args, **kwargs):
+        """The gradients of value_and_grad(*args, **kwargs)."""
+        return self.value_and_grad(*args, **kwargs)[1]
+
+    def run(self, *args, rows, grads=(), threads=1, out=None, **kwargs):
+        """Graph.run over many calls at once: args (and kwargs) give the
+        arguments' shape, each row the numbers of one call, flattened in
+        order (positional arguments, then keyword arguments by name; lists
+        and tuples depth first).  Returns the output for each row; grads
+        (closure Values such as model.parameters()) get the gradient summed
+        over the rows added into their .grad.  One output only; see
+        Graph.run for rows, threads and out."""
+        trace, _, cells, _ = self._trace(args, kwargs)
+        graph = self._single(trace, "run")
+        used = [i for i, v in enumerate(trace.leaves)
+                if lib.ag_graph_position(graph._g, v._i) >= 0]
+        if len(used) < len(cells):
+            rows = _columns(rows, used, len(cells))
+        with trace.lock:
+            return graph.run(inputs=[trace.leaves[i] for i in used], rows=rows,
+                             grads=grads, threads=threads, out=out)
+
+
+def _columns(rows, keep, width):
+    """The columns keep of rows (width numbers each): the inputs a graph
+    reaches, for Graph.run."""
+    try:
+        view = memoryview(rows)
+    except TypeError:
+        picked = []
+        for i, row in enumerate(rows):
+            row = list(row)
+            if len(row) != width:
+                raise ValueError(f"rows[{i}] has {len(row)} numbers, but the arguments "
+                                 f"hold {width}") from None
+            picked.append([row[j] for j in keep])
+        return picked
+    with view:
+        cells, ndim = view.tolist(), view.ndim
+    if ndim == 1:
+        cells = [cells[r:r + width] for r in range(0, len(cells), width)]
+    return _columns(cells, keep, width)
+
+
+def compile(fn=None, *, check=False):
+    """Trace fn into Graphs and replay it: `@compile`, `@compile(check=True)`
+    or `compile(fn)`.  See the autograd_c.compile module for what a call
+    returns and what is frozen at trace time."""
+    if fn is None:
+        return functools.partial(Compiled, check=check)
+    return Compiled(fn, check=check)
