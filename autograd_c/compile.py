@@ -61,7 +61,6 @@ from .graph import Graph, Params
 __all__ = ["compile", "Compiled", "TraceMismatch"]
 
 CACHE_SIZE = 8  # traces kept per compiled function, by signature
-_KINDS = {float: "f", int: "i", bool: "i"}
 
 
 class TraceMismatch(RuntimeError):
@@ -72,32 +71,37 @@ class TraceMismatch(RuntimeError):
 
 def _walk(x, cells, values):
     """The signature of argument x -- "i", "f", "v" or (list/tuple, items) --
-    appending its numbers to cells and, for each, the Value it came from (or
-    None) to values.  None for x itself if something in it is of no kind."""
+    appending its numbers to cells (a Python int or float each: an int for
+    a bool or any Integral, a float for any other Real) and (position in
+    cells, Value) to values for each Value.  None if something in x is of
+    no kind."""
     t = type(x)
-    kind = _KINDS.get(t)
-    if kind is None:
-        if t is list or t is tuple or isinstance(x, (list, tuple)):
-            items = []
-            for item in x:
-                sig = _walk(item, cells, values)
-                if sig is None:
-                    return None
-                items.append(sig)
-            return (list if isinstance(x, list) else tuple, tuple(items))
-        if isinstance(x, Value):
-            cells.append(x.data)
-            values.append(x)
-            return "v"
-        if isinstance(x, numbers.Integral):
-            kind = "i"
-        elif isinstance(x, numbers.Real):
-            kind = "f"
-        else:
-            return None
-    cells.append(x)
-    values.append(None)
-    return kind
+    if t is float or t is int:
+        cells.append(x)
+        return "f" if t is float else "i"
+    if t is list or t is tuple or isinstance(x, (list, tuple)):
+        container = list if isinstance(x, list) else tuple
+        if all(type(item) is float for item in x):  # a row of floats: at once
+            cells.extend(x)
+            return (container, ("f",) * len(x))
+        items = []
+        for item in x:
+            sig = _walk(item, cells, values)
+            if sig is None:
+                return None
+            items.append(sig)
+        return (container, tuple(items))
+    if isinstance(x, Value):
+        values.append((len(cells), x))
+        cells.append(x.data)
+        return "v"
+    if isinstance(x, numbers.Integral):
+        cells.append(int(x))
+        return "i"
+    if isinstance(x, numbers.Real):
+        cells.append(float(x))
+        return "f"
+    return None
 
 
 def _bad_argument(x, path):
@@ -121,7 +125,8 @@ def _parameter_names(fn, n):
 
 
 def _signature(fn, args, kwargs):
-    """(signature, numbers, values) of a call; TypeError naming a bad argument."""
+    """(signature, numbers, (position, Value) of each Value argument) of a
+    call; TypeError naming a bad argument."""
     cells, values = [], []
     sig = _walk(args, cells, values)
     kw = tuple((name, _walk(kwargs[name], cells, values)) for name in sorted(kwargs))
@@ -208,12 +213,16 @@ def _same(a, b):
     return a == b and math.copysign(1, a) == math.copysign(1, b)
 
 
+_set_data = lib.ag_set_data
+
+
 class _Trace:
     """One signature's capture: the leaves the arguments' numbers go into,
     a Graph per output, and which call each graph's nodes now hold."""
 
     def __init__(self, fn, sig, cells):
         outs, self.container, self.leaves = _run_eagerly(fn, sig, cells)
+        self.handles = [leaf._i for leaf in self.leaves]
         captured = [_capture(fn, root) for root in outs]
         self.graphs = [g for g, _ in captured]
         self.seeds = [seed for _, seed in captured]
@@ -228,12 +237,19 @@ class _Trace:
                                           # and not back-propagated since
 
     def load(self, call):
-        """Put call's numbers into the leaves (under the lock)."""
-        if self.loaded is not call:
-            self.loaded = None
-            for leaf, x in zip(self.leaves, call.cells):
-                leaf.data = x
-            self.loaded = call
+        """Put call's numbers into the leaves (under the lock), unless they
+        hold them already (the same numbers again: no zero, whose sign ==
+        does not see; no nan, which is != itself)."""
+        if self.loaded is call:
+            return
+        cells, loaded = call.cells, self.loaded
+        self.loaded = None
+        if loaded is None or cells != loaded.cells or 0 in cells:
+            for h, x in zip(self.handles, cells):
+                status = _set_data(ctx, h, x, type(x) is int)
+                if status:
+                    fail(status, "compiled call")
+        self.loaded = call
 
     def forward(self, call):
         """Replay every graph for call: the outputs' data."""
@@ -274,9 +290,8 @@ class _Call:
 
     def __init__(self, trace, cells, values):
         self.cells = cells
-        self.values = [v for v in values if v is not None]
-        self.arg_leaves = Params([leaf for leaf, v in zip(trace.leaves, values)
-                                  if v is not None]) if self.values else None
+        self.values = [v for _, v in values]
+        self.arg_leaves = Params([trace.leaves[i] for i, _ in values]) if values else None
 
 
 class _OutputRule:

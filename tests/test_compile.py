@@ -89,6 +89,21 @@ def test_int_inputs_keep_python_int_results():
     assert f.trace_count == 2
 
 
+def test_new_numbers_reach_the_leaves_even_when_they_compare_equal():
+    """A call with the same numbers reuses the loaded leaves; -0.0 == 0.0
+    must not be taken for the same number, nor a Value argument's new data."""
+    v = Value(3.0)
+    f = autograd_c.compile(lambda x, w: x * 2.0 + w)
+    g = autograd_c.compile(lambda x: x * 2.0)
+    assert bits(g(0.0).data) == bits(0.0)
+    assert bits(g(-0.0).data) == bits(-0.0)
+    assert bits(g(0.0).data) == bits(0.0)
+    assert f(1.0, v).data == 5.0
+    v.data = -5.0
+    assert f(1.0, v).data == -3.0
+    assert (f.trace_count, g.trace_count) == (1, 1)
+
+
 def test_closure_parameters_get_eager_grads_bit_for_bit():
     model = nn.MLP(3, [4, 4, 1])
     f = autograd_c.compile(lambda x: model(x).tanh())
