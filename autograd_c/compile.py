@@ -16,22 +16,30 @@ The first call runs fn on new leaf Values holding the arguments' numbers
 (every number of the arguments, and the data of every Value argument) and
 captures what the returned Value reaches as a Graph.  Values fn reads from
 its closure (a model's parameters) are captured as they are: the leaves
-they are.  Later calls with arguments of the same signature -- the same
-number and nesting of lists/tuples and the same kind, int, float or Value,
-at each place -- put the new numbers into those leaves and replay the graph
-(Graph.forward): the same floats, bit for bit, and the same int/float types
-as calling fn would give.  Another signature traces again (the last
-CACHE_SIZE traces are kept).
+they are, whose current data every replay reads.  Plain numbers fn reads
+from its closure or globals are constants of the trace.  Later calls with
+arguments of the same signature -- the same number and nesting of
+lists/tuples and the same kind, int, float or Value, at each place -- put
+the new numbers into those leaves and replay the graph (Graph.forward):
+the same floats, bit for bit, and the same int/float types as calling fn
+would give.  Another signature traces again (the last CACHE_SIZE traces
+are kept; trace_count counts the traces made).  What fn does besides
+building Values (printing, appending to a list) happens at trace time only.
 
-What a call returns is a new Value holding the replayed output, whose
-backward() -- on it, or on any Value built from it -- back-propagates
-through the captured graph (Graph.backward): the closure's Values get the
-gradients calling fn would have given them (bit for bit when backward()
-starts at this output, as in a training loop) and so do the Value
-arguments (added to their .grad, as eager code would).  Each output keeps
-its own numbers: backward() on an older output replays its call first.
-Under no_grad a call returns plain leaves.  A function may return a tuple
-or list of Values: a Graph per output, and a tuple or list of outputs.
+What a call returns is a new Value holding the replayed output, with the
+Value arguments as its children, whose backward() -- on it, or on any
+Value built from it -- back-propagates through the captured graph
+(Graph.backward) from the output's grad: the closure's Values and the
+Value arguments get the gradients calling fn would have given them, bit
+for bit when backward() starts at the output (a training loop; a second
+backward() adds again, as eager code does); when the output is part of a
+bigger graph, up to the order in which a leaf's contributions are summed.
+Each output keeps its own numbers: backward() on an older output first
+replays its call (with the closure's Values as they are then).  Under
+no_grad a call returns plain leaves.  A function may return a tuple or
+list of Values: a Graph per output, and a tuple or list of outputs.
+Calls on one trace are serialised by a lock, so threads may share a
+compiled function.
 
 Frozen control flow, as with jax.jit: fn runs once per signature.  Python
 that reads numbers -- `if x.data > 0`, `max(v.data for v in ...)`, a loop
@@ -40,11 +48,14 @@ replay takes the same one.  Inside fn the numeric arguments are Values
 (write `w * x`, not `float(x)`).  compile(fn, check=True) runs fn eagerly
 as well on every call and raises TraceMismatch when the two differ (an
 output's number or type, a graph's node count or a gradient with respect
-to an input): a debugging aid, slower than not compiling at all.
+to an input): a debugging aid, slower than not compiling at all.  A
+function whose graph holds an op with the user's own _backward rule
+cannot be captured: ValueError.
 
 Also: f.grad(*args) and f.value_and_grad(*args) give the gradient with
-respect to each number of the positional arguments (no .grad changes), and
-f.run(*args, rows=...) replays over many rows at once (Graph.run).
+respect to each number of the positional arguments (no .grad of yours
+changes), and f.run(*args, rows=...) replays over many rows at once
+(Graph.run), both in plain doubles.
 """
 import collections
 import functools
@@ -233,8 +244,10 @@ class _Trace:
         self.sizes = [len(g) - 2 for g in self.graphs]  # without seed and product
         self.lock = threading.RLock()
         self.loaded = None  # the call whose numbers the leaves hold
-        self.clean = [None] * len(outs)  # per graph: the call it was replayed for
-                                          # and not back-propagated since
+        self.replayed = [None] * len(outs)  # per graph: the call its nodes hold
+        # per graph: the graphs back-propagated since it was replayed, whose
+        # grads sit in its nodes (its own: as in eager code; others': not)
+        self.touched = [set() for _ in outs]
 
     def load(self, call):
         """Put call's numbers into the leaves (under the lock), unless they
@@ -251,27 +264,35 @@ class _Trace:
                     fail(status, "compiled call")
         self.loaded = call
 
+    def _replay(self, k, call):
+        """Graph k's forward with call's numbers (under the lock)."""
+        self.load(call)
+        self.replayed[k] = None
+        self.graphs[k].forward()  # every op node's grad: int 0
+        self.replayed[k], self.touched[k] = call, set()
+
     def forward(self, call):
         """Replay every graph for call: the outputs' data."""
         with self.lock:
-            self.load(call)
-            self.clean = [None] * len(self.graphs)
-            for k, g in enumerate(self.graphs):
-                g.forward()
-                self.clean[k] = call
+            for k in range(len(self.graphs)):
+                self._replay(k, call)
             return [root.data for root in self.roots]
 
     def backward(self, call, k, grad):
-        """Back-propagate grad from output k of call: the gradients of the
-        leaves of the Value arguments (the closure's Values get theirs)."""
+        """Back-propagate grad from output k of call, as eager code would
+        from that output: the gradients of the leaves of the Value arguments
+        (the closure's Values get theirs).  Graph k is replayed first unless
+        its nodes hold call's numbers and only its own earlier grads (then,
+        as in eager code, a second backward adds to those)."""
         with self.lock:
-            if self.clean[k] is not call:  # another call's numbers, or used
-                self.load(call)
-                self.graphs[k].forward()
+            if self.replayed[k] is not call or self.touched[k] - {k}:
+                self._replay(k, call)
             arg_leaves = call.arg_leaves
             if arg_leaves is not None:
                 arg_leaves.zero_grad()
-            self.clean = [None] * len(self.graphs)  # grads now in shared nodes
+            for touched in self.touched:
+                touched.add(k)
+            self.roots[k].grad = 0  # then grad, as eager sets the output's grad
             seed = self.seeds[k]
             seed.data = grad
             try:

@@ -146,6 +146,23 @@ def test_an_older_output_back_propagates_its_own_numbers():
     assert bits(outs[0].data) != bits(outs[1].data)
 
 
+def test_a_second_backward_adds_as_eager_code_does():
+    """backward() twice on one output: eager code keeps the first pass's
+    grads in the inner nodes and adds again (micrograd's behaviour)."""
+    w = Value(0.5)
+    fn = lambda x: ((x * w).tanh() * x).relu() * w  # noqa: E731
+    f = autograd_c.compile(fn)
+    x, ex = Value(2.0), Value(2.0)
+    out, eager = f(x) * 3, fn(ex) * 3
+    out.backward()
+    out.backward()
+    compiled = (w.grad, x.grad)
+    w.grad = 0
+    eager.backward()
+    eager.backward()
+    assert (bits(compiled[0]), bits(compiled[1])) == (bits(w.grad), bits(ex.grad))
+
+
 def test_several_outputs():
     model = nn.MLP(2, [3, 2])
     f = autograd_c.compile(lambda x: tuple(model(x)))
