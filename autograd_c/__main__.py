@@ -5,11 +5,11 @@ import time
 
 from . import Value
 from ._optional import require
-from .compile import compile
 from .datasets import make_moons
 from .graph import Graph, Params
 from .nn import MLP
-from .train import learning_rate, make_model, moons_loss, sgd_step, train_step
+from .train import (compiled_moons_loss, learning_rate, make_model, moons_loss, sgd_step,
+                    train_step)
 from .viz import plot_decision_boundary
 
 
@@ -44,18 +44,11 @@ def _replay_training(X, y, steps):
 
 def _compiled_training(X, y, steps):
     """The eager training loop with its loss function decorated by
-    autograd_c.compile: traced once, then replayed in C each step.  The
-    points reach the loss as Values (the trace's leaves), so moons_loss
-    gets no constructor to wrap them in; the labels stay numbers (its
-    accuracy compares them) from the closure.  Returns (last loss,
-    accuracy, seconds)."""
+    autograd_c.compile (train.compiled_moons_loss): traced once, then
+    replayed in C each step.  Returns (last loss, accuracy, seconds)."""
     model = make_model(MLP)
     start = time.perf_counter()
-
-    @compile
-    def loss_of(X):
-        return moons_loss(lambda x: x, model, X, y)[0]  # the accuracy is frozen: not used
-
+    loss_of = compiled_moons_loss(model, y)
     for k in range(steps):
         loss = loss_of(X)
         model.zero_grad()

@@ -60,7 +60,6 @@ changes), and f.run(*args, rows=...) replays over many rows at once
 import collections
 import functools
 import math
-import numbers
 import threading
 
 from ._autograd_c import lib
@@ -68,6 +67,7 @@ from ._session import ctx, fail
 from .autograd import enable_grad, is_grad_enabled
 from .engine import Value
 from .graph import Graph, Params
+from ._compile_args import columns, name_of, rebuild, signature
 
 __all__ = ["compile", "Compiled", "TraceMismatch"]
 
@@ -78,89 +78,6 @@ class TraceMismatch(RuntimeError):
     """compile(fn, check=True): the replayed trace and fn run eagerly differ."""
 
 
-# -- arguments: a signature and the flat list of numbers --------------------
-
-def _walk(x, cells, values):
-    """The signature of argument x -- "i", "f", "v" or (list/tuple, items) --
-    appending its numbers to cells (a Python int or float each: an int for
-    a bool or any Integral, a float for any other Real) and (position in
-    cells, Value) to values for each Value.  None if something in x is of
-    no kind."""
-    t = type(x)
-    if t is float or t is int:
-        cells.append(x)
-        return "f" if t is float else "i"
-    if t is list or t is tuple or isinstance(x, (list, tuple)):
-        container = list if isinstance(x, list) else tuple
-        if all(type(item) is float for item in x):  # a row of floats: at once
-            cells.extend(x)
-            return (container, ("f",) * len(x))
-        items = []
-        for item in x:
-            sig = _walk(item, cells, values)
-            if sig is None:
-                return None
-            items.append(sig)
-        return (container, tuple(items))
-    if isinstance(x, Value):
-        values.append((len(cells), x))
-        cells.append(x.data)
-        return "v"
-    if isinstance(x, numbers.Integral):
-        cells.append(int(x))
-        return "i"
-    if isinstance(x, numbers.Real):
-        cells.append(float(x))
-        return "f"
-    return None
-
-
-def _bad_argument(x, path):
-    """The path ('X[3][1]') of the first part of x that is no argument, and it."""
-    if isinstance(x, (list, tuple)):
-        for i, item in enumerate(x):
-            found = _bad_argument(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-        return None
-    if isinstance(x, (Value, numbers.Real)):
-        return None
-    return path, x
-
-
-def _parameter_names(fn, n):
-    """Names for fn's first n positional arguments, for error messages."""
-    code = getattr(fn, "__code__", None)
-    names = list(code.co_varnames[:code.co_argcount]) if code is not None else []
-    return [names[i] if i < len(names) else f"args[{i}]" for i in range(n)]
-
-
-def _signature(fn, args, kwargs):
-    """(signature, numbers, (position, Value) of each Value argument) of a
-    call; TypeError naming a bad argument."""
-    cells, values = [], []
-    sig = _walk(args, cells, values)
-    kw = tuple((name, _walk(kwargs[name], cells, values)) for name in sorted(kwargs))
-    if sig is None or any(s is None for _, s in kw):
-        named = list(zip(_parameter_names(fn, len(args)), args)) + list(kwargs.items())
-        for name, x in named:
-            found = _bad_argument(x, name)
-            if found is not None:
-                path, bad = found
-                raise TypeError(f"compiled {_name(fn)}: argument {path} is a "
-                                f"{type(bad).__name__}, not a number, a Value or a "
-                                f"list/tuple of them")
-    return (sig, kw), cells, values
-
-
-def _rebuild(sig, leaves):
-    """The arguments of signature sig with the Values of the iterator leaves."""
-    if type(sig) is tuple:
-        container, items = sig
-        return container(_rebuild(s, leaves) for s in items)
-    return next(leaves)
-
-
 def _outputs(fn, result):
     """(list of the output Values, the container type or None for one)."""
     if isinstance(result, Value):
@@ -168,15 +85,11 @@ def _outputs(fn, result):
     if isinstance(result, (list, tuple)) and result:
         for i, v in enumerate(result):
             if not isinstance(v, Value):
-                raise TypeError(f"compiled {_name(fn)} returned a {type(v).__name__} as "
+                raise TypeError(f"compiled {name_of(fn)} returned a {type(v).__name__} as "
                                 f"output {i}: outputs must be Values")
         return list(result), (list if isinstance(result, list) else tuple)
-    raise TypeError(f"compiled {_name(fn)} must return a Value or a non-empty tuple/list "
+    raise TypeError(f"compiled {name_of(fn)} must return a Value or a non-empty tuple/list "
                     f"of Values, not {type(result).__name__}")
-
-
-def _name(fn):
-    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _run_eagerly(fn, sig, cells):
@@ -185,7 +98,7 @@ def _run_eagerly(fn, sig, cells):
         leaves = [Value(x) for x in cells]
         args, kw = sig
         it = iter(leaves)
-        result = fn(*_rebuild(args, it), **{name: _rebuild(s, it) for name, s in kw})
+        result = fn(*rebuild(args, it), **{name: rebuild(s, it) for name, s in kw})
     outs, container = _outputs(fn, result)
     return outs, container, leaves
 
@@ -199,7 +112,7 @@ def _capture(fn, root):
     try:
         return Graph(seeded), seed
     except ValueError as e:
-        raise ValueError(f"compile cannot capture {_name(fn)}: {e}") from e
+        raise ValueError(f"compile cannot capture {name_of(fn)}: {e}") from e
 
 
 def _input_grads(graph, leaves, cells):
@@ -344,11 +257,11 @@ class Compiled:
         functools.update_wrapper(self, fn)
         self.fn, self.check = fn, bool(check)
         self._traces = collections.OrderedDict()  # signature -> _Trace, oldest first
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # fn may call the compiled function
         self.trace_count = 0  # traces made so far
 
     def __repr__(self):
-        return f"<compiled {_name(self.fn)}: {len(self._traces)} traces>"
+        return f"<compiled {name_of(self.fn)}: {len(self._traces)} traces>"
 
     def clear(self):
         """Forget every trace: the next call traces fn again."""
@@ -356,15 +269,16 @@ class Compiled:
             self._traces.clear()
 
     def _trace(self, args, kwargs):
-        """(trace, numbers, values) for a call's arguments."""
-        sig, cells, values = _signature(self.fn, args, kwargs)
+        """(trace, signature, numbers, Value arguments) for a call's
+        arguments; a new trace is made under the lock, so threads calling
+        at once trace once."""
+        sig, cells, values = signature(self.fn, args, kwargs)
         with self._lock:
             trace = self._traces.get(sig)
             if trace is not None:
                 self._traces.move_to_end(sig)
                 return trace, sig, cells, values
-        trace = _Trace(self.fn, sig, cells)
-        with self._lock:
+            trace = _Trace(self.fn, sig, cells)
             self.trace_count += 1
             self._traces[sig] = trace
             while len(self._traces) > CACHE_SIZE:
@@ -415,7 +329,7 @@ class Compiled:
                                 f"is {eager[bad[0]]!r}, the trace gave {traced[bad[0]]!r}")
         if problems:
             raise TraceMismatch(
-                f"compiled {_name(self.fn)} no longer matches its trace: "
+                f"compiled {name_of(self.fn)} no longer matches its trace: "
                 + "; ".join(problems) + ".  Python control flow that reads numbers "
                 "(.data) was frozen when the trace was made; keep such code out of the "
                 "compiled function, or call it undecorated")
@@ -423,7 +337,7 @@ class Compiled:
     def _single(self, trace, what):
         if trace.container is not None:
             raise TypeError(f"{what} needs a function with one output; compiled "
-                            f"{_name(self.fn)} returns {len(trace.graphs)}")
+                            f"{name_of(self.fn)} returns {len(trace.graphs)}")
         return trace.graphs[0]
 
     def value_and_grad(self, *args, **kwargs):
@@ -437,7 +351,7 @@ class Compiled:
         with trace.lock:
             value, grads = _input_grads(graph, trace.leaves, cells)
         args_sig, _ = sig
-        return value, _rebuild(args_sig, iter(grads))
+        return value, rebuild(args_sig, iter(grads))
 
     def grad(self, *args, **kwargs):
         """The gradients of value_and_grad(*args, **kwargs)."""
@@ -456,31 +370,10 @@ class Compiled:
         used = [i for i, v in enumerate(trace.leaves)
                 if lib.ag_graph_position(graph._g, v._i) >= 0]
         if len(used) < len(cells):
-            rows = _columns(rows, used, len(cells))
+            rows = columns(rows, used, len(cells))
         with trace.lock:
             return graph.run(inputs=[trace.leaves[i] for i in used], rows=rows,
                              grads=grads, threads=threads, out=out)
-
-
-def _columns(rows, keep, width):
-    """The columns keep of rows (width numbers each): the inputs a graph
-    reaches, for Graph.run."""
-    try:
-        view = memoryview(rows)
-    except TypeError:
-        picked = []
-        for i, row in enumerate(rows):
-            row = list(row)
-            if len(row) != width:
-                raise ValueError(f"rows[{i}] has {len(row)} numbers, but the arguments "
-                                 f"hold {width}") from None
-            picked.append([row[j] for j in keep])
-        return picked
-    with view:
-        cells, ndim = view.tolist(), view.ndim
-    if ndim == 1:
-        cells = [cells[r:r + width] for r in range(0, len(cells), width)]
-    return _columns(cells, keep, width)
 
 
 def compile(fn=None, *, check=False):

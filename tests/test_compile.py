@@ -15,7 +15,7 @@ from autograd_c import Value, nn
 from autograd_c.compile import CACHE_SIZE, TraceMismatch
 from autograd_c.datasets import make_moons
 from autograd_c.train import learning_rate, make_model
-from support import bits, live_nodes, same_number
+from support import bits, live_nodes, run_threads, same_number
 
 
 def all_ops(x, y, zs):
@@ -317,6 +317,27 @@ def test_rows_mode_matches_calls_one_by_one():
     assert f.run([0.0, 0.0], 0.0, rows=np.array(rows)) == outs
     with pytest.raises(ValueError, match=r"rows\[0\] has 2 numbers"):
         f.run([0.0, 0.0], 0.0, rows=[[1.0, 2.0]])
+
+
+def test_threads_share_a_compiled_function():
+    """Each thread's outputs keep their own numbers, whatever the other
+    threads replay in between."""
+    w = Value(0.75)
+    fn = lambda x, c: (x * w).tanh() * x + c  # noqa: E731
+    f = autograd_c.compile(fn)
+
+    def work(k):
+        rng = random.Random(k)
+        for _ in range(40):
+            a, c = rng.uniform(-2, 2), rng.uniform(-1, 1)
+            x, ex = Value(a), Value(a)
+            out, eager = f(x, c), fn(ex, c)
+            out.backward()
+            eager.backward()
+            assert bits(out.data) == bits(eager.data) and bits(x.grad) == bits(ex.grad)
+        return f.trace_count
+
+    assert run_threads(work, 4) == [1] * 4
 
 
 def test_repeated_calls_keep_live_nodes_flat(live_baseline):
