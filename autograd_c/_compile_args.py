@@ -94,8 +94,13 @@ def rebuild(sig, leaves):
 
 
 def name_of(fn):
-    """fn's name for messages: its qualified name, else its repr."""
-    return getattr(fn, "__qualname__", None) or repr(fn)
+    """fn's name for messages: its qualified name, a partial's function's,
+    else its type's."""
+    name = getattr(fn, "__qualname__", None)
+    if name is None:
+        inner = getattr(fn, "func", None)
+        return name_of(inner) if callable(inner) else type(fn).__qualname__
+    return name
 
 
 def columns(rows, keep, width):

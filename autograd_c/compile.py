@@ -151,6 +151,9 @@ class _Trace:
         self.graphs = [g for g, _ in captured]
         self.seeds = [seed for _, seed in captured]
         self.roots = outs
+        # outputs computed by an op: their grad is set (not added) before a
+        # pass, as eager code sets it; a leaf returned as it is accumulates
+        self.computed = [root._node().op not in (lib.AG_LEAF, lib.AG_OPAQUE) for root in outs]
         # the child of outputs without Value arguments: ag_backward looks for
         # rules of the user's own only among nodes with children
         self.anchor = Value(0)
@@ -205,7 +208,8 @@ class _Trace:
                 arg_leaves.zero_grad()
             for touched in self.touched:
                 touched.add(k)
-            self.roots[k].grad = 0  # then grad, as eager sets the output's grad
+            if self.computed[k]:
+                self.roots[k].grad = 0  # then grad, as eager sets the output's grad
             seed = self.seeds[k]
             seed.data = grad
             try:
@@ -300,7 +304,7 @@ class Compiled:
     def _output(self, trace, call, k, data):
         """A Value of data whose backward rule back-propagates through
         graph k, with the Value arguments as its children."""
-        out = Value(data, call.values or (trace.anchor,), f"compiled {self.__name__}")
+        out = Value(data, call.values or (trace.anchor,), f"compiled {name_of(self.fn)}")
         out._backward = _OutputRule(trace, call, k, out)
         return out
 

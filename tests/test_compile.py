@@ -3,6 +3,7 @@ eager autograd_c's values and grads (bit for bit) and micrograd's (the
 oracle; grads up to summation order); re-tracing by signature; frozen
 control flow and check=True; bad arguments; gradients on request, rows;
 a training loop bit-identical to the eager one."""
+import functools
 import math
 import random
 
@@ -161,6 +162,41 @@ def test_a_second_backward_adds_as_eager_code_does():
     eager.backward()
     eager.backward()
     assert (bits(compiled[0]), bits(compiled[1])) == (bits(w.grad), bits(ex.grad))
+
+
+def test_a_closure_value_returned_as_it_is_accumulates():
+    w = Value(1.5)
+    w.grad = 5
+    f = autograd_c.compile(lambda x: w)
+    (f(1.0) * 2).backward()
+    assert w.grad == 5 + 2 * 1                   # as (w * 2).backward() gives
+    identity = autograd_c.compile(functools.partial(lambda x, k: x * k, k=3.0))
+    x = Value(2.0)
+    out = identity(x)
+    assert out._op == "compiled " + test_a_closure_value_returned_as_it_is_accumulates.__qualname__ \
+        + ".<locals>.<lambda>" and out._prev == {x}
+    out.backward()
+    assert x.grad == 3.0
+
+
+def test_errors_of_a_replay_are_eager_errors_and_leave_the_trace_usable():
+    f = autograd_c.compile(lambda x: (x * 2).log())
+    assert f(2.0).data == math.log(4.0)
+    with pytest.raises(ValueError) as compiled:
+        f(-1.0)
+    with pytest.raises(ValueError) as eager:
+        (Value(-1.0) * 2).log()
+    assert str(eager.value) in str(compiled.value)
+    out = f(3.0)
+    out.backward()
+    assert out.data == math.log(6.0) and f.trace_count == 1
+
+    def fails(x):
+        raise KeyError("in fn")
+    g = autograd_c.compile(fails)
+    with pytest.raises(KeyError, match="in fn"):
+        g(1.0)
+    assert g.trace_count == 0
 
 
 def test_several_outputs():
