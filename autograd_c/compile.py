@@ -115,10 +115,17 @@ def _capture(fn, root):
         raise ValueError(f"compile cannot capture {name_of(fn)}: {e}") from e
 
 
-def _input_grads(graph, leaves, cells):
-    """d graph.root / d leaf for each leaf (0.0 for one the graph does not
-    reach), by Graph.run on the one row cells; only the leaves' .grad change."""
-    used = [i for i, v in enumerate(leaves) if lib.ag_graph_position(graph._g, v._i) >= 0]
+def _used(graph, leaves):
+    """The positions of the leaves that are nodes of graph (Graph.run's
+    inputs must be)."""
+    return [i for i, v in enumerate(leaves) if lib.ag_graph_position(graph._g, v._i) >= 0]
+
+
+def _input_grads(graph, leaves, cells, used=None):
+    """(root's value, d root / d leaf for each leaf -- 0.0 for one the graph
+    does not reach, used lists those it does) by Graph.run on the one row
+    cells, in plain doubles; only the leaves' .grad change."""
+    used = _used(graph, leaves) if used is None else used
     inputs = [leaves[i] for i in used]
     Params(inputs).zero_grad()
     (value,) = graph.run(inputs=inputs, rows=[[cells[i] for i in used]], grads=inputs)
@@ -158,6 +165,7 @@ class _Trace:
         # rules of the user's own only among nodes with children
         self.anchor = Value(0)
         self.sizes = [len(g) - 2 for g in self.graphs]  # without seed and product
+        self.used = [_used(g, self.leaves) for g in self.graphs]  # leaves each reaches
         self.lock = threading.RLock()
         self.loaded = None  # the call whose numbers the leaves hold
         self.replayed = [None] * len(outs)  # per graph: the call its nodes hold
@@ -325,7 +333,8 @@ class Compiled:
                                 f"the trace's {trace.sizes[k]}")
                 continue
             with trace.lock:
-                _, traced = _input_grads(trace.graphs[k], trace.leaves, call.cells)
+                _, traced = _input_grads(trace.graphs[k], trace.leaves, call.cells,
+                                         trace.used[k])
             _, eager = _input_grads(graph, leaves, call.cells)
             bad = [i for i, (a, b) in enumerate(zip(traced, eager)) if not _same(a, b)]
             if bad:
@@ -353,7 +362,7 @@ class Compiled:
         trace, sig, cells, _ = self._trace(args, kwargs)
         graph = self._single(trace, "value_and_grad")
         with trace.lock:
-            value, grads = _input_grads(graph, trace.leaves, cells)
+            value, grads = _input_grads(graph, trace.leaves, cells, trace.used[0])
         args_sig, _ = sig
         return value, rebuild(args_sig, iter(grads))
 
@@ -371,8 +380,7 @@ class Compiled:
         Graph.run for rows, threads and out."""
         trace, _, cells, _ = self._trace(args, kwargs)
         graph = self._single(trace, "run")
-        used = [i for i, v in enumerate(trace.leaves)
-                if lib.ag_graph_position(graph._g, v._i) >= 0]
+        used = trace.used[0]
         if len(used) < len(cells):
             rows = columns(rows, used, len(cells))
         with trace.lock:
