@@ -7,6 +7,7 @@ import functools
 import math
 import random
 
+import numpy as np
 import pytest
 from micrograd import engine as mg_engine
 from micrograd import nn as mg_nn
@@ -335,7 +336,6 @@ def test_grad_on_request_matches_micrograd_and_changes_no_grad():
 
 
 def test_rows_mode_matches_calls_one_by_one():
-    np = pytest.importorskip("numpy")
     model = nn.MLP(2, [4, 1])
     f = autograd_c.compile(lambda x, unused: model(x).tanh())
     rng = random.Random(8)
@@ -351,6 +351,7 @@ def test_rows_mode_matches_calls_one_by_one():
     for s, p in zip(summed, model.parameters()):
         assert math.isclose(s, p.grad, rel_tol=1e-12, abs_tol=1e-15)
     assert f.run([0.0, 0.0], 0.0, rows=np.array(rows)) == outs
+    assert f.run([0.0, 0.0], 0.0, rows=np.array(rows).ravel()) == outs   # flat, row-major
     with pytest.raises(ValueError, match=r"rows\[0\] has 2 numbers"):
         f.run([0.0, 0.0], 0.0, rows=[[1.0, 2.0]])
 
@@ -390,7 +391,7 @@ def test_repeated_calls_keep_live_nodes_flat(live_baseline):
     assert live_nodes() <= live_baseline + len(model.parameters()) + 1
 
 
-def _loss_fn(model, Value_is_input):
+def _loss_fn(model):
     """micrograd's moons loss for a model, on inputs X, y given as numbers."""
     def loss(X, y):
         scores = [model(x) for x in X]
@@ -416,13 +417,13 @@ def test_training_loop_is_bit_identical_to_eager_and_close_to_micrograd():
     X, y = make_moons(30, noise=0.1)
     eager_model, compiled_model = make_model(nn.MLP), make_model(nn.MLP)
     mg_model = make_model(mg_nn.MLP)
-    eager = _train(_loss_fn(eager_model, False), eager_model, X, y, 6)
-    step = autograd_c.compile(_loss_fn(compiled_model, True))
+    eager = _train(_loss_fn(eager_model), eager_model, X, y, 6)
+    step = autograd_c.compile(_loss_fn(compiled_model))
     compiled = _train(step, compiled_model, X, y, 6)
     assert [bits(x) for x in compiled[0]] == [bits(x) for x in eager[0]]
     assert [bits(x) for x in compiled[1]] == [bits(x) for x in eager[1]]
     assert step.trace_count == 1
-    mg = _train(_loss_fn(mg_model, False), mg_model, X, y, 6)
+    mg = _train(_loss_fn(mg_model), mg_model, X, y, 6)
     assert compiled[0][0] == mg[0][0]                 # same start, same forward
     for c, m in zip(compiled[0], mg[0]):
         assert math.isclose(c, m, rel_tol=1e-9)
