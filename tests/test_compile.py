@@ -17,7 +17,9 @@ from autograd_c import Value, nn
 from autograd_c.compile import CACHE_SIZE, TraceMismatch
 from autograd_c.datasets import make_moons
 from autograd_c.train import learning_rate, make_model
-from support import bits, live_nodes, run_threads, same_number
+from hypothesis import given, settings, strategies as st
+from support import (ALL_OPS, PYTHON_ERRORS, DrawnRandom, bits, live_nodes, programs, run_program,
+                     run_threads, same_number, small_number)
 
 
 def all_ops(x, y, zs):
@@ -81,6 +83,37 @@ def test_every_op_replays_as_eager():
         assert bits(out.data) == bits(eager.data)
         flat = lambda a: [a[0], a[1], *a[2]]  # noqa: E731
         assert [bits(v.grad) for v in flat(args)] == [bits(v.grad) for v in flat(eargs)]
+
+
+@settings(max_examples=150)
+@given(programs(n_leaves=(1, 5), n_steps=(1, 25), ops=ALL_OPS), st.data())
+def test_random_programs_replay_as_eager(program, data):
+    """A random program traced on its own numbers, then replayed on others:
+    the same output, Python error or grads of the arguments as the program
+    run eagerly with the trace's structure (plan), bit for bit."""
+    plan = run_program(Value, program)
+
+    def on(xs):
+        """The program built on the Values xs, as the plan built it."""
+        it = iter(xs)
+        return run_program(lambda _: next(it), program, plan=plan).root
+
+    f = autograd_c.compile(on)
+    new = [small_number(DrawnRandom(data.draw)) for _ in program.leaves]
+    for numbers in (program.leaves, new):
+        args, eargs = [Value(x) for x in numbers], [Value(x) for x in numbers]
+        try:
+            eager = on(eargs)
+        except PYTHON_ERRORS as e:
+            with pytest.raises(type(e)):
+                f(args)
+            continue
+        out = f(args)
+        assert bits(out.data) == bits(eager.data)
+        out.backward()
+        eager.backward()
+        assert [bits(v.grad) for v in args] == [bits(v.grad) for v in eargs]
+    assert f.trace_count == 1
 
 
 def test_int_inputs_keep_python_int_results():
