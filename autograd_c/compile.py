@@ -175,13 +175,15 @@ class _Trace:
 
     def load(self, call):
         """Put call's numbers into the leaves (under the lock), unless they
-        hold them already (the same numbers again: no zero, whose sign ==
-        does not see; no nan, which is != itself)."""
+        hold them already: the same numbers again, of the same types (a
+        Value argument's data may be an int one call, a float the next), no
+        zero (whose sign == does not see), no nan (which is != itself)."""
         if self.loaded is call:
             return
         cells, loaded = call.cells, self.loaded
         self.loaded = None
-        if loaded is None or cells != loaded.cells or 0 in cells:
+        if (loaded is None or cells != loaded.cells or 0 in cells
+                or any(type(cells[i]) is not type(loaded.cells[i]) for i in call.positions)):
             for h, x in zip(self.handles, cells):
                 status = _set_data(ctx, h, x, type(x) is int)
                 if status:
@@ -232,10 +234,11 @@ class _Call:
     arguments and the trace's leaves those feed (not the trace, which
     refers to its last call: no reference cycle)."""
 
-    __slots__ = ("cells", "values", "arg_leaves")
+    __slots__ = ("cells", "positions", "values", "arg_leaves")
 
     def __init__(self, trace, cells, values):
         self.cells = cells
+        self.positions = [i for i, _ in values]  # of the Value arguments in cells
         self.values = [v for _, v in values]
         self.arg_leaves = Params([trace.leaves[i] for i, _ in values]) if values else None
 

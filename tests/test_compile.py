@@ -128,7 +128,7 @@ def test_new_numbers_reach_the_leaves_even_when_they_compare_equal():
     """A call with the same numbers reuses the loaded leaves; -0.0 == 0.0
     must not be taken for the same number, nor a Value argument's new data."""
     v = Value(3.0)
-    f = autograd_c.compile(lambda x, w: x * 2.0 + w)
+    f = autograd_c.compile(lambda x, w: x * 2 + w)
     g = autograd_c.compile(lambda x: x * 2.0)
     assert bits(g(0.0).data) == bits(0.0)
     assert bits(g(-0.0).data) == bits(-0.0)
@@ -136,7 +136,10 @@ def test_new_numbers_reach_the_leaves_even_when_they_compare_equal():
     assert f(1.0, v).data == 5.0
     v.data = -5.0
     assert f(1.0, v).data == -3.0
-    assert (f.trace_count, g.trace_count) == (1, 1)
+    assert same_number(f(1, v).data, -3.0)       # an int x: a second trace
+    v.data = -5                                  # the same number, now an int
+    assert same_number(f(1, v).data, -3)
+    assert (f.trace_count, g.trace_count) == (2, 1)
 
 
 def test_closure_parameters_get_eager_grads_bit_for_bit():
