@@ -161,8 +161,8 @@ class _Trace:
         # outputs computed by an op: their grad is set (not added) before a
         # pass, as eager code sets it; a leaf returned as it is accumulates
         self.computed = [root._node().op not in (lib.AG_LEAF, lib.AG_OPAQUE) for root in outs]
-        # the child of outputs without Value arguments: ag_backward looks for
-        # rules of the user's own only among nodes with children
+        # the child of outputs without Value arguments: the engine takes a
+        # node without children for no part of a graph (its rule is ignored)
         self.anchor = Value(0)
         self.sizes = [len(g) - 2 for g in self.graphs]  # without seed and product
         self.used = [_used(g, self.leaves) for g in self.graphs]  # leaves each reaches
