@@ -49,8 +49,9 @@ replay takes the same one.  Inside fn the numeric arguments are Values
 as well on every call and raises TraceMismatch when the two differ (an
 output's number or type, a graph's node count or a gradient with respect
 to an input): a debugging aid, slower than not compiling at all.  A
-function whose graph holds an op with the user's own _backward rule
-cannot be captured: ValueError.
+function whose graph holds an op with the user's own _backward rule --
+the output of another compiled function is one -- cannot be captured:
+ValueError.
 
 Also: f.grad(*args) and f.value_and_grad(*args) give the gradient with
 respect to each number of the positional arguments (no .grad of yours

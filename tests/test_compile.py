@@ -342,6 +342,13 @@ def test_a_user_backward_rule_is_refused_clearly():
 
     with pytest.raises(ValueError, match="compile cannot capture .*own_op"):
         autograd_c.compile(own_op)(1.0)
+    inner = autograd_c.compile(lambda x: x * 2)  # its outputs carry such a rule
+
+    def outer(x):
+        return inner(x) + 1
+
+    with pytest.raises(ValueError, match="compile cannot capture .*outer"):
+        autograd_c.compile(outer)(1.0)
 
 
 def test_under_no_grad_a_call_returns_a_leaf():
