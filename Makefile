@@ -8,7 +8,8 @@
 #                 benchmarks/bench_replay.c: ns per node of a replayed pass, per node-row batched
 #   make pybench  benchmarks/bench_engine.py: autograd_c vs micrograd (vs PyTorch if
 #                 importable); benchmarks/bench_replay.py: captured-graph training steps vs
-#                 micrograd; PYBENCH_FLAGS=--quick for fewer repeats
+#                 micrograd; benchmarks/bench_compile.py: @compile's training step vs
+#                 eager and replay; PYBENCH_FLAGS=--quick for fewer repeats
 PYTHON ?= python3
 ifeq ($(origin CC),default)
 CC := gcc
@@ -54,6 +55,7 @@ cbench: $(BUILD)/bench_engine $(BUILD)/bench_replay
 pybench:
 	$(PYTHON) benchmarks/bench_engine.py $(PYBENCH_FLAGS)
 	$(PYTHON) benchmarks/bench_replay.py $(PYBENCH_FLAGS)
+	$(PYTHON) benchmarks/bench_compile.py $(PYBENCH_FLAGS)
 
 bench: cbench pybench
 

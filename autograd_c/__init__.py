@@ -15,11 +15,12 @@ from .autograd import enable_grad, grad, is_grad_enabled, no_grad
 from .viz import draw_dot, to_dot
 from . import losses, nn, optim
 from .graph import Graph, Params
+from .compile import compile, TraceMismatch
 from ._recovery import install as _install_recovery, reclaim
 
 _install_recovery()
 
 __all__ = ["Value", "nn", "optim", "losses", "stats", "set_node_limit", "trim", "reclaim",
            "no_grad", "enable_grad", "is_grad_enabled", "grad", "draw_dot", "to_dot",
-           "Graph", "Params"]
+           "Graph", "Params", "compile", "TraceMismatch"]
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ every op on that thread returns a leaf holding the computed value, so no
 graph is kept and backward() through the result reaches nothing else.
 """
 import functools
+import inspect
 import numbers
 import threading
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar, Union
@@ -15,12 +16,18 @@ from .engine import Value
 F = TypeVar("F", bound=Callable[..., Any])
 Values = Union[Value, Sequence[Value]]
 
-_saved = threading.local()  # .stack: this thread's settings before each __enter__
+# .stack: this thread's (block, setting before it) for each block entered and
+# not yet left -- in order of entry, but not always left in reverse order: a
+# generator may leave a block open at a yield while its caller's blocks end
+_saved = threading.local()
 
 
 class _GradMode:
     """Set this thread's recording to `enabled` inside a with-block or a
-    decorated function, then restore what it was (nesting works)."""
+    decorated function, then restore what it was (nesting works).  A
+    decorated generator function records with the mode only while its body
+    runs: each time it is resumed until it yields, returns or raises (as
+    torch's decorators do); the caller's mode holds in between."""
 
     enabled = True
 
@@ -30,21 +37,57 @@ class _GradMode:
 
     def __enter__(self) -> None:
         stack = _saved.__dict__.setdefault("stack", [])
-        stack.append(lib.ag_set_grad_enabled(self.enabled))
+        stack.append((self, lib.ag_set_grad_enabled(self.enabled)))
 
     def __exit__(self, *exc: Any) -> None:
-        lib.ag_set_grad_enabled(_saved.stack.pop())
+        """Restore the setting before this block's latest __enter__ (the top
+        of the stack, unless a generator suspended inside another block)."""
+        stack = _saved.stack
+        for k in range(len(stack) - 1, -1, -1):
+            if stack[k][0] is self:
+                lib.ag_set_grad_enabled(stack.pop(k)[1])
+                return
 
     def __call__(self, func: F) -> F:
         if not callable(func):
             raise TypeError(f"{type(self).__name__}() decorates a function, got {func!r}")
         mode = type(self)
+        if inspect.isgeneratorfunction(func):
+            return _generator_in_mode(mode, func)  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with mode():
                 return func(*args, **kwargs)
         return wrapper  # type: ignore[return-value]
+
+
+def _generator_in_mode(mode: Callable[[], _GradMode], func: Callable[..., Any]) -> Any:
+    """A generator function that drives func's generator, each step (next,
+    send, throw, close) inside a fresh mode() block: the mode holds while
+    func's body runs, the caller's between the yields."""
+    @functools.wraps(func)
+    def generator(*args: Any, **kwargs: Any) -> Any:
+        gen = func(*args, **kwargs)
+        try:
+            with mode():
+                response = gen.send(None)
+            while True:
+                try:
+                    request = yield response
+                except GeneratorExit:
+                    with mode():
+                        gen.close()
+                    raise
+                except BaseException as thrown:  # caller's gen.throw(...): into func
+                    with mode():
+                        response = gen.throw(thrown)
+                else:
+                    with mode():
+                        response = gen.send(request)
+        except StopIteration as done:
+            return done.value
+    return generator
 
 
 class no_grad(_GradMode):

@@ -12,9 +12,16 @@ As in torch.optim, `params` is an iterable of Values or of parameter groups
 in `opt.param_groups` (change "lr" there to schedule it) and the per-Value
 buffers in `opt.state`.  step() reads each .grad and writes each .data;
 zero_grad() sets every .grad to 0 (micrograd's convention, not None).
+
+Checkpoints as in torch.optim: `opt.state_dict()` gives
+{"state": {index: {buffer: number}}, "param_groups": [{option: value, ...,
+"params": [index, ...]}]}, parameters numbered across the groups in order;
+`opt.load_state_dict(sd)` on an optimizer over the same parameters (of a
+model restored by its own load_state_dict) continues where that one left.
 """
 import math
-from typing import Any, Dict, Iterable, List, Tuple, Union
+import numbers
+from typing import Any, Dict, Iterable, List, Mapping, Tuple, Union
 
 from .engine import Value
 from .graph import Params
@@ -24,7 +31,9 @@ ParamsArg = Union[Iterable[Value], Iterable[Dict[str, Any]]]
 
 
 class Optimizer:
-    """The base: parameter groups, per-Value state, zero_grad()."""
+    """The base: parameter groups, per-Value state, zero_grad(), state_dict()."""
+
+    state_keys: Tuple[str, ...] = ()  # the buffers a parameter's state may hold
 
     def __init__(self, params: ParamsArg, defaults: Dict[str, Any]):
         groups = list(params)
@@ -81,6 +90,37 @@ class Optimizer:
         """The new data of one parameter."""
         raise NotImplementedError
 
+    def _params(self) -> List[Value]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self) -> Dict[str, Any]:
+        """torch.optim's layout: {"state": {index: {buffer: number}} for each
+        parameter with state, "param_groups": [the group's options and
+        "params": its parameters' indices]}; indices number the parameters
+        across the groups in order.  Plain numbers, copies (pickle keeps
+        them exactly)."""
+        index = {p: i for i, p in enumerate(self._params())}
+        groups = [{**{k: v for k, v in g.items() if k != "params"},
+                   "params": [index[p] for p in g["params"]]} for g in self.param_groups]
+        state = {index[p]: dict(s) for p, s in self.state.items() if p in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Take the options and buffers of state_dict (as state_dict() made
+        it, possibly by another optimizer object of the same class over the
+        same parameters, in another process).  Saved parameter k is this
+        optimizer's k-th parameter.  Everything is checked before anything
+        changes: ValueError for other keys than "state" and "param_groups",
+        another number of groups or of parameters in a group, unknown or
+        missing options, an option out of range, state for an index no
+        group has, an unknown buffer, a buffer that is not a number."""
+        groups, state = _checked_state_dict(state_dict, self.param_groups, self.state_keys)
+        saved = [i for g in groups for i in g["params"]]
+        by_index = dict(zip(saved, self._params()))
+        for mine, loaded in zip(self.param_groups, groups):
+            mine.update({k: v for k, v in loaded.items() if k != "params"})
+        self.state = {by_index[i]: s for i, s in state.items()}
+
     def __repr__(self) -> str:
         groups = "".join(
             f"\n  group {i}: " + ", ".join(f"{k}={v}" for k, v in g.items() if k != "params")
@@ -92,6 +132,8 @@ class SGD(Optimizer):
     """torch.optim.SGD: g = grad + weight_decay*p; with momentum,
     buf = g at the first step, then buf = momentum*buf + g, and g = buf;
     p -= lr*g."""
+
+    state_keys = ("momentum_buffer",)
 
     def __init__(self, params: ParamsArg, lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0):
@@ -123,6 +165,7 @@ class Adam(Optimizer):
     p -= lr/(1-b1**t) * m / (sqrt(v)/sqrt(1-b2**t) + eps)."""
 
     decoupled = False  # AdamW: weight decay applied to p, not added to g
+    state_keys = ("step", "exp_avg", "exp_avg_sq")
 
     def __init__(self, params: ParamsArg, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
@@ -151,3 +194,77 @@ class AdamW(Adam):
     def __init__(self, params: ParamsArg, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2):
         super().__init__(params, lr, betas, eps, weight_decay)
+
+
+# -- checking a state_dict before loading it -----------------------------------
+
+def _number(x: Any, what: str) -> Union[int, float]:
+    """x if it is an int or float (not a bool: taken for a mistake), else
+    ValueError naming what."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise ValueError(f"{what} must be a number, got {type(x).__name__}: {x!r}")
+    return int(x) if isinstance(x, numbers.Integral) else float(x)
+
+
+def _checked_group(saved: Any, mine: Dict[str, Any], g: int) -> Dict[str, Any]:
+    """Saved group g, checked against this optimizer's group g: a new dict."""
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"param_groups[{g}] must be a dict, got {type(saved).__name__}")
+    unknown, missing = sorted(set(saved) - set(mine)), sorted(set(mine) - set(saved))
+    if unknown or missing:
+        raise ValueError(f"param_groups[{g}] does not match the optimizer's options: "
+                         f"unknown {unknown}, missing {missing}")
+    params = saved["params"]
+    if not isinstance(params, (list, tuple)) or len(params) != len(mine["params"]):
+        size = len(params) if isinstance(params, (list, tuple)) else type(params).__name__
+        raise ValueError(f"param_groups[{g}] has {size} parameters, the optimizer's group "
+                         f"{len(mine['params'])}")
+    group = {}
+    for k, v in saved.items():
+        if k == "params":
+            group[k] = [_index(i, f"param_groups[{g}]['params']") for i in v]
+        elif k == "betas":
+            if not isinstance(v, (list, tuple)) or len(v) != 2:
+                raise ValueError(f"param_groups[{g}]['betas'] must be two numbers, got {v!r}")
+            group[k] = tuple(_number(b, f"param_groups[{g}]['betas']") for b in v)
+        else:
+            group[k] = _number(v, f"param_groups[{g}][{k!r}]")
+    Optimizer._check(group)
+    return group
+
+
+def _index(i: Any, what: str) -> int:
+    """A parameter index: an int, or its decimal string (a JSON object key)."""
+    if isinstance(i, str) and i.isdigit():
+        return int(i)
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0:
+        raise ValueError(f"{what}: a parameter index must be an int >= 0, got {i!r}")
+    return int(i)
+
+
+def _checked_state_dict(sd: Any, mine: List[Dict[str, Any]], buffers: Tuple[str, ...]):
+    """(groups, {index: state}) of a state_dict, every part checked."""
+    if not isinstance(sd, Mapping) or set(sd) != {"state", "param_groups"}:
+        keys = sorted(map(str, sd)) if isinstance(sd, Mapping) else type(sd).__name__
+        raise ValueError(f"an optimizer state_dict has the keys 'state' and 'param_groups', "
+                         f"got {keys}")
+    saved_groups = sd["param_groups"]
+    if not isinstance(saved_groups, (list, tuple)) or len(saved_groups) != len(mine):
+        n = len(saved_groups) if isinstance(saved_groups, (list, tuple)) else saved_groups
+        raise ValueError(f"state_dict has {n!r} parameter groups, the optimizer {len(mine)}")
+    groups = [_checked_group(s, m, g) for g, (s, m) in enumerate(zip(saved_groups, mine))]
+    indices = [i for group in groups for i in group["params"]]
+    if len(set(indices)) != len(indices):
+        raise ValueError("state_dict's param_groups list a parameter index twice")
+    if not isinstance(sd["state"], Mapping):
+        raise ValueError(f"state_dict['state'] must be a dict, got {type(sd['state']).__name__}")
+    state = {}
+    for key, entry in sd["state"].items():
+        i = _index(key, "state_dict['state']")
+        if i not in indices:
+            raise ValueError(f"state_dict['state'] has parameter {i}, which no group lists")
+        if not isinstance(entry, Mapping) or not set(entry) <= set(buffers):
+            raise ValueError(f"state_dict['state'][{i}] must be a dict of {list(buffers)}, "
+                             f"got {entry!r}")
+        state[i] = {k: _number(v, f"state_dict['state'][{i}][{k!r}]") for k, v in entry.items()}
+    return groups, state

@@ -6,6 +6,7 @@ micrograd's, so the demo, the benchmarks and the tests run the same code
 call each, with the same numbers)."""
 import random
 
+from .compile import compile
 from .graph import Params
 from .nn import Module
 
@@ -20,6 +21,18 @@ def moons_loss(Value, model, X, y, alpha=1e-4):
     total_loss = data_loss + reg_loss
     accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
     return total_loss, sum(accuracy) / len(accuracy)
+
+
+def compiled_moons_loss(model, y, alpha=1e-4):
+    """moons_loss's total loss as a function of the points X alone, decorated
+    by autograd_c.compile: traced on the first call, replayed in C after;
+    the same numbers as moons_loss(Value, model, X, y)[0].  The points reach
+    it as the trace's Values (no constructor to wrap them in); the labels y
+    stay numbers, constants of the trace (the accuracy compares them)."""
+    @compile
+    def loss_of(X):
+        return moons_loss(lambda x: x, model, X, y, alpha)[0]  # its accuracy: frozen, unused
+    return loss_of
 
 
 def learning_rate(k, steps=100):

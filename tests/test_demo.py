@@ -125,6 +125,12 @@ def test_demo_replay_option_trains_with_the_same_numbers(capsys):
     assert "replay: final loss" in out and "the same bits as the eager run" in out
 
 
+def test_demo_compile_option_trains_with_the_same_numbers(capsys):
+    demo.main(["--compile", "--steps", "3", "--samples", "20"])
+    out = capsys.readouterr().out
+    assert "compile: final loss" in out and "the same bits as the eager run" in out
+
+
 @pytest.mark.parametrize("option", ["--steps", "--samples"])
 @pytest.mark.parametrize("value", ["0", "-1", "-100", "2.5", "many"])
 def test_counts_must_be_positive_integers(option, value, capsys):
