@@ -61,7 +61,9 @@ changes), and f.run(*args, rows=...) replays over many rows at once
 import collections
 import functools
 import math
+import os
 import threading
+import weakref
 
 from ._autograd_c import lib
 from ._session import ctx, fail
@@ -167,7 +169,7 @@ class _Trace:
         self.anchor = Value(0)
         self.sizes = [len(g) - 2 for g in self.graphs]  # without seed and product
         self.used = [_used(g, self.leaves) for g in self.graphs]  # leaves each reaches
-        self.lock = threading.RLock()
+        self.lock = _new_lock(self, "lock")
         self.loaded = None  # the call whose numbers the leaves hold
         self.replayed = [None] * len(outs)  # per graph: the call its nodes hold
         # per graph: the graphs back-propagated since it was replayed, whose
@@ -264,6 +266,25 @@ class _OutputRule:
             v.grad = v.grad + g
 
 
+# Every lock of this module, by owner: a child made by os.fork() while
+# another thread held one (inside a compiled call) gets new ones.
+_locks = weakref.WeakKeyDictionary()  # owner -> the attribute naming its lock
+
+
+def _new_lock(owner, name):
+    _locks[owner] = name
+    return threading.RLock()
+
+
+def _renew_locks_after_fork():
+    for owner, name in list(_locks.items()):
+        setattr(owner, name, threading.RLock())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks_after_fork)
+
+
 class Compiled:
     """A function traced into Graphs per argument signature: see the module."""
 
@@ -273,7 +294,7 @@ class Compiled:
         functools.update_wrapper(self, fn)
         self.fn, self.check = fn, bool(check)
         self._traces = collections.OrderedDict()  # signature -> _Trace, oldest first
-        self._lock = threading.RLock()  # fn may call the compiled function
+        self._lock = _new_lock(self, "_lock")  # fn may call the compiled function
         self.trace_count = 0  # traces made so far
 
     def __repr__(self):

@@ -5,7 +5,11 @@ control flow and check=True; bad arguments; gradients on request, rows;
 a training loop bit-identical to the eager one."""
 import functools
 import math
+import os
 import random
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -418,6 +422,49 @@ def test_threads_share_a_compiled_function():
         return f.trace_count
 
     assert run_threads(work, 4) == [1] * 4
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_a_thread_is_inside_a_compiled_call():
+    """A child forked while another thread holds the compiled function's
+    locks (mid-call) can call it: its locks are new in the child."""
+    w = Value(0.5)
+    f = autograd_c.compile(lambda x: (x * w + 1).tanh())
+    want = f(0.25).data
+    stop, ready = threading.Event(), threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            f(0.3).backward()
+            ready.set()
+    t = threading.Thread(target=hammer)
+    t.start()
+    ready.wait()
+    finished = 0
+    try:
+        for _ in range(10):
+            time.sleep(0.002)
+            pid = os.fork()
+            if pid == 0:  # the child: no pytest machinery, just os._exit
+                try:
+                    os._exit(0 if f(0.25).data == want else 3)
+                except BaseException:
+                    os._exit(4)
+            deadline = time.monotonic() + 20
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    finished += os.waitstatus_to_exitcode(status) == 0
+                    break
+                if time.monotonic() > deadline:  # hung on a lock
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.005)
+    finally:
+        stop.set()
+        t.join()
+    assert finished == 10
 
 
 def test_repeated_calls_keep_live_nodes_flat(live_baseline):
