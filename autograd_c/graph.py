@@ -21,6 +21,7 @@ import os
 import struct
 import sys
 
+from . import _graph_io
 from ._autograd_c import ffi, lib
 from ._session import ctx, fail
 from .engine import Value
@@ -236,7 +237,14 @@ class Graph:
     alive (and keeps its identity: your Values see the replayed numbers)
     until the Graph is dropped.  The graph's shape is fixed; what changes
     between replays is the data of its leaves (and of Values built as
-    Value(data, children), which replay treats as leaves too)."""
+    Value(data, children), which replay treats as leaves too).
+
+    A Graph pickles (pickle.dumps(graph)): its program and the data, grads
+    and labels of its sources travel; loading builds the graph anew from
+    them -- op nodes get the values forward() would give, grad 0 -- and
+    checks every byte first (ValueError for bytes cut, changed or made up).
+    The loaded graph's sources and root give the same forward(),
+    backward() and run() results, bit for bit."""
 
     __slots__ = ("_g", "_root", "_n", "_cache", "__weakref__")
 
@@ -247,10 +255,26 @@ class Graph:
         status = lib.ag_graph_new(ctx, root._i, out)
         if status:
             fail(status, "Graph")
-        self._g = ffi.gc(out[0], lib.ag_graph_free)
+        self._own(ffi.gc(out[0], lib.ag_graph_free), root)
+
+    def _own(self, cgraph, root):
+        """Hold cgraph (an ag_graph * under ffi.gc) whose root is the Value root."""
+        self._g = cgraph
         self._root = root
-        self._n = lib.ag_graph_size(self._g)
-        self._cache = {}  # "inputs" / "grads" -> (Values, C id array)
+        self._n = lib.ag_graph_size(cgraph)
+        self._cache = {}  # "inputs" / "grads" -> (Values, C id array); "sources"
+
+    @classmethod
+    def _adopt(cls, cgraph, root):
+        """A Graph around a C graph made otherwise than by capture (loaded)."""
+        graph = cls.__new__(cls)
+        graph._own(cgraph, root)
+        return graph
+
+    def __reduce__(self):
+        """pickle: the bytes of the program and sources (ag_graph_save) and
+        the labels; loaded by autograd_c._graph_io.load."""
+        return _graph_io.load, _graph_io.state(self)
 
     def __len__(self):
         """Number of captured nodes."""
@@ -259,6 +283,20 @@ class Graph:
     @property
     def root(self):
         return self._root
+
+    @property
+    def sources(self):
+        """The graph's sources -- its leaves, and Values made as
+        Value(data, children) -- as a tuple of Values in program order
+        (children before parents, as capture lists them): the Values run()
+        can take as inputs.  The order depends only on the graph's shape,
+        so a pickled and loaded graph lists its sources, and their labels,
+        in the original's order: find the inputs there by index or label."""
+        hit = self._cache.get("sources")
+        if hit is None:
+            positions = _graph_io.source_positions(self._g)
+            hit = self._cache["sources"] = tuple(_graph_io.node_values(self._g, positions))
+        return hit
 
     def __repr__(self):
         return f"Graph({self._n} nodes, root={self._root!r})"
