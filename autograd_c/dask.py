@@ -9,8 +9,8 @@ pip install 'autograd_c[dask]').
 
 run() has Graph.run's signature, with rows a 2-D Dask array (one row per
 evaluation, a column per input, partitioned by rows).  The graph travels
-once per call as its pickle (autograd_c._graph_io: the program and the data
-of its sources); each worker loads it once and replays it over each of its
+once per call as its saved bytes (autograd_c._graph_io: the program and
+the data of its sources); each worker loads it once and replays it over each of its
 partitions with Graph.run, in C.  The per-partition gradient sums are added
 by a tree reduction (fixed by the partitioning, so a run repeats bit for
 bit; against one local Graph.run the sums differ only in summation order).
@@ -63,7 +63,8 @@ def _job(payload):
     with _loaded_lock:
         hit = _loaded.get(key)
         if hit is None:
-            graph, in_at, grad_at = pickle.loads(payload)
+            blob, in_at, grad_at = pickle.loads(payload)
+            graph = _graph_io.load(blob)
             sources = graph.sources
             nodes = _graph_io.node_values(graph._g, grad_at)
             hit = (graph, [sources[i] for i in in_at], Params(nodes), threading.Lock())
@@ -79,7 +80,7 @@ def _partition(block, payload, threads):
     are zeroed and read under its lock, so threads of one worker never mix
     their sums (replay of one graph is one at a time anyway)."""
     graph, inputs, grads, lock = _job(payload)
-    rows = np.ascontiguousarray(block, dtype=np.float64)
+    rows = np.require(block, np.float64, ["C", "A"])  # a frame's slice may be misaligned
     out = np.empty(rows.shape[0])
     with lock:
         grads.zero_grad()
@@ -123,12 +124,14 @@ def _positions(graph, values, kind):
 
 
 def _payload(graph, inputs, grads):
-    """The pickled job: the graph, and where inputs (as indexes into
-    graph.sources) and grads (program positions) are in it."""
+    """The pickled job: the graph's bytes (no labels: the workers need none),
+    and where inputs (as indexes into graph.sources) and grads (program
+    positions) are in it."""
     graph.run(inputs=inputs, rows=[])  # Graph.run's checks of the inputs, nothing run
     index = {v: i for i, v in enumerate(graph.sources)}
     grads, grad_at = _positions(graph, grads, "grads")
-    return pickle.dumps((graph, [index[v] for v in inputs], grad_at)), grads
+    job = (_graph_io.to_bytes(graph._g), [index[v] for v in inputs], grad_at)
+    return pickle.dumps(job), grads
 
 
 def _check_rows(rows, width):

@@ -180,7 +180,11 @@ def _buffer_rows(rows, view, width):
         raise ValueError(f"rows must be a 1-D (flat, row-major) or 2-D buffer, "
                          f"not {view.ndim}-D")
     if view.format in _DOUBLE_FORMATS and view.c_contiguous:
-        return ffi.from_buffer("double[]", rows), n
+        cells = ffi.from_buffer("double[]", rows)
+        if _aligned(cells):
+            return cells, n
+        # doubles at an address C may not read them from (a slice of a
+        # pickle frame): converted, as other buffers are
     fmt = _real_format(view)
     if fmt is None:
         raise TypeError(f"rows is a buffer of {_buffer_kind(rows, view)}, not of numbers "
@@ -206,14 +210,24 @@ def _sequence_rows(rows, width):
     return _flat_doubles(cells, lambda k: f"rows[{k // width}][{k % width}]"), n
 
 
+def _aligned(cells):
+    """Whether C doubles at cells (from ffi.from_buffer) are 8-byte aligned,
+    as C must read and write them."""
+    return int(ffi.cast("uintptr_t", cells)) % ffi.alignof("double") == 0
+
+
 def _out_buffer(out, n_rows):
     """C doubles over out: a writable C-contiguous native float64 buffer of
-    at least n_rows numbers, written in place (so never converted: a
-    TypeError names the dtype or format of any other buffer)."""
+    at least n_rows numbers at an aligned address, written in place (so
+    never converted: a TypeError names the dtype or format of any other
+    buffer)."""
     with memoryview(out) as view:
-        if view.readonly or view.format not in _DOUBLE_FORMATS or not view.c_contiguous:
+        misaligned = view.c_contiguous and not _aligned(ffi.from_buffer(view))
+        if (view.readonly or view.format not in _DOUBLE_FORMATS or not view.c_contiguous
+                or misaligned):
             flaws = [f for f, bad in [("read-only", view.readonly),
-                                      ("not C-contiguous", not view.c_contiguous)] if bad]
+                                      ("not C-contiguous", not view.c_contiguous),
+                                      ("not 8-byte aligned", misaligned)] if bad]
             raise TypeError("out must be a writable C-contiguous native float64 buffer; "
                             f"got one of {', '.join([_buffer_kind(out, view), *flaws])}")
         if view.nbytes < 8 * n_rows:
@@ -262,7 +276,8 @@ class Graph:
         self._g = cgraph
         self._root = root
         self._n = lib.ag_graph_size(cgraph)
-        self._cache = {}  # "inputs" / "grads" -> (Values, C id array); "sources"
+        self._cache = {}  # "inputs" / "grads" -> (Values, C id array);
+        # "sources" -> Values; "labelled" -> the labelled Values of a loaded graph
 
     @classmethod
     def _adopt(cls, cgraph, root):
@@ -288,8 +303,8 @@ class Graph:
     def sources(self):
         """The graph's sources -- its leaves, and Values made as
         Value(data, children) -- as a tuple of Values in program order
-        (children before parents, as capture lists them): the Values run()
-        can take as inputs.  The order depends only on the graph's shape,
+        (children before parents, as capture lists them); the leaves among
+        them are what run() takes as inputs.  The order depends only on the graph's shape,
         so a pickled and loaded graph lists its sources, and their labels,
         in the original's order: find the inputs there by index or label."""
         hit = self._cache.get("sources")

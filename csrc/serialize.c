@@ -241,7 +241,7 @@ int64_t ag_graph_save(ag_graph *g, void *buf, size_t cap) {
 typedef struct rec {
     double data, grad, k;    /* a source's data and grad; POW_CONST's k    */
     int32_t a, b;            /* operand / child positions, -1 when absent  */
-    uint32_t name_at, name_len;  /* OPAQUE: its name, at blob + name_at    */
+    size_t name_at, name_len;  /* OPAQUE: its name, at blob + name_at      */
     uint8_t op, flags;       /* ag_op; SRC_* for sources, k_int for POW_CONST */
     uint8_t reached;         /* the reachability sweep's mark              */
 } rec;
@@ -285,8 +285,8 @@ static int read_source(reader *r, rec *x, int32_t p, const uint8_t *blob,
         uint64_t len = get_uint(r, 4);
         if (!r->bad && len > r->left) r->bad = 1;
         if (r->bad) return AG_OK;            /* truncated: the caller says so */
-        x->name_at = (uint32_t)(r->p - blob);
-        x->name_len = (uint32_t)len;
+        x->name_at = (size_t)(r->p - blob);
+        x->name_len = (size_t)len;
         if (!is_name(r->p, len)) {
             *why = "an opaque node's name is not UTF-8 text without NUL";
             return AG_ERR_FORMAT;
@@ -412,7 +412,7 @@ static int64_t build_node(ag_ctx *c, const rec *x, const int64_t *h,
     if (x->op == AG_LEAF) {
         id = ag_leaf(c, x->data, x->flags & SRC_DATA_INT);
     } else {
-        char *name = ag__malloc((size_t)x->name_len + 1);
+        char *name = ag__malloc(x->name_len + 1);
         if (!name) return AG_ERR_NOMEM;
         memcpy(name, blob + x->name_at, x->name_len);
         name[x->name_len] = '\0';
