@@ -181,7 +181,8 @@ def _computed(outputs, total):
     the rows.  RuntimeError when the scheduler gives up."""
     try:
         outputs, total = dask.persist(outputs, total)
-        return outputs, np.asarray(total.compute(), dtype=np.float64)
+        # aligned: a result unpickled from a frame may not be, and C reads it
+        return outputs, np.require(total.compute(), np.float64, ["C", "A"])
     except Exception as exc:
         if type(exc).__name__ != "KilledWorker":
             raise
