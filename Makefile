@@ -30,7 +30,7 @@ test: ctest pytest
 # One binary per tests/c/test_*.c, each with the harness tests/c/check.h.
 CTESTS := $(basename $(notdir $(wildcard tests/c/test_*.c)))
 
-$(BUILD)/test_%: tests/c/test_%.c tests/c/check.h tests/c/node_view.h $(CSRC) $(CHDR)
+$(BUILD)/test_%: tests/c/test_%.c tests/c/check.h tests/c/node_view.h tests/c/saved_graph.h $(CSRC) $(CHDR)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -Icsrc -o $@ $< $(CSRC) -lm -lpthread
 
@@ -96,7 +96,7 @@ VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-k
 
 test: fuzz-corpus
 
-$(BUILD)/replay_corpus: $(FUZZ_DIR)/replay_corpus.c $(FUZZ_SRC) tests/c/node_view.h $(CSRC) $(CHDR)
+$(BUILD)/replay_corpus: $(FUZZ_DIR)/replay_corpus.c $(FUZZ_SRC) tests/c/node_view.h tests/c/saved_graph.h $(CSRC) $(CHDR)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -Icsrc -o $@ $(FUZZ_DIR)/replay_corpus.c $(FUZZ_SRC) $(CSRC) -lm -lpthread
 
@@ -129,7 +129,7 @@ valgrind:
 	set -e; for t in $(CTESTS); do $(VALGRIND) ./build/valgrind/c/$$t; done
 	$(VALGRIND) ./build/valgrind/c/replay_corpus $(CORPUS)
 
-build/fuzz/fuzz_api: $(FUZZ_SRC) tests/c/node_view.h $(CSRC) $(CHDR)
+build/fuzz/fuzz_api: $(FUZZ_SRC) tests/c/node_view.h tests/c/saved_graph.h $(CSRC) $(CHDR)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined,float-cast-overflow \
 	    -fno-sanitize-recover=all -Icsrc -o $@ $(FUZZ_SRC) $(CSRC) -lm -lpthread

@@ -9,6 +9,7 @@ EXTRAS: Dict[str, Tuple[str, str]] = {
     "graphviz": ("graphviz", "viz"),
     "tqdm": ("tqdm", "progress"),
     "matplotlib.figure": ("matplotlib", "plot"),
+    "dask.array": ("dask", "dask"),
 }
 
 

@@ -31,6 +31,7 @@ ERRORS: Dict[int, Type[Exception]] = {
     lib.AG_ERR_NOT_LEAF: ValueError,
     lib.AG_ERR_STALE: ReferenceError,
     lib.AG_ERR_USER_RULE: ValueError,
+    lib.AG_ERR_FORMAT: ValueError,
 }
 
 

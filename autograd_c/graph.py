@@ -21,6 +21,7 @@ import os
 import struct
 import sys
 
+from . import _graph_io
 from ._autograd_c import ffi, lib
 from ._session import ctx, fail
 from .engine import Value
@@ -179,7 +180,11 @@ def _buffer_rows(rows, view, width):
         raise ValueError(f"rows must be a 1-D (flat, row-major) or 2-D buffer, "
                          f"not {view.ndim}-D")
     if view.format in _DOUBLE_FORMATS and view.c_contiguous:
-        return ffi.from_buffer("double[]", rows), n
+        cells = ffi.from_buffer("double[]", rows)
+        if _aligned(cells):
+            return cells, n
+        # doubles at an address C may not read them from (a slice of a
+        # pickle frame): converted, as other buffers are
     fmt = _real_format(view)
     if fmt is None:
         raise TypeError(f"rows is a buffer of {_buffer_kind(rows, view)}, not of numbers "
@@ -205,14 +210,24 @@ def _sequence_rows(rows, width):
     return _flat_doubles(cells, lambda k: f"rows[{k // width}][{k % width}]"), n
 
 
+def _aligned(cells):
+    """Whether C doubles at cells (from ffi.from_buffer) are 8-byte aligned,
+    as C must read and write them."""
+    return int(ffi.cast("uintptr_t", cells)) % ffi.alignof("double") == 0
+
+
 def _out_buffer(out, n_rows):
     """C doubles over out: a writable C-contiguous native float64 buffer of
-    at least n_rows numbers, written in place (so never converted: a
-    TypeError names the dtype or format of any other buffer)."""
+    at least n_rows numbers at an aligned address, written in place (so
+    never converted: a TypeError names the dtype or format of any other
+    buffer)."""
     with memoryview(out) as view:
-        if view.readonly or view.format not in _DOUBLE_FORMATS or not view.c_contiguous:
+        misaligned = view.c_contiguous and not _aligned(ffi.from_buffer(view))
+        if (view.readonly or view.format not in _DOUBLE_FORMATS or not view.c_contiguous
+                or misaligned):
             flaws = [f for f, bad in [("read-only", view.readonly),
-                                      ("not C-contiguous", not view.c_contiguous)] if bad]
+                                      ("not C-contiguous", not view.c_contiguous),
+                                      ("not 8-byte aligned", misaligned)] if bad]
             raise TypeError("out must be a writable C-contiguous native float64 buffer; "
                             f"got one of {', '.join([_buffer_kind(out, view), *flaws])}")
         if view.nbytes < 8 * n_rows:
@@ -236,7 +251,14 @@ class Graph:
     alive (and keeps its identity: your Values see the replayed numbers)
     until the Graph is dropped.  The graph's shape is fixed; what changes
     between replays is the data of its leaves (and of Values built as
-    Value(data, children), which replay treats as leaves too)."""
+    Value(data, children), which replay treats as leaves too).
+
+    A Graph pickles (pickle.dumps(graph)): its program and the data, grads
+    and labels of its sources travel; loading builds the graph anew from
+    them -- op nodes get the values forward() would give, grad 0 -- and
+    checks every byte first (ValueError for bytes cut, changed or made up).
+    The loaded graph's sources and root give the same forward(),
+    backward() and run() results, bit for bit."""
 
     __slots__ = ("_g", "_root", "_n", "_cache", "__weakref__")
 
@@ -247,10 +269,27 @@ class Graph:
         status = lib.ag_graph_new(ctx, root._i, out)
         if status:
             fail(status, "Graph")
-        self._g = ffi.gc(out[0], lib.ag_graph_free)
+        self._own(ffi.gc(out[0], lib.ag_graph_free), root)
+
+    def _own(self, cgraph, root):
+        """Hold cgraph (an ag_graph * under ffi.gc) whose root is the Value root."""
+        self._g = cgraph
         self._root = root
-        self._n = lib.ag_graph_size(self._g)
-        self._cache = {}  # "inputs" / "grads" -> (Values, C id array)
+        self._n = lib.ag_graph_size(cgraph)
+        self._cache = {}  # "inputs" / "grads" -> (Values, C id array);
+        # "sources" -> Values; "labelled" -> the labelled Values of a loaded graph
+
+    @classmethod
+    def _adopt(cls, cgraph, root):
+        """A Graph around a C graph made otherwise than by capture (loaded)."""
+        graph = cls.__new__(cls)
+        graph._own(cgraph, root)
+        return graph
+
+    def __reduce__(self):
+        """pickle: the bytes of the program and sources (ag_graph_save) and
+        the labels; loaded by autograd_c._graph_io.load."""
+        return _graph_io.load, _graph_io.state(self)
 
     def __len__(self):
         """Number of captured nodes."""
@@ -259,6 +298,20 @@ class Graph:
     @property
     def root(self):
         return self._root
+
+    @property
+    def sources(self):
+        """The graph's sources -- its leaves, and Values made as
+        Value(data, children) -- as a tuple of Values in program order
+        (children before parents, as capture lists them); the leaves among
+        them are what run() takes as inputs.  The order depends only on the graph's shape,
+        so a pickled and loaded graph lists its sources, and their labels,
+        in the original's order: find the inputs there by index or label."""
+        hit = self._cache.get("sources")
+        if hit is None:
+            positions = _graph_io.source_positions(self._g)
+            hit = self._cache["sources"] = tuple(_graph_io.node_values(self._g, positions))
+        return hit
 
     def __repr__(self):
         return f"Graph({self._n} nodes, root={self._root!r})"

@@ -2,6 +2,7 @@
 micrograd's eager training step.  Run by `make bench`.
 
     python3 benchmarks/bench_replay.py [--quick]
+    python3 benchmarks/bench_replay.py --dask [--quick]    # needs autograd_c[dask]
 
 Workload: one step of micrograd's moons demo -- MLP(2, [16, 16, 1]), 100
 points, SVM hinge loss (mean) + 1e-4 L2, backward, SGD with micrograd's
@@ -21,6 +22,13 @@ the same weights:
               setup and read in place), plus the L2 term as a second captured
               graph (forward + backward), then the SGD update.  The same loss
               and gradients as micrograd up to floating-point summation order.
+
+--dask instead times rows per second of one pass (outputs and parameter
+gradients) of the per-row moons loss over DASK_ROWS rows: Graph.run in this
+process (1 and 2 threads) against autograd_c.dask.run on a
+distributed.LocalCluster of 2 worker processes x 1 thread, rows already on
+the workers, interleaved, medians (a figure for this machine, not a target:
+on 2 cores the cluster has no more CPUs than the local run).
 
 Fairness, as bench_engine.py: interleaved within each repeat (micrograd, eager,
 (a), (b), ...) after an untimed warm-up; every timed call starts after an
@@ -168,10 +176,59 @@ def timed(step, k):
     return time.perf_counter() - t0
 
 
+DASK_ROWS = 10**6
+DASK_PARTITION = 125_000
+
+
+def dask_main(repeats):
+    """Rows per second: Graph.run here vs autograd_c.dask.run on a cluster."""
+    import distributed
+    import numpy as np
+    import autograd_c.dask as agd
+    rows = agd.moons_rows(DASK_ROWS, DASK_PARTITION)
+    local_rows = rows.compute()
+    model = make_model(ag.nn.MLP)
+    x0, x1, y = ag.Value(0.0), ag.Value(0.0), ag.Value(0.0)
+    graph = ag.Graph((1 + -y * model([x0, x1])).relu())
+    params = ag.Params(model.parameters())
+    inputs = [x0, x1, y]
+    print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; per-row moons loss "
+          f"graph {len(graph)} nodes, {len(params)} parameters, {DASK_ROWS} rows "
+          f"({DASK_ROWS // DASK_PARTITION} partitions)")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        on_cluster = rows.persist()
+        distributed.wait(on_cluster)
+        ways = {"local, 1 thread": lambda: graph.run(inputs, local_rows, grads=params),
+                "local, 2 threads": lambda: graph.run(inputs, local_rows, grads=params, threads=2),
+                "dask, 2 workers": lambda: agd.run(graph, inputs, on_cluster, grads=params)}
+        times = {name: [] for name in ways}
+        for _ in range(repeats + 1):             # the first round: warm-up, untimed
+            for name, way in ways.items():
+                params.zero_grad()
+                t0 = time.perf_counter()
+                way()
+                times[name].append(time.perf_counter() - t0)
+        del client
+    print(f"\n{'way':<20}{'median':>12}{'rows/s':>14}{'vs local 1 thread':>20}")
+    base = statistics.median(times["local, 1 thread"][1:])
+    for name, t in times.items():
+        med = statistics.median(t[1:])
+        print(f"{name:<20}{med * 1e3:>9.1f} ms{DASK_ROWS / med:>14,.0f}{base / med:>19.2f}x")
+    print(f"({repeats} rounds, interleaved; the dask time includes pickling the graph, "
+          f"scheduling and the tree reduction; np {np.__version__})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 repeats instead of 5")
-    repeats = 2 if parser.parse_args().quick else 5
+    parser.add_argument("--dask", action="store_true",
+                        help="rows/s of Graph.run here vs autograd_c.dask.run on a local cluster")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 5
+    if args.dask:
+        return dask_main(repeats * 2)
     fast_per_repeat = 20
 
     X, y = make_moons(POINTS, noise=0.1)

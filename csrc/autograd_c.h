@@ -88,8 +88,10 @@ typedef enum ag_status {
                             * handle, wrong shape                             */
     AG_ERR_NOT_LEAF = -9,  /* a replay input that is not a leaf of the graph     */
     AG_ERR_STALE = -10,    /* a handle whose node has been freed since           */
-    AG_ERR_USER_RULE = -11 /* the graph has an op whose rule is the caller's
+    AG_ERR_USER_RULE = -11,/* the graph has an op whose rule is the caller's
                             * (ag_set_user_rule): it cannot run in C        */
+    AG_ERR_FORMAT = -12    /* bytes that are no saved graph (ag_graph_load):
+                            * cut, changed, or of another format version    */
 } ag_status;
 
 /* Flags of a node (ag_node_info), and what ag_read reads. */
@@ -409,6 +411,52 @@ int ag_add_grads(ag_ctx *ctx, const int64_t *hs, size_t n, const double *v);
 /* data = data - lr * grad as a float, for each node: micrograd's SGD update
  * `p.data -= lr * p.grad` for a float lr, bit for bit. */
 int ag_sgd(ag_ctx *ctx, const int64_t *hs, size_t n, double lr);
+
+/* ---- Saved graphs (csrc/serialize.c) -------------------------------------
+ * A captured graph as bytes -- its program and the data and grads of its
+ * sources (LEAF and OPAQUE nodes, names included), compact, versioned and
+ * the same on every machine (format: serialize.c) -- and back, in any
+ * context of any process.  A loaded graph is the graph built anew from its
+ * sources: its op nodes hold the values the eager rules give them (as after
+ * ag_graph_forward), with grad int 0, and program positions are kept. */
+
+/* Write the bytes of graph g to buf when they fit in cap bytes (buf may be
+ * NULL); returns their size either way (call again with that much room).
+ * Reads the sources under the context lock, so a concurrent change is
+ * saved whole or not at all.  AG_ERR_ARG, with nothing written, for what
+ * only a C caller makes: a number flagged int that is no finite whole
+ * number (ag_leaf(c, 0.5, 1)), a name that is not UTF-8. */
+int64_t ag_graph_save(ag_graph *g, void *buf, size_t cap);
+
+/* Check that the len bytes at buf are a saved graph -- header, version,
+ * checksum, counts against the length, op codes, arity, every operand an
+ * earlier position, ints that are whole numbers, names, every node reached
+ * from the root -- without creating anything.  Returns the node count
+ * (>= 1), or AG_ERR_FORMAT with *why (why may be NULL) set to a static
+ * text naming the first flaw found, or AG_ERR_NOMEM. */
+int64_t ag_graph_check(const void *buf, size_t len, const char **why);
+
+/* Build the graph saved in buf (len bytes) in ctx and capture it into *out,
+ * a graph the caller owns (ag_graph_free), which holds the only reference
+ * to its nodes: get handles with ag_graph_sources / ag_graph_handles.  The
+ * bytes are checked whole first (ag_graph_check), then the nodes are made
+ * by the eager constructors, children first, with recording on (whatever
+ * this thread's ag_set_grad_enabled says).  Returns AG_OK; or a status with
+ * *out = NULL and no node left behind: AG_ERR_FORMAT (the bytes are no
+ * saved graph, or its program is not in the order capture gives),
+ * AG_ERR_NOMEM, AG_ERR_LIMIT, or what building the nodes from the saved
+ * source data raises (AG_ERR_DOMAIN for log of a negative number, ...). */
+int ag_graph_load(ag_ctx *ctx, const void *buf, size_t len, ag_graph **out);
+
+/* Program positions of g's sources (LEAF and OPAQUE nodes), in program
+ * order: writes up to cap of them, returns how many there are. */
+int32_t ag_graph_sources(ag_graph *g, int32_t *positions, size_t cap);
+
+/* The handles of the nodes at the n program positions into out[], each
+ * with one reference for the caller.  AG_OK, or AG_ERR_ARG for a position
+ * outside the program (then nothing is written or taken). */
+int ag_graph_handles(ag_graph *g, const int32_t *positions, size_t n,
+                     int64_t *out);
 /* CDEF END */
 
 #ifdef __cplusplus

@@ -82,6 +82,9 @@ const char *ag_status_str(int status) {
     case AG_ERR_USER_RULE:
         return "the graph has an op whose backward rule is the caller's own "
                "(a Python _backward): it cannot run in C";
+    case AG_ERR_FORMAT:
+        return "not a saved graph: the bytes are cut, changed or of another "
+               "format version";
     }
     return "unknown status";
 }

@@ -102,6 +102,19 @@ static inline int64_t pow_const(ag_ctx *c, int64_t a, double k, int k_int) {
     return must(ag_apply(c, AG_POW_CONST, a, -1, k, k_int), "ag_apply pow");
 }
 
+/* terms[0] + terms[1] + ... + terms[n-1], added left to right: a new
+ * handle for the caller (the terms stay the caller's too). */
+static inline int64_t sum_of(ag_ctx *c, const int64_t *terms, int n) {
+    int64_t t = terms[0];
+    ag_retain(c, t);
+    for (int i = 1; i < n; i++) {
+        int64_t s = apply2(c, AG_ADD, t, terms[i]);
+        ag_release(c, t);
+        t = s;
+    }
+    return t;
+}
+
 static inline int is_binary(int op) { return ag_op_arity(op) == 2; }
 
 /* The slot a handle names (its low 32 bits). */

@@ -182,7 +182,7 @@ static void test_status_strings(void) {
     const char *unknown = ag_status_str(12345);
     CHECK(unknown != NULL);
     CHECK(strcmp(ag_status_str(AG_OK), "ok") == 0);
-    for (int s = AG_OK; s >= AG_ERR_USER_RULE; s--) {
+    for (int s = AG_OK; s >= AG_ERR_FORMAT; s--) {
         const char *text = ag_status_str(s);
         check_at(text && text[0] && strcmp(text, unknown) != 0,
                  "a known status has its own text", __FILE__, __LINE__);
@@ -190,7 +190,7 @@ static void test_status_strings(void) {
             check_at(strcmp(text, ag_status_str(t)) != 0,
                      "status texts are distinct", __FILE__, __LINE__);
     }
-    const int outside[] = {1, AG_ERR_USER_RULE - 1, -1000};
+    const int outside[] = {1, AG_ERR_FORMAT - 1, -1000};
     for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++)
         CHECK(strcmp(ag_status_str(outside[i]), unknown) == 0);
 }

@@ -36,13 +36,7 @@ static void build(ag_ctx *c, int64_t ids[4]) {
     terms[6] = pow_const(c, yy2, 0.75, 0);
     int64_t wh = apply2(c, AG_MUL, w, half);
     terms[7] = apply2(c, AG_POW, xx1, wh);
-    int64_t t = terms[0];
-    ag_retain(c, t);
-    for (int i = 1; i < 8; i++) {
-        int64_t s = apply2(c, AG_ADD, t, terms[i]);
-        ag_release(c, t);
-        t = s;
-    }
+    int64_t t = sum_of(c, terms, 8);
     int64_t temps[] = {one, two, half, minus1, xx, yy, neg_y, xw, xwy, yh, d,
                        xm1, xx1, yy2, wh};
     for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++)

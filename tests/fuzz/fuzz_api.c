@@ -38,6 +38,7 @@
 #include <string.h>
 #include "autograd_c.h"
 #include "../c/node_view.h"
+#include "../c/saved_graph.h"
 
 #define POOL 16        /* handle slots of the program        */
 #define GRAPHS 3       /* captured graphs held at once       */
@@ -784,6 +785,79 @@ static void step_copy(fz *f) {
     constructed(f, r, before);
 }
 
+/* ---- saved graphs ------------------------------------------------------------ */
+
+/* What loading may answer: OK, bytes that are no saved graph, memory, the
+ * node limit, or what building the nodes from the saved data raises. */
+static int load_status_ok(int st) {
+    return replay_status(st) || st == AG_ERR_FORMAT || st == AG_ERR_NOMEM ||
+           st == AG_ERR_LIMIT;
+}
+
+/* Load len bytes: a failure leaves every node as it was; a loaded graph
+ * holds exactly its own nodes, whose sources come back as live handles,
+ * and saves to the same bytes when they were a save's (`saved`); freeing
+ * it gives every node back. */
+static void load_bytes(fz *f, const uint8_t *blob, size_t len, int saved) {
+    size_t before = stats(f).live_nodes;
+    ag_graph *g = NULL;
+    int st = ag_graph_load(f->ctx, blob, len, &g);
+    CHECK(load_status_ok(st) && (st == AG_OK) == (g != NULL));
+    if (saved) CHECK(st != AG_ERR_FORMAT);
+    if (st != AG_OK) {
+        CHECK(stats(f).live_nodes == before);
+        return;
+    }
+    int32_t n = ag_graph_size(g);
+    CHECK(ag_graph_check(blob, len, NULL) == n);
+    CHECK(stats(f).live_nodes == before + (size_t)n);
+    int32_t pos[8];
+    int32_t n_src = ag_graph_sources(g, pos, 8);
+    CHECK(n_src >= 0 && n_src <= n);
+    int64_t h[8];
+    size_t k = n_src < 8 ? (size_t)n_src : 8;
+    CHECK(ag_graph_handles(g, pos, k, h) == AG_OK);
+    for (size_t i = 0; i < k; i++) {
+        ag_node info;
+        CHECK(ag_node_info(f->ctx, h[i], &info) == AG_OK);
+        CHECK(info.op == AG_LEAF || info.op == AG_OPAQUE);
+        CHECK(ag_graph_position(g, h[i]) == pos[i]);
+    }
+    CHECK(ag_release_many(f->ctx, h, k) == AG_OK);
+    if (saved) {                              /* the same program and sources */
+        uint8_t *again = malloc(len);
+        CHECK(again && ag_graph_save(g, again, len) == (int64_t)len);
+        CHECK(memcmp(again, blob, len) == 0);
+        free(again);
+    }
+    ag_graph_free(g);
+    CHECK(stats(f).live_nodes == before);
+}
+
+/* A held graph saved and loaded back; or bytes of the input loaded, raw or
+ * behind a version-1 header for 1..8 nodes, with a right checksum or not. */
+static void step_saved(fz *f) {
+    uint8_t how = u8(f);
+    if (how & 1) {
+        ag_graph *g = f->graph[(how >> 1) % GRAPHS];
+        if (!g) return;
+        int64_t size = ag_graph_save(g, NULL, 0);
+        if (size == AG_ERR_ARG) return;      /* a fake int the program made */
+        CHECK(size >= SG_HEADER);
+        uint8_t *blob = malloc((size_t)size);
+        CHECK(blob && ag_graph_save(g, blob, (size_t)size) == size);
+        load_bytes(f, blob, (size_t)size, 1);
+        free(blob);
+        return;
+    }
+    uint8_t blob[SG_HEADER + 255];
+    size_t at = how & 2 ? SG_HEADER : 0, len = at + u8(f) % 256;
+    if (at) sg_header(blob, 1u + (how >> 4) % 8);
+    for (size_t i = at; i < len; i++) blob[i] = u8(f);
+    if ((how & 4) && len >= SG_HEADER) sg_reseal(blob, len);
+    load_bytes(f, blob, len, 0);
+}
+
 /* ---- out of memory: the n-th allocation of a step fails --------------------- */
 
 /* The harness's allocator: the C library's, but the allocation that brings
@@ -829,7 +903,7 @@ static const step_fn STEPS[STEP_SLOTS] = {
     step_leaf, step_apply, step_apply_const, step_opaque, step_retain,
     step_release, step_release_many, step_take_child, step_backward,
     step_set, step_layer, step_limit, step_grad_mode, step_status_str,
-    step_graph, step_bulk, step_stale, step_oom, step_copy,
+    step_graph, step_bulk, step_stale, step_oom, step_copy, step_saved,
     /* new steps go here, at the end */
 };
 
