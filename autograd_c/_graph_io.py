@@ -52,8 +52,8 @@ def to_bytes(cgraph):
 
 def labels_of(cgraph):
     """(position, label) of every labelled node of cgraph, by position."""
-    nodes = node_values(cgraph, range(lib.ag_graph_size(cgraph)))
-    return tuple((p, v.label) for p, v in enumerate(nodes) if v.label)
+    at = ((lib.ag_graph_position(cgraph, h), text) for h, text in Value._labels())
+    return tuple(sorted((p, text) for p, text in at if p >= 0 and text))
 
 
 def state(graph):

@@ -354,6 +354,12 @@ class Value:
         return v
 
     @staticmethod
+    def _labels():
+        """(node handle, label) of every node with a label: for the package
+        (a Graph's pickle carries its nodes' labels)."""
+        return [(i, v._label) for i, v in list(_labelled.items())]
+
+    @staticmethod
     def _remember(values):
         """Let _prev find these Values as the user holds them, though the
         nodes above them are made by C (nn's layers), not by an operator
