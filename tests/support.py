@@ -18,8 +18,10 @@ import contextlib
 import gc
 import math
 import os
+import signal
 import struct
 import threading
+import time
 
 from hypothesis import strategies as st
 
@@ -463,3 +465,42 @@ def run_threads(target, n):
     if errors:
         raise errors[0]
     return results
+
+
+def forked_child_succeeds(check, timeout=20):
+    """Fork; the child runs check() and exits at once (os._exit: no pytest
+    machinery), 0 when it returned true.  True when it did so within
+    timeout seconds; a child hung on a lock is killed (False)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if check() else 3)
+        except BaseException:
+            os._exit(4)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False
+        time.sleep(0.005)
+
+
+def readme_graph(V):
+    """micrograd's README example (and ours): [g, a, b, c, d, e, f]."""
+    a = V(-4.0)
+    b = V(2.0)
+    c = a + b
+    d = a * b + b**3
+    c += c + 1
+    c += 1 + c + (-a)
+    d += d * 2 + (b + a).relu()
+    d += 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g += 10.0 / f
+    return [g, a, b, c, d, e, f]

@@ -7,7 +7,6 @@ import functools
 import math
 import os
 import random
-import signal
 import threading
 import time
 
@@ -22,8 +21,8 @@ from autograd_c.compile import CACHE_SIZE, TraceMismatch
 from autograd_c.datasets import make_moons
 from autograd_c.train import learning_rate, make_model
 from hypothesis import given, settings, strategies as st
-from support import (ALL_OPS, PYTHON_ERRORS, DrawnRandom, bits, live_nodes, programs, run_program,
-                     run_threads, same_number, small_number)
+from support import (ALL_OPS, PYTHON_ERRORS, DrawnRandom, bits, forked_child_succeeds, live_nodes,
+                     programs, run_program, run_threads, same_number, small_number)
 
 
 def all_ops(x, y, zs):
@@ -444,23 +443,7 @@ def test_fork_while_a_thread_is_inside_a_compiled_call():
     try:
         for _ in range(10):
             time.sleep(0.002)
-            pid = os.fork()
-            if pid == 0:  # the child: no pytest machinery, just os._exit
-                try:
-                    os._exit(0 if f(0.25).data == want else 3)
-                except BaseException:
-                    os._exit(4)
-            deadline = time.monotonic() + 20
-            while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    finished += os.waitstatus_to_exitcode(status) == 0
-                    break
-                if time.monotonic() > deadline:  # hung on a lock
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    break
-                time.sleep(0.005)
+            finished += forked_child_succeeds(lambda: f(0.25).data == want)
     finally:
         stop.set()
         t.join()

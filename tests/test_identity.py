@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from autograd_c import Value, no_grad
 from autograd_c.nn import MLP
 from micrograd.engine import Value as MV
-from support import programs, run_program
+from support import programs, readme_graph, run_program
 
 
 def notebook_trace(root):
@@ -38,18 +38,7 @@ def drawn(root):
 
 def tour(V):
     """The README's tour graph."""
-    a = V(-4.0)
-    b = V(2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
+    g, a, b, *_ = readme_graph(V)
     return g, (a, b)
 
 

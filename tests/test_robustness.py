@@ -18,7 +18,7 @@ import pytest
 
 import autograd_c
 from autograd_c import Graph, Value
-from support import UNDER_ASAN, live_nodes, rss_bytes
+from support import UNDER_ASAN, forked_child_succeeds, live_nodes, rss_bytes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -198,23 +198,7 @@ def test_fork_while_a_thread_holds_engine_locks(kind):
     try:
         for _ in range(20):
             time.sleep(0.005)
-            pid = os.fork()
-            if pid == 0:  # the child: no pytest machinery, just os._exit
-                try:
-                    os._exit(0 if _child_works() else 3)
-                except BaseException:
-                    os._exit(4)
-            deadline = time.monotonic() + 20
-            while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    finished += os.waitstatus_to_exitcode(status) == 0
-                    break
-                if time.monotonic() > deadline:  # hung on a lock
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    break
-                time.sleep(0.005)
+            finished += forked_child_succeeds(_child_works)
     finally:
         stop.set()
         t.join()

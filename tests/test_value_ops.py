@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from autograd_c import Value
 from micrograd.engine import Value as MV
 from support import (MICROGRAD_OPS, grad_magnitudes, grads_match, live_nodes, random_program,
-                     reachable, run_program, same_number, topo)
+                     reachable, readme_graph, run_program, same_number, topo)
 
 
 # --------------------------------------------------------------------------
@@ -61,19 +61,7 @@ PRINT_CASES = {
 
 
 def _readme(V):
-    a = V(-4.0)
-    b = V(2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    return [g, a, b, c, d, e, f]
+    return readme_graph(V)
 
 
 def _xxx(V):
