@@ -14,6 +14,12 @@
  *    The same for the 10**6-node chain h = h*1.0001 + 0.001 of
  *    bench_engine.c, half of whose nodes are constant leaves (read, not
  *    computed): the moons loss, nearly all op nodes, is the harder case.
+ *    And the issue's op mix (opmix): 100 inputs x_i = i/100, then 10,000 ops
+ *    cycling over softplus log(exp(x) + 1), a 4-term sum, a product and a
+ *    4-way softmax (each output a node), backward from the last node; reports
+ *    us per forward+backward pass as well.  `./bench_replay opmix [passes]`
+ *    runs only this, for an interleaved comparison with another build
+ *    (benchmarks/vs_base.py).
  * 2. Batched replay: the one-point hinge graph (inputs x0, x1, y) run over
  *    many rows by ag_graph_run with the gradients of all 337 parameters
  *    summed over rows (plain doubles).  Reports ns per node and row, for 1
@@ -160,6 +166,79 @@ static int64_t chain(ag_ctx *c, long steps) {
     return h;
 }
 
+/* The issue's op mix: n starts with x_i = i/100 (i < 100); op k (k % 4)
+ * appends 0: (n[-10].exp() + 1).log(); 1: a + b + c + d for n[-30:-10:5];
+ * 2: n[-20] * n[-10]; 3: the softmax of n[-4:] (e_j = exp, inv = (e0 + e1 +
+ * e2 + e3) ** -1, four outputs e_j * inv).  Returns the last node (the
+ * caller's); every other handle is released. */
+static int64_t opmix(ag_ctx *c, int ops) {
+    int64_t *n = malloc(sizeof(int64_t) * (size_t)(100 + 4 * ops));
+    int len = 0;
+    for (int i = 0; i < 100; i++) n[len++] = check(ag_leaf(c, i / 100.0, 0), "leaf");
+    for (int k = 0; k < ops; k++) {
+        int64_t t, u, e[4], s, inv;
+        switch (k % 4) {
+        case 0:
+            t = check(ag_apply(c, AG_EXP, n[len - 10], -1, 0, 0), "exp");
+            u = check(ag_apply_const(c, AG_ADD, t, 1, 1, 0), "add");
+            n[len++] = check(ag_apply(c, AG_LOG, u, -1, 0, 0), "log");
+            ag_release(c, t); ag_release(c, u);
+            break;
+        case 1:
+            t = check(ag_apply(c, AG_ADD, n[len - 30], n[len - 25], 0, 0), "add");
+            u = check(ag_apply(c, AG_ADD, t, n[len - 20], 0, 0), "add");
+            n[len] = check(ag_apply(c, AG_ADD, u, n[len - 15], 0, 0), "add");
+            len++;
+            ag_release(c, t); ag_release(c, u);
+            break;
+        case 2:
+            n[len] = check(ag_apply(c, AG_MUL, n[len - 20], n[len - 10], 0, 0), "mul");
+            len++;
+            break;
+        default:
+            for (int j = 0; j < 4; j++)
+                e[j] = check(ag_apply(c, AG_EXP, n[len - 4 + j], -1, 0, 0), "exp");
+            s = check(ag_apply(c, AG_ADD, e[0], e[1], 0, 0), "add");
+            for (int j = 2; j < 4; j++) s = add_into(c, s, e[j]);
+            inv = check(ag_apply(c, AG_POW_CONST, s, -1, -1, 1), "pow");
+            for (int j = 0; j < 4; j++) {
+                n[len + j] = check(ag_apply(c, AG_MUL, e[j], inv, 0, 0), "mul");
+                ag_release(c, e[j]);
+            }
+            len += 4;
+            ag_release(c, s); ag_release(c, inv);
+        }
+    }
+    int64_t root = n[len - 1];
+    ag_release_many(c, n, (size_t)len - 1);
+    free(n);
+    return root;
+}
+
+/* The op mix's forward+backward, `passes` times: prints the median us per
+ * pass and ns per node (one line, read by benchmarks/vs_base.py). */
+static void bench_opmix(int passes) {
+    ag_ctx *c = ag_ctx_new();
+    int64_t root = opmix(c, 10000);
+    ag_graph *g;
+    check(ag_graph_new(c, root, &g), "capture");
+    int32_t n = ag_graph_size(g);
+    double *t = malloc(sizeof(double) * (size_t)passes);
+    for (int r = 0; r < passes; r++) {
+        double t0 = now();
+        check(ag_graph_forward(g), "forward");
+        ag_graph_backward(g);
+        t[r] = now() - t0;
+    }
+    double med = median(t, passes);
+    printf("op mix (issue 12): %d nodes, forward+backward %8.1f us/pass %6.2f ns/node\n",
+           n, med * 1e6, med * 1e9 / n);
+    free(t);
+    ag_graph_free(g);
+    ag_release(c, root);
+    ag_ctx_free(c);
+}
+
 /* Time ag_graph_forward + ag_graph_backward on the graph of root (c's),
  * and ag_backward for reference; print ns per node; free c. */
 static void bench_single_row(const char *what, ag_ctx *c, int64_t root) {
@@ -234,6 +313,10 @@ static void bench_batched(int32_t hidden, int64_t rows) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "opmix") == 0) {
+        bench_opmix(argc > 2 ? atoi(argv[2]) : 51);
+        return 0;
+    }
     int points = argc > 1 ? atoi(argv[1]) : 1541;
     ag_ctx *c = ag_ctx_new();
     mlp m;
@@ -243,6 +326,7 @@ int main(int argc, char **argv) {
     bench_single_row(what, c, moons_loss(c, &m, points));
     c = ag_ctx_new();
     bench_single_row("chain h*1.0001+0.001", c, chain(c, 250000));
+    bench_opmix(51);
     bench_batched(16, 100000);
     bench_batched(64, 20000);
     return 0;
