@@ -49,7 +49,7 @@ def main(argv):
         a = [r[k] for r in runs["new"]]
         b = [r[k] for r in runs["base"]]
         ratio = statistics.median(y / x for x, y in zip(a, b))
-        print(f"{(k[0] + " [" + k[1] + "]")[-57:]:<58}{statistics.median(a):>10.2f}"
+        print(f"{(k[0] + ' [' + k[1] + ']')[-57:]:<58}{statistics.median(a):>10.2f}"
               f"{statistics.median(b):>10.2f}{ratio:>9.2f}x")
 
 
