@@ -334,10 +334,12 @@ int32_t ag_graph_position(const ag_graph *g, int64_t h);
  * the value of each op node (with Python's int/float types and errors, as
  * ag_apply), its grad reset to int 0 (a fresh node's).  LEAF and OPAQUE
  * nodes are sources: their data is read, nothing of theirs is written.
- * Runs in one pass under the context lock, writing each node as it goes
- * and keeping its old data and flags; returns AG_OK, or the status of the
- * first failing node in program order -- after putting back every node it
- * wrote, so that no node has changed. */
+ * Runs in one pass under the context lock into the graph's own arrays and
+ * commits them only when every node succeeded; returns AG_OK, or the
+ * status of the first failing node in program order -- and then no node
+ * has changed.  (Nodes nothing outside the graph references keep their
+ * state in the graph until something names them: every function that
+ * reads a node sees what this call computed.) */
 int ag_graph_forward(ag_graph *g);
 
 /* ag_backward(root) without the topological sort: root's grad = int 1, then

@@ -48,7 +48,11 @@ typedef struct ag_operands {
 enum {
     AG_READS_X = 1,
     AG_READS_Y = 2,
-    AG_READS_K = 4
+    AG_READS_K = 4,
+    AG_READS_TYPES = 8  /* for a float grad, R_grad_* still depends on the
+                         * operands' int types (Python's int power): the
+                         * compiled replay's float kernels take every op
+                         * without this bit */
 };
 
 /* x ** k for an int x and an int k >= 0, by squaring: exact while every
@@ -67,6 +71,23 @@ static inline int ag__int_result(double r, double *out) {
     if (!isfinite(r)) return AG_ERR_INT_RANGE;
     *out = r + 0.0;
     return AG_OK;
+}
+
+/* old + v, a gradient sum with Python's int/float rule (old_int, v_int:
+ * the types of the two terms): an int while both are, +0.0 for an int
+ * zero; an int sum that overflows a double becomes a float (inf).  *r_int
+ * receives the sum's type.  The eager backward and the compiled replay
+ * (compiled.c) accumulate with it. */
+static AG_ALWAYS_INLINE double ag__grad_sum(double old, int old_int, double v,
+                                            int v_int, int *r_int) {
+    int is_int = old_int && v_int;
+    double r = old + (v_int ? v + 0.0 : v);
+    if (is_int) {
+        r += 0.0;
+        if (!isfinite(r)) is_int = 0;
+    }
+    *r_int = is_int;
+    return r;
 }
 
 /* A float result (no Python int case, no error). */
@@ -132,7 +153,7 @@ static AG_ALWAYS_INLINE double mul_grad_b(const ag_operands *o, double g, int g_
 }
 
 /* ---- pow_const: a ** k, k a number kept on the node ---------------------- */
-enum { pow_const_reads = AG_READS_X | AG_READS_K };
+enum { pow_const_reads = AG_READS_X | AG_READS_K | AG_READS_TYPES };
 static AG_ALWAYS_INLINE double pow_const_value(double x, double y, double k) {
     (void)y;
     return pow(x, k);
@@ -151,7 +172,7 @@ static AG_ALWAYS_INLINE double pow_const_grad_a(const ag_operands *o, double g,
 }
 
 /* ---- pow: a ** b, both nodes --------------------------------------------- */
-enum { pow_reads = AG_READS_X | AG_READS_Y };
+enum { pow_reads = AG_READS_X | AG_READS_Y | AG_READS_TYPES };
 static AG_ALWAYS_INLINE double pow_value(double x, double y, double k) {
     (void)k;
     return pow(x, y);

@@ -1,0 +1,415 @@
+/*
+ * compiled.c -- the single-row replay of a captured graph (ag_graph_forward,
+ * ag_graph_backward) as a compiled program: every node's value, grad and
+ * Python types live in the graph's own arrays, indexed by program position,
+ * so the passes read them in order and never go through arena ids.
+ *
+ * The arena keeps only what someone else can see.  At capture each node's
+ * references from inside the graph are counted (its parents in the program,
+ * and the graph's own reference on the root); an op node with no other
+ * reference -- no handle, no parent outside, no other graph's root
+ * reference -- is private: its state lives only here and its arena slot is
+ * marked AG_PRIVATE (stale).  The others (visible) are read from the arena
+ * before a pass and written back after it, as are the sources.  A graph
+ * keeps private nodes only while it is its context's private owner; any
+ * other use of a private node -- a handle naming it (ag__slot), an eager
+ * backward, another graph's pass -- first writes them all back
+ * (ag__flush_private), and the next pass of the graph takes ownership anew,
+ * counting references again: so a reference taken after capture (a Value
+ * for an interior node, a new parent, another graph) makes the node
+ * visible before anyone reads it, and every result is the eager engine's.
+ *
+ * Python's int types are followed only where they can occur: an analysis
+ * for the sources' current types (redone when they change) finds the nodes
+ * whose value may be an int and those whose grad may be, from the rules
+ * themselves; every other node runs a float kernel, which gives the same
+ * bits.  Forward computes into a second set of arrays and commits them only
+ * when every node succeeded: all or nothing, no undo log.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "alloc.h"
+#include "graph.h"
+
+enum { KEEP = 0xff };   /* gkeep[p]: backward follows gi[p] */
+
+int ag__compiled_alloc(ag_graph *g, size_t n) {
+    g->cins = ag__malloc(n * sizeof *g->cins);
+    g->v = ag__malloc(n * sizeof *g->v);
+    g->nv = ag__malloc(n * sizeof *g->nv);
+    g->gd = ag__malloc(n * sizeof *g->gd);
+    g->di = ag__malloc(n);
+    g->ndi = ag__malloc(n);
+    g->gi = ag__malloc(n);
+    g->gkeep = ag__malloc(n);
+    g->may_int = ag__malloc(n);
+    g->src_int = ag__malloc(n);
+    g->inrefs = ag__calloc(n, sizeof *g->inrefs);
+    g->vis = ag__malloc(n * sizeof *g->vis);
+    if (!g->cins || !g->v || !g->nv || !g->gd || !g->di || !g->ndi ||
+        !g->gi || !g->gkeep || !g->may_int || !g->src_int || !g->inrefs ||
+        !g->vis)
+        return AG_ERR_NOMEM;
+    return AG_OK;
+}
+
+void ag__compiled_free(ag_graph *g) {
+    ag__free(g->cins); ag__free(g->v); ag__free(g->nv); ag__free(g->gd);
+    ag__free(g->di); ag__free(g->ndi); ag__free(g->gi); ag__free(g->gkeep);
+    ag__free(g->may_int); ag__free(g->src_int); ag__free(g->inrefs);
+    ag__free(g->vis);
+}
+
+void ag__compiled_capture(ag_graph *g, const ag_ctx *c) {
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        const ag_instr *in = &g->ins[i];
+        g->cins[i] = (ag_cins){in->p, in->a, in->b, in->op, in->k_int,
+                               AG_TYPED_FORWARD | AG_TYPED_BACKWARD |
+                                   AG_TYPED_OWN_GRAD};
+    }
+    for (int32_t p = 0; p < g->n; p++) {     /* parent links, opaque's too */
+        int32_t id = g->id[p];
+        if (c->a[id] != AG_NONE) g->inrefs[c->stack[c->a[id]]]++;
+        if (c->b[id] != AG_NONE) g->inrefs[c->stack[c->b[id]]]++;
+    }
+    g->inrefs[g->n - 1]++;                   /* the graph's own, on root */
+    g->analysed = g->typed_ok = 0;
+}
+
+/* ---- the rules, by op code ----------------------------------------------- */
+
+/* The AG_READS_* bits of op's rules (0 for a source). */
+static int reads_of(int op) {
+#define ROW(code, rule, name, arity) READS_##arity(code, rule)
+#define READS_0(code, rule) case AG_##code: return 0;
+#define READS_1(code, rule) case AG_##code: return rule##_reads;
+#define READS_2 READS_1
+    switch ((ag_op)op) {
+    AG_OP_LIST(ROW)
+    }
+    return 0;
+#undef ROW
+}
+
+/* What child `second` (0: a, 1: b) of an op receives from grad g: the
+ * op's R_grad_a / R_grad_b. */
+static double grad_term(int op, int second, const ag_operands *o, double g,
+                        int g_int, int *c_int) {
+#define ROW(code, rule, name, arity) TERM_##arity(code, rule)
+#define TERM_0(code, rule) case AG_##code: break;
+#define TERM_1(code, rule) \
+    case AG_##code: return rule##_grad_a(o, g, g_int, c_int);
+#define TERM_2(code, rule)                                              \
+    case AG_##code:                                                     \
+        return second ? rule##_grad_b(o, g, g_int, c_int)               \
+                      : rule##_grad_a(o, g, g_int, c_int);
+    switch ((ag_op)op) {
+    AG_OP_LIST(ROW)
+    }
+    *c_int = 0;
+    return 0.0;
+#undef ROW
+}
+
+/* ---- the analysis: where ints can occur --------------------------------- */
+
+/* In these rules a result's int type depends on a value only through a
+ * sign (relu's x < 0, a power's exponent >= 0), so a rule asked at x = -1
+ * and at x = 2 (y = 1, the node's own exponent) with "may be int" operand
+ * types tells whether its result may be an int. */
+static const double probe_x[2] = {-1.0, 2.0};
+
+static double exponent(const ag_graph *g, const ag_cins *in) {
+    return in->op == AG_POW_CONST ? g->k[in->p] : 0.0;
+}
+
+static int value_may_be_int(const ag_graph *g, const ag_cins *in) {
+    const uint8_t *mi = g->may_int;
+    for (int s = 0; s < 2; s++) {
+        ag_operands o = {probe_x[s], 1.0, exponent(g, in), 0.0, mi[in->a],
+                         in->b >= 0 ? mi[in->b] : 0, in->k_int};
+        double r;
+        int r_int = 0;
+        (void)ag__eval(in->op, &o, &r, &r_int);
+        if (r_int) return 1;
+    }
+    return 0;
+}
+
+/* Whether child `second` may receive an int from an int grad. */
+static int term_may_be_int(const ag_graph *g, const ag_cins *in, int second) {
+    const uint8_t *mi = g->may_int;
+    for (int s = 0; s < 2; s++) {
+        ag_operands o = {probe_x[s], 1.0, exponent(g, in), 1.0, mi[in->a],
+                         in->b >= 0 ? mi[in->b] : 0, in->k_int};
+        int c_int = 0;
+        (void)grad_term(in->op, second, &o, 1.0, 1, &c_int);
+        if (c_int) return 1;
+    }
+    return 0;
+}
+
+/* gkeep[p] from the bits collected in it: 1 = some child term reaches p, 2
+ * = one may be an int.  A grad stays as typed as it starts (the root's int
+ * 1, a node no term reaches) or as its terms; one float term makes it a
+ * float for good. */
+static uint8_t keep_of(const ag_graph *g, int32_t p) {
+    uint8_t bits = g->gkeep[p];
+    return p == g->n - 1 || (bits & 2) || !(bits & 1) ? KEEP : 0;
+}
+
+/* may_int, gkeep and each node's typed bits for the sources' types in
+ * src_int. */
+static void analyse(ag_graph *g) {
+    uint8_t *mi = g->may_int, *keep = g->gkeep;
+    for (int32_t i = 0; i < g->n_src; i++) mi[g->src[i]] = g->src_int[i];
+    for (int32_t i = 0; i < g->n_ins; i++)
+        mi[g->cins[i].p] = (uint8_t)value_may_be_int(g, &g->cins[i]);
+    memset(keep, 0, (size_t)g->n);
+    for (int32_t i = g->n_ins; i-- > 0;) {  /* parents before children */
+        const ag_cins *in = &g->cins[i];
+        keep[in->p] = keep_of(g, in->p);
+        for (int second = 0; second <= (in->b >= 0); second++) {
+            int32_t ch = second ? in->b : in->a;
+            keep[ch] |= (uint8_t)(1 | (keep[in->p] && term_may_be_int(g, in, second)
+                                           ? 2 : 0));
+        }
+    }
+    for (int32_t i = 0; i < g->n_src; i++)
+        keep[g->src[i]] = keep_of(g, g->src[i]);
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        ag_cins *in = &g->cins[i];
+        int typed_operand = mi[in->a] || (in->b >= 0 && mi[in->b]);
+        uint8_t t = mi[in->p] ? AG_TYPED_FORWARD : 0;
+        if (keep[in->p]) t |= AG_TYPED_OWN_GRAD | AG_TYPED_BACKWARD;
+        if (keep[in->a] || (in->b >= 0 && keep[in->b]) ||
+            ((reads_of(in->op) & AG_READS_TYPES) && typed_operand))
+            t |= AG_TYPED_BACKWARD;
+        in->typed = t;
+    }
+}
+
+/* ---- the kernels ---------------------------------------------------------- */
+
+/* The graph's arrays as the kernels use them: local copies of the
+ * pointers, so that a store through one (uint8_t may alias anything) does
+ * not make the compiler reload the others from the graph. */
+typedef struct prog {
+    const ag_cins *ci;
+    const double *k;
+    double *v, *gd;
+    uint8_t *di, *gi;
+    const uint8_t *gkeep;
+} prog;
+
+static prog prog_of(const ag_graph *g) {
+    return (prog){g->cins, g->k, g->v, g->gd, g->di, g->gi, g->gkeep};
+}
+
+static AG_ALWAYS_INLINE double exponent_of(const prog *q, const ag_cins *in) {
+    return in->op == AG_POW_CONST ? q->k[in->p] : 0.0;
+}
+
+/* Every op node from the sources in nv / ndi, into nv / ndi in program
+ * order.  AG_OK, or the first failing node's status. */
+static int forward_pass(const ag_graph *g) {
+    prog q = prog_of(g);
+    q.v = g->nv;
+    q.di = g->ndi;
+    const int32_t n_ins = g->n_ins;
+    for (int32_t i = 0; i < n_ins; i++) {
+        const ag_cins *in = &q.ci[i];
+        double y = in->b >= 0 ? q.v[in->b] : 0.0, r;
+        int r_int, st;
+        if (!(in->typed & AG_TYPED_FORWARD)) {     /* floats: types 0 */
+            ag_operands o = {q.v[in->a], y, exponent_of(&q, in), 0.0, 0, 0,
+                             in->k_int};
+            st = ag__eval(in->op, &o, &r, &r_int);
+        } else {
+            ag_operands o = {q.v[in->a], y, exponent_of(&q, in), 0.0,
+                             q.di[in->a], in->b >= 0 ? q.di[in->b] : 0,
+                             in->k_int};
+            st = ag__eval(in->op, &o, &r, &r_int);
+        }
+        if (st != AG_OK) return st;
+        q.v[in->p] = r;
+        q.di[in->p] = (uint8_t)r_int;
+    }
+    return AG_OK;
+}
+
+/* grad[ch] += t: with Python's types where `typed` and backward follows
+ * ch's type (all_typed: everywhere), else as floats. */
+static AG_ALWAYS_INLINE void add_term(const prog *q, int32_t ch, double t,
+                                      int t_int, int typed, int all_typed) {
+    if (typed && (all_typed || q->gkeep[ch])) {
+        int r_int;
+        q->gd[ch] = ag__grad_sum(q->gd[ch], q->gi[ch], t, t_int, &r_int);
+        q->gi[ch] = (uint8_t)r_int;
+    } else {
+        q->gd[ch] += t;
+    }
+}
+
+/* Node in's terms from its grad gr (type g_int) to its children, a first. */
+static AG_ALWAYS_INLINE void backprop_pos(const prog *q, const ag_cins *in,
+                                          const ag_operands *o, double gr,
+                                          int g_int, int typed,
+                                          int all_typed) {
+    double t;
+    int t_int;
+#define ROW(code, rule, name, arity) BP_##arity(code, rule)
+#define BP_0(code, rule) case AG_##code: break;
+#define BP_1(code, rule)                                                \
+    case AG_##code:                                                     \
+        t = rule##_grad_a(o, gr, g_int, &t_int);                        \
+        add_term(q, in->a, t, t_int, typed, all_typed);                 \
+        break;
+#define BP_2(code, rule)                                                \
+    case AG_##code:                                                     \
+        t = rule##_grad_a(o, gr, g_int, &t_int);                        \
+        add_term(q, in->a, t, t_int, typed, all_typed);                 \
+        t = rule##_grad_b(o, gr, g_int, &t_int);                        \
+        add_term(q, in->b, t, t_int, typed, all_typed);                 \
+        break;
+    switch ((ag_op)in->op) {
+    AG_OP_LIST(ROW)
+    }
+#undef ROW
+}
+
+/* The eager backward over the program: root grad int 1, then each op node's
+ * terms in reverse order.  all_typed: follow every type (the committed
+ * types may differ from the analysis's). */
+static void backward_pass(const ag_graph *g, int all_typed) {
+    const prog q = prog_of(g);
+    q.gd[g->n - 1] = 1.0;
+    q.gi[g->n - 1] = 1;
+    for (int32_t i = g->n_ins; i-- > 0;) {
+        const ag_cins *in = &q.ci[i];
+        int32_t p = in->p, a = in->a, b = in->b;
+        double y = b >= 0 ? q.v[b] : 0.0, gr = q.gd[p];
+        if (!all_typed && !(in->typed & AG_TYPED_BACKWARD)) {
+            ag_operands o = {q.v[a], y, exponent_of(&q, in), q.v[p], 0, 0,
+                             in->k_int};
+            backprop_pos(&q, in, &o, gr, 0, 0, 0);
+        } else {
+            int g_int = all_typed || (in->typed & AG_TYPED_OWN_GRAD) ? q.gi[p]
+                                                                     : 0;
+            ag_operands o = {q.v[a], y, exponent_of(&q, in), q.v[p], q.di[a],
+                             b >= 0 ? q.di[b] : 0, in->k_int};
+            backprop_pos(&q, in, &o, gr, g_int, 1, all_typed);
+        }
+    }
+    if (!all_typed) {     /* untracked grads got a float term: floats now */
+        uint8_t *restrict gi = q.gi;
+        const uint8_t *restrict keep = q.gkeep;
+        for (int32_t p = 0; p < g->n; p++) gi[p] &= keep[p];
+    }
+}
+
+/* ---- the arena's side: ownership, reading and writing back -------------- */
+
+/* Node p's state from the arena into v, di, gd, gi. */
+static void load_node(ag_graph *g, const ag_ctx *c, int32_t p) {
+    int32_t id = g->id[p];
+    uint8_t f = c->flags[id];
+    g->v[p] = c->data[id];
+    g->di[p] = (f & AG_DATA_INT) != 0;
+    g->gd[p] = ag__grad(c->grad, c->flags, id);
+    g->gi[p] = (f & AG_GRAD_INT) != 0;
+}
+
+/* Node p's grad and its type into the arena. */
+static void store_grad(const ag_graph *g, ag_ctx *c, int32_t p) {
+    int32_t id = g->id[p];
+    c->grad[id] = g->gd[p];
+    c->flags[id] = (uint8_t)((c->flags[id] & ~(AG_GRAD_INT | AG_GRAD_ZERO)) |
+                             (g->gi[p] ? AG_GRAD_INT : 0));
+}
+
+void ag__flush_private(ag_ctx *c) {
+    ag_graph *g = c->private_owner;
+    if (!g) return;
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        int32_t p = g->cins[i].p, id = g->id[p];
+        uint8_t f = c->flags[id];
+        if (!(f & AG_PRIVATE)) continue;
+        c->data[id] = g->v[p];
+        c->grad[id] = g->gd[p];
+        c->flags[id] = (uint8_t)((f & ~(AG_PRIVATE | AG_DATA_INT | AG_GRAD_INT |
+                                        AG_GRAD_ZERO)) |
+                                 (g->di[p] ? AG_DATA_INT : 0) |
+                                 (g->gi[p] ? AG_GRAD_INT : 0));
+    }
+    c->private_owner = NULL;
+}
+
+/* Make g its context's private owner (writing back the last one's nodes):
+ * count references again, mark the private nodes and read every node's
+ * state.  Nothing when g owns them already.  Locked. */
+static void acquire(ag_graph *g, ag_ctx *c) {
+    if (c->private_owner == g) return;
+    ag__flush_private(c);
+    g->n_vis = 0;
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        int32_t p = g->cins[i].p, id = g->id[p];
+        if (c->refs[id] != g->inrefs[p]) g->vis[g->n_vis++] = p;
+        else c->flags[id] |= AG_PRIVATE;
+    }
+    for (int32_t p = 0; p < g->n; p++) load_node(g, c, p);
+    g->typed_ok = 0;
+    c->private_owner = g;
+}
+
+int ag__compiled_forward(ag_graph *g) {
+    ag_ctx *c = g->ctx;
+    acquire(g, c);
+    int retyped = !g->analysed;
+    for (int32_t i = 0; i < g->n_src; i++) {     /* into the next arrays */
+        int32_t p = g->src[i], id = g->id[p];
+        uint8_t t = (c->flags[id] & AG_DATA_INT) != 0;
+        g->nv[p] = c->data[id];
+        g->ndi[p] = t;
+        if (t != g->src_int[i]) retyped = 1;
+        g->src_int[i] = t;
+    }
+    if (retyped) {
+        analyse(g);
+        g->analysed = 1;
+        g->typed_ok = 0;
+    }
+    int st = forward_pass(g);
+    if (st != AG_OK) return st;                 /* nothing committed */
+    double *v = g->v;                           /* commit: swap */
+    uint8_t *di = g->di;
+    g->v = g->nv; g->nv = v;
+    g->di = g->ndi; g->ndi = di;
+    memset(g->gd, 0, (size_t)g->n * sizeof *g->gd);   /* fresh: int 0 */
+    memset(g->gi, 1, (size_t)g->n);
+    for (int32_t i = 0; i < g->n_vis; i++) {
+        int32_t p = g->vis[i], id = g->id[p];
+        c->data[id] = g->v[p];
+        c->flags[id] = (uint8_t)((c->flags[id] & ~AG_DATA_INT) | AG_GRAD_INT |
+                                 AG_GRAD_ZERO | (g->di[p] ? AG_DATA_INT : 0));
+    }
+    g->typed_ok = 1;
+    return AG_OK;
+}
+
+void ag__compiled_backward(ag_graph *g) {
+    ag_ctx *c = g->ctx;
+    acquire(g, c);
+    int all_typed = !g->typed_ok;
+    for (int32_t i = 0; i < g->n_src; i++) {
+        load_node(g, c, g->src[i]);
+        if (g->di[g->src[i]] != g->src_int[i]) all_typed = 1;
+    }
+    for (int32_t i = 0; i < g->n_vis; i++) {  /* set from outside, maybe */
+        load_node(g, c, g->vis[i]);
+        if (g->di[g->vis[i]] && !g->may_int[g->vis[i]]) all_typed = 1;
+    }
+    backward_pass(g, all_typed);
+    for (int32_t i = 0; i < g->n_src; i++) store_grad(g, c, g->src[i]);
+    for (int32_t i = 0; i < g->n_vis; i++) store_grad(g, c, g->vis[i]);
+}
