@@ -17,9 +17,9 @@
  *    And the issue's op mix (opmix): 100 inputs x_i = i/100, then 10,000 ops
  *    cycling over softplus log(exp(x) + 1), a 4-term sum, a product and a
  *    4-way softmax (each output a node), backward from the last node; reports
- *    us per forward+backward pass as well.  `./bench_replay opmix [passes]`
- *    runs only this, for an interleaved comparison with another build
- *    (benchmarks/vs_base.py).
+ *    us per forward+backward pass as well.
+ * `./bench_replay PART` runs one part only (moons, chain, opmix, batched),
+ * for an interleaved comparison with another build (benchmarks/vs_base.py).
  * 2. Batched replay: the one-point hinge graph (inputs x0, x1, y) run over
  *    many rows by ag_graph_run with the gradients of all 337 parameters
  *    summed over rows (plain doubles).  Reports ns per node and row, for 1
@@ -27,6 +27,7 @@
  * Every figure is the median of several repeats.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,18 +247,20 @@ static void bench_single_row(const char *what, ag_ctx *c, int64_t root) {
     check(ag_graph_new(c, root, &g), "capture");
     int32_t n = ag_graph_size(g);
     double fwd[REPEATS], bwd[REPEATS], both[REPEATS], eager[REPEATS];
-    for (int r = 0; r < REPEATS; r++) {
+    for (int r = 0; r < REPEATS; r++) {    /* replay passes back to back */
         double t0 = now();
         check(ag_graph_forward(g), "forward");
         double t1 = now();
         ag_graph_backward(g);
         double t2 = now();
-        ag_backward(c, root);
-        double t3 = now();
         fwd[r] = (t1 - t0) * 1e9 / n;
         bwd[r] = (t2 - t1) * 1e9 / n;
         both[r] = (t2 - t0) * 1e9 / n;
-        eager[r] = (t3 - t2) * 1e9 / n;
+    }
+    for (int r = 0; r < REPEATS; r++) {    /* then the eager reference */
+        double t0 = now();
+        ag_backward(c, root);
+        eager[r] = (now() - t0) * 1e9 / n;
     }
     printf("single-row replay, %s: %d nodes\n", what, n);
     printf("  forward           %6.2f ns/node\n", median(fwd, REPEATS));
@@ -312,22 +315,30 @@ static void bench_batched(int32_t hidden, int64_t rows) {
     ag_ctx_free(c);
 }
 
+/* ./bench_replay [points] runs everything; ./bench_replay PART [n] one part
+ * (moons [points], chain, opmix [passes], batched), for an interleaved
+ * comparison of two builds (benchmarks/vs_base.py). */
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "opmix") == 0) {
-        bench_opmix(argc > 2 ? atoi(argv[2]) : 51);
-        return 0;
+    const char *part = argc > 1 && !isdigit((unsigned char)argv[1][0]) ? argv[1] : "all";
+    int all = strcmp(part, "all") == 0, arg = all ? 1 : 2;
+    int n = argc > arg ? atoi(argv[arg]) : 0;
+    if (all || strcmp(part, "moons") == 0) {
+        int points = n > 0 ? n : 1541;
+        ag_ctx *c = ag_ctx_new();
+        mlp m;
+        mlp_init(c, &m, 16);
+        char what[64];
+        snprintf(what, sizeof what, "moons loss over %d points", points);
+        bench_single_row(what, c, moons_loss(c, &m, points));
     }
-    int points = argc > 1 ? atoi(argv[1]) : 1541;
-    ag_ctx *c = ag_ctx_new();
-    mlp m;
-    mlp_init(c, &m, 16);
-    char what[64];
-    snprintf(what, sizeof what, "moons loss over %d points", points);
-    bench_single_row(what, c, moons_loss(c, &m, points));
-    c = ag_ctx_new();
-    bench_single_row("chain h*1.0001+0.001", c, chain(c, 250000));
-    bench_opmix(51);
-    bench_batched(16, 100000);
-    bench_batched(64, 20000);
+    if (all || strcmp(part, "chain") == 0) {
+        ag_ctx *c = ag_ctx_new();
+        bench_single_row("chain h*1.0001+0.001", c, chain(c, 250000));
+    }
+    if (all || strcmp(part, "opmix") == 0) bench_opmix(!all && n > 0 ? n : 51);
+    if (all || strcmp(part, "batched") == 0) {
+        bench_batched(16, 100000);
+        bench_batched(64, 20000);
+    }
     return 0;
 }

@@ -372,6 +372,17 @@ int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
                  const int64_t *grads, int32_t n_grads, double *out,
                  double *grad_out, int threads);
 
+/* ag_graph_run that also gives each row's gradients: row_grads (NULL: as
+ * ag_graph_run) receives n_rows * n_grads doubles, row r's gradient of
+ * node grads[j] at row_grads[r * n_grads + j] -- each what a run of that
+ * row alone gives, bit for bit.  grad_out then receives the sums of those
+ * per-row gradients (equal to ag_graph_run's up to the order of the
+ * additions).  Same contract otherwise; on error nothing is written. */
+int ag_graph_run_rows(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
+                      const double *rows, int64_t n_rows, int64_t row_stride,
+                      const int64_t *grads, int32_t n_grads, double *out,
+                      double *grad_out, double *row_grads, int threads);
+
 /* Bulk parameter updates, one lock for n nodes.  Every handle is checked
  * first: on a bad one, its status and nothing changes.  Return AG_OK. */
 /* grad = int 0, for each node (Module.zero_grad()). */

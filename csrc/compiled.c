@@ -251,31 +251,55 @@ static AG_ALWAYS_INLINE void add_term(const prog *q, int32_t ch, double t,
     }
 }
 
+/* What rule `reads` (AG_READS_*) sees of node in: its operands' values
+ * (types when typed), exponent and own value -- only those it reads, as
+ * each case asks: a load of an operand far back in the program may miss
+ * the caches. */
+static AG_ALWAYS_INLINE ag_operands operands_at(const prog *q,
+                                                const ag_cins *in, int reads,
+                                                int typed) {
+    ag_operands o = {0.0, 0.0, 0.0, 0.0, 0, 0, in->k_int};
+    if (reads & AG_READS_X) {
+        o.x = q->v[in->a];
+        if (typed) o.x_int = q->di[in->a];
+    }
+    if (reads & AG_READS_Y) {
+        o.y = q->v[in->b];
+        if (typed) o.y_int = q->di[in->b];
+    }
+    if (reads & AG_READS_K) o.k = q->k[in->p];
+    if (reads & AG_READS_OUT) o.out = q->v[in->p];
+    return o;
+}
+
 /* Node in's terms from its grad gr (type g_int) to its children, a first. */
 static AG_ALWAYS_INLINE void backprop_pos(const prog *q, const ag_cins *in,
-                                          const ag_operands *o, double gr,
-                                          int g_int, int typed,
+                                          double gr, int g_int, int typed,
                                           int all_typed) {
+    ag_operands o;
     double t;
     int t_int;
 #define ROW(code, rule, name, arity) BP_##arity(code, rule)
 #define BP_0(code, rule) case AG_##code: break;
+#define BP_A(rule)                                                      \
+        o = operands_at(q, in, rule##_reads, typed);                    \
+        t = rule##_grad_a(&o, gr, g_int, &t_int);                       \
+        add_term(q, in->a, t, t_int, typed, all_typed);
 #define BP_1(code, rule)                                                \
     case AG_##code:                                                     \
-        t = rule##_grad_a(o, gr, g_int, &t_int);                        \
-        add_term(q, in->a, t, t_int, typed, all_typed);                 \
+        BP_A(rule)                                                      \
         break;
 #define BP_2(code, rule)                                                \
     case AG_##code:                                                     \
-        t = rule##_grad_a(o, gr, g_int, &t_int);                        \
-        add_term(q, in->a, t, t_int, typed, all_typed);                 \
-        t = rule##_grad_b(o, gr, g_int, &t_int);                        \
+        BP_A(rule)                                                      \
+        t = rule##_grad_b(&o, gr, g_int, &t_int);                       \
         add_term(q, in->b, t, t_int, typed, all_typed);                 \
         break;
     switch ((ag_op)in->op) {
     AG_OP_LIST(ROW)
     }
 #undef ROW
+#undef BP_A
 }
 
 /* The eager backward over the program: root grad int 1, then each op node's
@@ -287,18 +311,13 @@ static void backward_pass(const ag_graph *g, int all_typed) {
     q.gi[g->n - 1] = 1;
     for (int32_t i = g->n_ins; i-- > 0;) {
         const ag_cins *in = &q.ci[i];
-        int32_t p = in->p, a = in->a, b = in->b;
-        double y = b >= 0 ? q.v[b] : 0.0, gr = q.gd[p];
+        double gr = q.gd[in->p];
         if (!all_typed && !(in->typed & AG_TYPED_BACKWARD)) {
-            ag_operands o = {q.v[a], y, exponent_of(&q, in), q.v[p], 0, 0,
-                             in->k_int};
-            backprop_pos(&q, in, &o, gr, 0, 0, 0);
+            backprop_pos(&q, in, gr, 0, 0, 0);
         } else {
-            int g_int = all_typed || (in->typed & AG_TYPED_OWN_GRAD) ? q.gi[p]
-                                                                     : 0;
-            ag_operands o = {q.v[a], y, exponent_of(&q, in), q.v[p], q.di[a],
-                             b >= 0 ? q.di[b] : 0, in->k_int};
-            backprop_pos(&q, in, &o, gr, g_int, 1, all_typed);
+            int g_int = all_typed || (in->typed & AG_TYPED_OWN_GRAD)
+                            ? q.gi[in->p] : 0;
+            backprop_pos(&q, in, gr, g_int, 1, all_typed);
         }
     }
     if (!all_typed) {     /* untracked grads got a float term: floats now */

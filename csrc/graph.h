@@ -22,8 +22,11 @@ typedef struct ag_scratch {
     double *v;      /* n * B: v[p * B + r], value of node p in block row r  */
     double *g;      /* n * B: its gradient.  Rows of op nodes are all zero
                      * between blocks; rows of sources accumulate over a run */
-    double *acc;    /* acc_cap * B: per-row grad sums of requested op nodes */
-    size_t acc_cap; /* rows of acc allocated                                */
+    double *acc;    /* acc_cap * B: per-row grad sums of requested op nodes
+                     * (and sources, when per-row grads are asked for)      */
+    double *rowg;   /* acc_cap * B: a block's grad rows of the same, for
+                     * per-row grads                                        */
+    size_t acc_cap; /* rows of acc and rowg allocated                       */
 } ag_scratch;
 
 /* An op node of the program, as forward evaluation reads it. */

@@ -49,10 +49,12 @@ enum {
     AG_READS_X = 1,
     AG_READS_Y = 2,
     AG_READS_K = 4,
-    AG_READS_TYPES = 8  /* for a float grad, R_grad_* still depends on the
+    AG_READS_TYPES = 8, /* for a float grad, R_grad_* still depends on the
                          * operands' int types (Python's int power): the
                          * compiled replay's float kernels take every op
                          * without this bit */
+    AG_READS_OUT = 16   /* R_grad_* read out (the eager backward loads it for
+                         * every op; the compiled replay only for these) */
 };
 
 /* x ** k for an int x and an int k >= 0, by squaring: exact while every
@@ -172,7 +174,7 @@ static AG_ALWAYS_INLINE double pow_const_grad_a(const ag_operands *o, double g,
 }
 
 /* ---- pow: a ** b, both nodes --------------------------------------------- */
-enum { pow_reads = AG_READS_X | AG_READS_Y | AG_READS_TYPES };
+enum { pow_reads = AG_READS_X | AG_READS_Y | AG_READS_TYPES | AG_READS_OUT };
 static AG_ALWAYS_INLINE double pow_value(double x, double y, double k) {
     (void)k;
     return pow(x, y);
@@ -197,7 +199,7 @@ static AG_ALWAYS_INLINE double pow_grad_b(const ag_operands *o, double g, int g_
 }
 
 /* ---- relu: 0 if a < 0 else a (micrograd; int 0 for a negative a) -------- */
-enum { relu_reads = 0 };
+enum { relu_reads = AG_READS_OUT };
 static AG_ALWAYS_INLINE double relu_value(double x, double y, double k) {
     (void)y, (void)k;
     return x < 0 ? 0.0 : x;
@@ -214,7 +216,7 @@ static AG_ALWAYS_INLINE double relu_grad_a(const ag_operands *o, double g, int g
 }
 
 /* ---- tanh ----------------------------------------------------------------- */
-enum { tanh_reads = 0 };
+enum { tanh_reads = AG_READS_OUT };
 static AG_ALWAYS_INLINE double tanh_value(double x, double y, double k) {
     (void)y, (void)k;
     return tanh(x);
@@ -230,7 +232,7 @@ static AG_ALWAYS_INLINE double tanh_grad_a(const ag_operands *o, double g, int g
 }
 
 /* ---- exp: OverflowError where math.exp raises it --------------------------- */
-enum { exp_reads = 0 };
+enum { exp_reads = AG_READS_OUT };
 static AG_ALWAYS_INLINE double exp_value(double x, double y, double k) {
     (void)y, (void)k;
     return exp(x);
@@ -264,7 +266,7 @@ static AG_ALWAYS_INLINE double log_grad_a(const ag_operands *o, double g, int g_
 }
 
 /* ---- sigmoid: 1 / (1 + e**-a), computed without overflow ------------------ */
-enum { sigmoid_reads = 0 };
+enum { sigmoid_reads = AG_READS_OUT };
 static AG_ALWAYS_INLINE double sigmoid_value(double x, double y, double k) {
     (void)y, (void)k;
     if (x >= 0) return 1.0 / (1.0 + exp(-x));
