@@ -68,9 +68,12 @@ void ag__compiled_capture(ag_graph *g, const ag_ctx *c) {
                                    AG_TYPED_OWN_GRAD};
     }
     for (int32_t p = 0; p < g->n; p++) {     /* parent links, opaque's too */
-        int32_t id = g->id[p];
-        if (c->a[id] != AG_NONE) g->inrefs[c->stack[c->a[id]]]++;
-        if (c->b[id] != AG_NONE) g->inrefs[c->stack[c->b[id]]]++;
+        int32_t id = g->id[p], a = c->a[id], b = c->b[id];
+        if (a != AG_NONE) g->inrefs[c->stack[a]]++;
+        /* ag__topo walks no further below a node without child a (but the
+         * root's child b): a child it did not walk is no node here */
+        if (b != AG_NONE && (a != AG_NONE || p == g->n - 1))
+            g->inrefs[c->stack[b]]++;
     }
     g->inrefs[g->n - 1]++;                   /* the graph's own, on root */
     g->analysed = g->typed_ok = 0;
