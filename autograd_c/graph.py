@@ -240,14 +240,23 @@ class Graph:
 
     __slots__ = ("_g", "_root", "_n", "_cache", "__weakref__")
 
-    def __init__(self, root):
+    def __init__(self, root, *, exact=True):
+        """Capture everything root reaches.  exact=False lets forward() and
+        backward() compute float powers by cheaper formulas (x ** -1 as
+        1 / x, x ** 2 as x * x, ...): values and grads within an ulp or two
+        of the exact ones, with the same types and exceptions; the default
+        gives the eager engine's results bit for bit."""
         if not isinstance(root, Value):
             raise TypeError(f"Graph needs a Value to capture, not {type(root).__name__}")
+        if not isinstance(exact, bool):
+            raise TypeError(f"Graph's exact must be True or False, not {exact!r}")
         out = ffi.new("ag_graph **")
         status = lib.ag_graph_new(ctx, root._i, out)
         if status:
             fail(status, "Graph")
         self._g = ffi.gc(out[0], lib.ag_graph_free)
+        if not exact:
+            lib.ag_graph_set_exact(self._g, 0)
         self._root = root
         self._n = lib.ag_graph_size(self._g)
         self._cache = {}  # "inputs" / "grads" -> (Values, C id array)

@@ -67,6 +67,10 @@ extern "C" {
     X(OPAQUE, opaque, "", 0)         /* keeps children a, b; no rules  */   \
     X(ABS, abs, "abs", 1)            /* |a|, gradient sign(a)          */
 
+/* This engine has ag_graph_set_exact (for code built against several
+ * versions, such as the benchmarks). */
+#define AG_HAS_INEXACT_REPLAY 1
+
 #define AG__OP_CODE(code, rule, name, arity) AG_##code,
 #define AG__OP_ONE(code, rule, name, arity) +1
 typedef enum ag_op { AG_OP_LIST(AG__OP_CODE) } ag_op;
@@ -341,6 +345,12 @@ int32_t ag_graph_position(const ag_graph *g, int64_t h);
  * state in the graph until something names them: every function that
  * reads a node sees what this call computed.) */
 int ag_graph_forward(ag_graph *g);
+
+/* exact = 0 lets ag_graph_forward / ag_graph_backward compute float powers
+ * by cheaper formulas (x ** -1 as 1 / x, x ** 2 as x * x, ...): results
+ * within an ulp or two of the exact ones, the same types and errors;
+ * exact = 1 (the default) is bit-identical to the eager engine.  AG_OK. */
+int ag_graph_set_exact(ag_graph *g, int exact);
 
 /* ag_backward(root) without the topological sort: root's grad = int 1, then
  * every node's contributions in reverse program order, accumulated into the

@@ -77,6 +77,23 @@ void ag__compiled_capture(ag_graph *g, const ag_ctx *c) {
     }
     g->inrefs[g->n - 1]++;                   /* the graph's own, on root */
     g->analysed = g->typed_ok = 0;
+    g->exact = 1;
+}
+
+int ag_graph_set_exact(ag_graph *g, int exact) {
+    pthread_mutex_lock(&g->lock);
+    g->exact = exact != 0;
+    pthread_mutex_unlock(&g->lock);
+    return AG_OK;
+}
+
+/* x ** k of floats in an inexact replay: a division or a product for the
+ * common exponents instead of pow (within an ulp or two of it). */
+static double pow_inexact(double x, double k) {
+    if (k == -1.0) return 1.0 / x;
+    if (k == 2.0) return x * x;
+    if (k == -2.0) return 1.0 / (x * x);
+    return pow(x, k);
 }
 
 /* ---- the rules, by op code ----------------------------------------------- */
@@ -227,7 +244,12 @@ static int forward_pass(const ag_graph *g) {
         if (!(in->typed & AG_TYPED_FORWARD)) {     /* floats: types 0 */
             ag_operands o = {q.v[in->a], y, exponent_of(&q, in), 0.0, 0, 0,
                              in->k_int};
-            st = ag__eval(in->op, &o, &r, &r_int);
+            if (!g->exact && in->op == AG_POW_CONST) {
+                st = ag__float_pow(o.x, o.k, pow_inexact, &r);
+                r_int = 0;
+            } else {
+                st = ag__eval(in->op, &o, &r, &r_int);
+            }
         } else {
             ag_operands o = {q.v[in->a], y, exponent_of(&q, in), 0.0,
                              q.di[in->a], in->b >= 0 ? q.di[in->b] : 0,
@@ -316,7 +338,14 @@ static void backward_pass(const ag_graph *g, int all_typed) {
         const ag_cins *in = &q.ci[i];
         double gr = q.gd[in->p];
         if (!all_typed && !(in->typed & AG_TYPED_BACKWARD)) {
-            backprop_pos(&q, in, gr, 0, 0, 0);
+            if (!g->exact && in->op == AG_POW_CONST) {
+                int t_int;
+                q.gd[in->a] += ag__grad_power_by(pow_inexact, q.v[in->a], 0,
+                                                 q.k[in->p], in->k_int, gr, 0,
+                                                 &t_int);
+            } else {
+                backprop_pos(&q, in, gr, 0, 0, 0);
+            }
         } else {
             int g_int = all_typed || (in->typed & AG_TYPED_OWN_GRAD)
                             ? q.gi[in->p] : 0;

@@ -95,6 +95,7 @@ struct ag_graph {
     uint8_t *src_int;       /* n_src: the sources' types analysed for       */
     int analysed;           /* may_int, gkeep, typed hold for src_int        */
     int typed_ok;           /* the committed types agree with the analysis  */
+    int exact;              /* 0: cheaper formulas for float powers          */
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
     int rows_per_block;     /* B, chosen at the first run (0 before)        */

@@ -67,6 +67,12 @@ double ag__int_pow(double x, double k);
 int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
                    int *out_int);
 
+/* Python's float x ** y with x ** y computed by power (pow, or a cheaper
+ * formula for an inexact replay): ZeroDivisionError, complex results and
+ * overflow as Python's.  Writes *out; AG_OK or the status. */
+int ag__float_pow(double x, double y, double (*power)(double, double),
+                  double *out);
+
 /* An int result that left the range of doubles is an error; an int zero is
  * stored as +0.0 (Python's int 0 has no sign). */
 static inline int ag__int_result(double r, double *out) {
@@ -105,6 +111,9 @@ static inline int ag__float_result(double r, double *out, int *out_int) {
  * four copies cost the common ops more than the call costs pow. */
 double ag__grad_power(double x, int x_int, double k, int k_int, double g,
                       int g_int, int *c_int);
+/* The same with x ** (k - 1) computed by power where it is a float. */
+double ag__grad_power_by(double (*power)(double, double), double x, int x_int,
+                         double k, int k_int, double g, int g_int, int *c_int);
 
 /* ---- add: a + b ---------------------------------------------------------- */
 enum { add_reads = 0 };

@@ -7,6 +7,7 @@ would show: data, grads and their int/float types, bit for bit.
 Each test captures a graph whose interior Values were dropped before
 capture (so its nodes are private to the graph) and compares every node,
 walked children first, with a fresh eager build of the same program."""
+import math
 import random
 
 import pytest
@@ -223,3 +224,69 @@ def test_leaf_types_change_between_passes():
         fresh = ((fx * fy + fx) * (fy * 2)).relu() + fx * fx
         fresh.backward()
         assert state(g.root) == state(fresh), (vx, vy)
+
+
+# ---- Graph(root, exact=False): cheaper powers, tested to a tolerance ----------
+
+def close_state(ours, theirs):
+    """Same types; floats within a few ulps (NaN where NaN)."""
+    for (td, vd), (te, ve) in zip(ours, theirs):
+        if td != te:
+            return False
+        if isinstance(vd, float) and not (vd == ve or math.isclose(vd, ve, rel_tol=1e-13)
+                                          or (math.isnan(vd) and math.isnan(ve))):
+            return False
+        if not isinstance(vd, float) and vd != ve:
+            return False
+    return True
+
+
+def numbers(root):
+    """(type, value) of data and grad of every node root reaches."""
+    out = []
+    for v in ordered_nodes(root):
+        out += [(type(v.data), v.data), (type(v.grad), v.grad)]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_inexact_replay_is_close_with_the_same_types_and_errors(seed):
+    rng = random.Random(500 + seed)
+    program = random_program(rng, 3, 14, ops=ALL_OPS,
+                             exponent=lambda r: r.choice([-1, -2, 2, -1.0, 2.0, 3, 0.5]))
+    run = run_program(Value, program, root="last")
+    exact_run = run_program(Value, program, root="last", plan=run)
+    inexact, exact = Graph(run.root, exact=False), Graph(exact_run.root)
+    for _ in range(4):
+        values = [small_number(rng) for _ in program.leaves]
+        for leaves in (run.leaves, exact_run.leaves):
+            for leaf, v in zip(leaves, values):
+                leaf.data = v
+        outcomes = []
+        for g, root in ((inexact, run.root), (exact, exact_run.root)):
+            try:
+                g.forward()
+            except PYTHON_ERRORS as e:
+                outcomes.append(type(e))
+                continue
+            zero_source_grads(root)
+            g.backward()
+            outcomes.append(numbers(root))
+        if isinstance(outcomes[1], type):
+            assert outcomes[0] is outcomes[1]
+        else:
+            assert close_state(outcomes[0], outcomes[1]), program
+
+
+def test_inexact_powers_of_the_op_mix_softmax():
+    e = [Value(x / 10).exp() for x in range(4)]
+    inv = (e[0] + e[1] + e[2] + e[3]) ** -1
+    g = Graph(e[3] * inv * (e[0] ** 2), exact=False)
+    ex = [Value(x / 10).exp() for x in range(4)]
+    fresh = ex[3] * (ex[0] + ex[1] + ex[2] + ex[3]) ** -1 * (ex[0] ** 2)
+    assert math.isclose(g.forward(), fresh.data, rel_tol=1e-14)
+    g.backward()
+    fresh.backward()
+    assert close_state(numbers(g.root), numbers(fresh))
+    with pytest.raises(TypeError, match="exact"):
+        Graph(g.root, exact=0)
