@@ -256,7 +256,7 @@ class Graph:
             fail(status, "Graph")
         self._g = ffi.gc(out[0], lib.ag_graph_free)
         if not exact:
-            lib.ag_graph_set_exact(self._g, 0)
+            lib.ag_graph_set_options(self._g, lib.AG_GRAPH_INEXACT)
         self._root = root
         self._n = lib.ag_graph_size(self._g)
         self._cache = {}  # "inputs" / "grads" -> (Values, C id array)

@@ -67,9 +67,9 @@ extern "C" {
     X(OPAQUE, opaque, "", 0)         /* keeps children a, b; no rules  */   \
     X(ABS, abs, "abs", 1)            /* |a|, gradient sign(a)          */
 
-/* This engine has ag_graph_set_exact (for code built against several
+/* This engine has ag_graph_set_options (for code built against several
  * versions, such as the benchmarks). */
-#define AG_HAS_INEXACT_REPLAY 1
+#define AG_HAS_GRAPH_OPTIONS 1
 
 #define AG__OP_CODE(code, rule, name, arity) AG_##code,
 #define AG__OP_ONE(code, rule, name, arity) +1
@@ -346,11 +346,19 @@ int32_t ag_graph_position(const ag_graph *g, int64_t h);
  * reads a node sees what this call computed.) */
 int ag_graph_forward(ag_graph *g);
 
-/* exact = 0 lets ag_graph_forward / ag_graph_backward compute float powers
- * by cheaper formulas (x ** -1 as 1 / x, x ** 2 as x * x, ...): results
- * within an ulp or two of the exact ones, the same types and errors;
- * exact = 1 (the default) is bit-identical to the eager engine.  AG_OK. */
-int ag_graph_set_exact(ag_graph *g, int exact);
+/* Options of a graph's single-row replay (ag_graph_set_options). */
+enum {
+    AG_GRAPH_INEXACT = 1,  /* float powers by cheaper formulas (x ** -1 as
+                            * 1 / x, x ** 2 as x * x, ...): results within
+                            * an ulp or two, the same types and errors     */
+    AG_GRAPH_UNFUSED = 2   /* one step per node: no fused runs of float sums
+                            * and products (the same results, for tests)   */
+};
+
+/* Set the options of g's ag_graph_forward / ag_graph_backward: 0 (the
+ * default: bit-identical to the eager engine, fused) or AG_GRAPH_* bits.
+ * AG_OK, or AG_ERR_ARG for an unknown bit (nothing changed). */
+int ag_graph_set_options(ag_graph *g, int options);
 
 /* ag_backward(root) without the topological sort: root's grad = int 1, then
  * every node's contributions in reverse program order, accumulated into the

@@ -46,6 +46,17 @@ typedef struct ag_cins {
     uint8_t typed;          /* AG_TYPED_*: where Python's int types matter  */
 } ag_cins;
 
+/* A member of a run (compiled.c): operand positions a, b; the top bit of
+ * a set for a product, clear for a sum. */
+typedef struct ag_link {
+    uint32_t a;
+    int32_t b;
+} ag_link;
+
+/* ag_cins.op of a run step: members links[a .. a + b) at positions p,
+ * p + 1, ... */
+enum { AG_RUN = 255 };
+
 /* ag_cins.typed: the parts of a node's rules that must follow the int
  * types (the others run float kernels: the same bits for float numbers). */
 enum {
@@ -95,7 +106,12 @@ struct ag_graph {
     uint8_t *src_int;       /* n_src: the sources' types analysed for       */
     int analysed;           /* may_int, gkeep, typed hold for src_int        */
     int typed_ok;           /* the committed types agree with the analysis  */
-    int exact;              /* 0: cheaper formulas for float powers          */
+    int options;            /* AG_GRAPH_INEXACT | AG_GRAPH_UNFUSED           */
+    /* The kernels' program (analyse): cins with each run of float adds and
+     * multiplies at consecutive positions made one AG_RUN step.            */
+    ag_cins *steps;         /* n_steps <= n_ins                             */
+    int32_t n_steps;
+    ag_link *links;         /* the runs' members, in order                  */
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
     int rows_per_block;     /* B, chosen at the first run (0 before)        */
