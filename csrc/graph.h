@@ -145,6 +145,10 @@ static inline int32_t ag__graph_position(const ag_graph *g, int64_t h) {
  * forward (AG_OK or the first failing node's status, nothing changed) or a
  * backward (locked, under the graph's lock). */
 int ag__compiled_alloc(ag_graph *g, size_t n);
+/* analysis.c: may_int, gkeep, each cins' typed bits and the steps for the
+ * sources' types in src_int; the steps alone (after an option change). */
+void ag__analyse(ag_graph *g);
+void ag__build_steps(ag_graph *g);
 void ag__compiled_free(ag_graph *g);
 void ag__compiled_capture(ag_graph *g, const ag_ctx *c);
 int ag__compiled_forward(ag_graph *g);
