@@ -8,6 +8,7 @@ Runs `NEW ARGS` and `BASE ARGS` in turn (new, base, new, base, ...) N times
 line before the numbers.  Prints, per figure, the median of each build and
 the median of the pairwise ratios base / new (> 1: the new build is faster),
 so that drift of the machine's speed during the run cancels pair by pair.
+Figures only the new build prints are listed with its median alone.
 """
 import re
 import statistics
@@ -43,6 +44,7 @@ def main(argv):
         runs["new"].append(figures([new, *args]))
         runs["base"].append(figures([base, *args]))
     keys = [k for k in runs["new"][0] if all(k in r for r in runs["base"] + runs["new"])]
+    only_new = [k for k in runs["new"][0] if k not in keys]
     print(f"{pairs} interleaved pairs: {new} vs {base} {' '.join(args)}")
     print(f"{'figure':<58}{'new':>10}{'base':>10}{'base/new':>10}")
     for k in keys:
@@ -51,6 +53,10 @@ def main(argv):
         ratio = statistics.median(y / x for x, y in zip(a, b))
         print(f"{(k[0] + ' [' + k[1] + ']')[-57:]:<58}{statistics.median(a):>10.2f}"
               f"{statistics.median(b):>10.2f}{ratio:>9.2f}x")
+    for k in only_new:                       # figures the base does not print
+        a = [r[k] for r in runs["new"] if k in r]
+        print(f"{(k[0] + ' [' + k[1] + ']')[-57:]:<58}{statistics.median(a):>10.2f}"
+              f"{'-':>10}{'-':>10}")
 
 
 if __name__ == "__main__":

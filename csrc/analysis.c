@@ -129,18 +129,16 @@ static int runnable(const ag_cins *in) {
     return (in->op == AG_ADD || in->op == AG_MUL) && !in->typed;
 }
 
-/* Each run of at least two runnable instructions at consecutive positions
- * becomes one AG_RUN step (their members in links), the others stay as
- * they are.  A run does what its members' steps would, in their order: the
- * same bits, one dispatch and 8 bytes per member. */
+/* Each run of at least two consecutive runnable instructions becomes one
+ * AG_RUN step (their members in links), the others stay as they are.  A
+ * run does what its members' steps would, in their order: the same bits,
+ * one dispatch and 12 bytes per member. */
 void ag__build_steps(ag_graph *g) {
     int32_t n_steps = 0, n_links = 0;
     for (int32_t i = 0; i < g->n_ins;) {
         int32_t len = 0;
         if (!(g->options & AG_GRAPH_UNFUSED))
-            while (i + len < g->n_ins && runnable(&g->cins[i + len]) &&
-                   g->cins[i + len].p == g->cins[i].p + len)
-                len++;
+            while (i + len < g->n_ins && runnable(&g->cins[i + len])) len++;
         if (len < 2) {
             g->steps[n_steps++] = g->cins[i++];
             continue;
@@ -148,7 +146,7 @@ void ag__build_steps(ag_graph *g) {
         g->steps[n_steps++] = (ag_cins){g->cins[i].p, n_links, len, AG_RUN, 0, 0};
         for (int32_t j = 0; j < len; j++, i++)
             g->links[n_links++] = (ag_link){
-                (uint32_t)g->cins[i].a |
+                g->cins[i].p, (uint32_t)g->cins[i].a |
                     (g->cins[i].op == AG_MUL ? UINT32_C(1) << 31 : 0),
                 g->cins[i].b};
     }

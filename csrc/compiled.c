@@ -119,25 +119,26 @@ static AG_ALWAYS_INLINE double exponent_of(const prog *q, const ag_cins *in) {
     return in->op == AG_POW_CONST ? q->k[in->p] : 0.0;
 }
 
-/* A run's members' values (floats) at positions p, p + 1, ... */
+/* A run's members' values (floats). */
 static AG_ALWAYS_INLINE void run_forward(const prog *q, const ag_link *link,
-                                         int32_t p, int32_t len) {
+                                         int32_t len) {
     double *v = q->v;
+    uint8_t *di = q->di;
     for (int32_t j = 0; j < len; j++) {
         double x = v[link[j].a & INT32_MAX], y = v[link[j].b];
-        v[p + j] = link[j].a >> 31 ? mul_value(x, y, 0.0) : add_value(x, y, 0.0);
+        v[link[j].p] = link[j].a >> 31 ? mul_value(x, y, 0.0) : add_value(x, y, 0.0);
+        di[link[j].p] = 0;
     }
-    memset(q->di + p, 0, (size_t)len);
 }
 
 /* A run's members' terms, last first: mul_grad_a / _b and add_grad_a / _b
  * of a float grad (y * g, x * g; g), child a before b. */
 static AG_ALWAYS_INLINE void run_backward(const prog *q, const ag_link *link,
-                                          int32_t p, int32_t len) {
+                                          int32_t len) {
     double *gd = q->gd;
     const double *v = q->v;
     for (int32_t j = len; j-- > 0;) {
-        double g = gd[p + j];
+        double g = gd[link[j].p];
         uint32_t a = link[j].a & INT32_MAX;
         int32_t b = link[j].b;
         if (link[j].a >> 31) {
@@ -161,7 +162,7 @@ static int forward_pass(const ag_graph *g) {
     for (int32_t i = 0; i < n_steps; i++) {
         const ag_cins *in = &g->steps[i];
         if (in->op == AG_RUN) {
-            run_forward(&q, g->links + in->a, in->p, in->b);
+            run_forward(&q, g->links + in->a, in->b);
             continue;
         }
         double y = in->b >= 0 ? q.v[in->b] : 0.0, r;
@@ -263,7 +264,7 @@ static void backward_pass(const ag_graph *g, int all_typed) {
     for (int32_t i = all_typed ? g->n_ins : g->n_steps; i-- > 0;) {
         const ag_cins *in = &steps[i];
         if (in->op == AG_RUN) {
-            run_backward(&q, g->links + in->a, in->p, in->b);
+            run_backward(&q, g->links + in->a, in->b);
             continue;
         }
         double gr = q.gd[in->p];

@@ -46,15 +46,15 @@ typedef struct ag_cins {
     uint8_t typed;          /* AG_TYPED_*: where Python's int types matter  */
 } ag_cins;
 
-/* A member of a run (compiled.c): operand positions a, b; the top bit of
- * a set for a product, clear for a sum. */
+/* A member of a run (compiled.c): its position p, operand positions a,
+ * b; the top bit of a set for a product, clear for a sum. */
 typedef struct ag_link {
+    int32_t p;
     uint32_t a;
     int32_t b;
 } ag_link;
 
-/* ag_cins.op of a run step: members links[a .. a + b) at positions p,
- * p + 1, ... */
+/* ag_cins.op of a run step: members links[a .. a + b). */
 enum { AG_RUN = 255 };
 
 /* ag_cins.typed: the parts of a node's rules that must follow the int
@@ -107,8 +107,8 @@ struct ag_graph {
     int analysed;           /* may_int, gkeep, typed hold for src_int        */
     int typed_ok;           /* the committed types agree with the analysis  */
     int options;            /* AG_GRAPH_INEXACT | AG_GRAPH_UNFUSED           */
-    /* The kernels' program (analyse): cins with each run of float adds and
-     * multiplies at consecutive positions made one AG_RUN step.            */
+    /* The kernels' program (analysis.c): cins with each run of float sums
+     * and products made one AG_RUN step.                                   */
     ag_cins *steps;         /* n_steps <= n_ins                             */
     int32_t n_steps;
     ag_link *links;         /* the runs' members, in order                  */
