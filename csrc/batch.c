@@ -122,20 +122,34 @@ typedef struct run_job {
     ag_scratch *s;
 } run_job;
 
-/* Node p's grad rows gp of this block into its acc row (the sums) and,
- * for per-row grads, its row of the block's copies (s->rowg). */
-static AG_ALWAYS_INLINE void take_rows(const run_job *j, int32_t p,
-                                       const double *gp, int nr, size_t B) {
-    size_t at = (size_t)j->g->slot[p] * B;
-    double *sum = j->s->acc + at;
-    for (int r = 0; r < nr; r++) sum[r] += gp[r];
-    if (j->row_grads) memcpy(j->s->rowg + at, gp, (size_t)nr * sizeof(double));
+/* For per-row grads: a block's grad rows gp of the node with acc row
+ * `slot`, kept in s->rowg until write_row_grads.  Out of line: runs
+ * without per-row grads do not pay for it in their loop. */
+static __attribute__((noinline)) void keep_rows(const run_job *j, int32_t slot,
+                                               const double *gp, int nr,
+                                               size_t B) {
+    memcpy(j->s->rowg + (size_t)slot * B, gp, (size_t)nr * sizeof(double));
 }
 
-/* Per-row grads of the block's rows from s->rowg into j->row_grads. */
-static void write_row_grads(const run_job *j, int64_t r0, int nr, size_t B) {
+/* The end of a block with per-row grads: requested sources' rows into
+ * their acc and rowg rows (then cleared, so that each block's rows start
+ * from zero), and every requested node's rows from s->rowg into
+ * j->row_grads. */
+static __attribute__((noinline)) void write_row_grads(const run_job *j,
+                                                     int64_t r0, int nr,
+                                                     size_t B) {
+    const ag_graph *g = j->g;
+    for (int32_t i = 0; i < g->n_src; i++) {
+        int32_t p = g->src[i];
+        if (g->slot[p] < 0) continue;
+        double *gs = j->s->g + (size_t)p * B;
+        double *sum = j->s->acc + (size_t)g->slot[p] * B;
+        for (int r = 0; r < nr; r++) sum[r] += gs[r];
+        keep_rows(j, g->slot[p], gs, nr, B);
+        memset(gs, 0, (size_t)nr * sizeof(double));
+    }
     for (int32_t i = 0; i < j->n_grads; i++) {
-        const double *rows = j->s->rowg + (size_t)j->g->slot[j->grad_pos[i]] * B;
+        const double *rows = j->s->rowg + (size_t)g->slot[j->grad_pos[i]] * B;
         double *out = j->row_grads + r0 * j->n_grads + i;
         for (int r = 0; r < nr; r++) out[(int64_t)r * j->n_grads] = rows[r];
     }
@@ -148,7 +162,7 @@ static AG_ALWAYS_INLINE void block_rows(const run_job *j, int64_t r0, int nr,
                                         size_t B) {
     const ag_graph *g = j->g;
     const ag_instr *ins = g->ins;
-    double *v = j->s->v, *gr = j->s->g;
+    double *v = j->s->v, *gr = j->s->g, *acc = j->s->acc;
     for (int32_t i = 0; i < j->n_in; i++) {
         double *vi = v + (size_t)j->in_pos[i] * B;
         const double *col = j->rows + r0 * j->stride + i;
@@ -175,19 +189,14 @@ static AG_ALWAYS_INLINE void block_rows(const run_job *j, int64_t r0, int nr,
         if (b >= 0)
             backward_rows(ins[i].op, 1, gr + (size_t)b * B, gp, x, y, o,
                           g->k[p], nr);
-        if (g->slot[p] >= 0) take_rows(j, p, gp, nr, B);
+        if (g->slot[p] >= 0) {
+            double *sum = acc + (size_t)g->slot[p] * B;
+            for (int r = 0; r < nr; r++) sum[r] += gp[r];
+            if (j->row_grads) keep_rows(j, g->slot[p], gp, nr, B);
+        }
         memset(gp, 0, (size_t)nr * sizeof(double));   /* ready for the next */
     }
-    if (j->row_grads) {                 /* requested sources: rows of this block */
-        for (int32_t i = 0; i < g->n_src; i++) {
-            int32_t p = g->src[i];
-            if (g->slot[p] < 0) continue;
-            double *gs = gr + (size_t)p * B;
-            take_rows(j, p, gs, nr, B);
-            memset(gs, 0, (size_t)nr * sizeof(double));
-        }
-        write_row_grads(j, r0, nr, B);
-    }
+    if (j->row_grads) write_row_grads(j, r0, nr, B);
 }
 
 AG_SIMD_CLONES static void run_block(const run_job *j, int64_t r0, int nr) {
