@@ -8,8 +8,8 @@ from cffi import FFI
 
 CSRC = "csrc"  # relative to the project root, where setuptools runs this file
 HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", CSRC, "autograd_c.h")
-SOURCES = ["arena.c", "rules.c", "eager.c", "replay.c", "batch.c", "params.c", "fork.c", "alloc.c", "context.c",
-           "serialize.c"]
+SOURCES = ["arena.c", "rules.c", "eager.c", "replay.c", "compiled.c", "analysis.c", "batch.c",
+           "params.c", "fork.c", "alloc.c", "context.c", "serialize.c"]
 
 
 def read_cdef(path=HEADER):

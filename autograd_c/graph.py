@@ -262,14 +262,23 @@ class Graph:
 
     __slots__ = ("_g", "_root", "_n", "_cache", "__weakref__")
 
-    def __init__(self, root):
+    def __init__(self, root, *, exact=True):
+        """Capture everything root reaches.  exact=False lets forward() and
+        backward() compute float powers by cheaper formulas (x ** -1 as
+        1 / x, x ** 2 as x * x, ...): values and grads within an ulp or two
+        of the exact ones, with the same types and exceptions; the default
+        gives the eager engine's results bit for bit."""
         if not isinstance(root, Value):
             raise TypeError(f"Graph needs a Value to capture, not {type(root).__name__}")
+        if not isinstance(exact, bool):
+            raise TypeError(f"Graph's exact must be True or False, not {exact!r}")
         out = ffi.new("ag_graph **")
         status = lib.ag_graph_new(ctx, root._i, out)
         if status:
             fail(status, "Graph")
         self._own(ffi.gc(out[0], lib.ag_graph_free), root)
+        if not exact:
+            lib.ag_graph_set_options(self._g, lib.AG_GRAPH_INEXACT)
 
     def _own(self, cgraph, root):
         """Hold cgraph (an ag_graph * under ffi.gc) whose root is the Value root."""
@@ -355,7 +364,7 @@ class Graph:
         self._cache[kind] = (key, ids)
         return key, ids
 
-    def run(self, inputs, rows, grads=(), *, threads=1, out=None):
+    def run(self, inputs, rows, grads=(), *, threads=1, out=None, row_grads=()):
         """Replay the graph once per row, in C, and return the root's value
         for each row.
 
@@ -379,6 +388,13 @@ class Graph:
                 additions; outputs are equal.
         out     optional writable float64 buffer of len(rows) to fill (and
                 return) instead of a new list.
+        row_grads  Values of this graph whose gradient is wanted row by row:
+                then run returns (outputs, per_row), per_row[r][j] the
+                gradient of the root for row r with respect to row_grads[j]
+                -- what a run of row r alone gives, bit for bit.  Their
+                .grad does not change.  With row_grads, the sums added into
+                grads are those of the per-row gradients (equal up to the
+                order of the additions).
 
         Computes in plain doubles, not Python's numbers: no int results and
         no exceptions -- log of x <= 0 gives nan or -inf, overflow inf.  No
@@ -388,6 +404,9 @@ class Graph:
         (a cell is not a number) before anything is computed or changed."""
         in_values, in_ids = self._ids("inputs", inputs)
         grad_values, grad_ids = self._ids("grads", grads)
+        row_values = self._ids("row_grads", row_grads)[0] if row_grads else ()
+        if row_values:   # the C call takes them after grads, in one array
+            grad_ids = _id_array(grad_values + row_values, "grads")[1]
         if threads is None:
             threads = os.cpu_count() or 1
         if not isinstance(threads, int) or threads < 1:
@@ -395,19 +414,24 @@ class Graph:
         width = len(in_values)
         cells, n_rows = _as_rows(rows, width)
         out_buf = ffi.new("double[]", n_rows or 1) if out is None else _out_buffer(out, n_rows)
-        n_grads = len(grad_values)
-        sums = ffi.new("double[]", n_grads or 1)
-        status = lib.ag_graph_run(self._g, in_ids, width, cells, n_rows, width,
-                                  grad_ids, n_grads, out_buf, sums, threads)
+        n_grads, n_all = len(grad_values), len(grad_values) + len(row_values)
+        sums = ffi.new("double[]", n_all or 1)
+        per_row = ffi.new("double[]", n_rows * n_all or 1) if row_values else ffi.NULL
+        status = lib.ag_graph_run_rows(self._g, in_ids, width, cells, n_rows, width,
+                                       grad_ids, n_all, out_buf, sums, per_row, threads)
         if status:
-            self._run_error(status, in_values, grad_values)
+            self._run_error(status, in_values, grad_values, row_values)
         if n_grads:
             status = lib.ag_add_grads(ctx, grad_ids, n_grads, sums)
             if status:
                 fail(status, "Graph.run")
-        return out if out is not None else ffi.unpack(out_buf, n_rows)
+        outputs = out if out is not None else ffi.unpack(out_buf, n_rows)
+        if not row_values:
+            return outputs
+        flat = ffi.unpack(per_row, n_rows * n_all)
+        return outputs, [flat[r * n_all + n_grads:(r + 1) * n_all] for r in range(n_rows)]
 
-    def _run_error(self, status, inputs, grads):
+    def _run_error(self, status, inputs, grads, row_grads=()):
         """Raise the exception for a failed run, naming the culprit."""
         for i, v in enumerate(inputs):
             p = lib.ag_graph_position(self._g, v._i)
@@ -416,7 +440,8 @@ class Graph:
             if v._node().op not in (lib.AG_LEAF, lib.AG_OPAQUE):
                 raise ValueError(f"inputs[{i}] is not a leaf of this graph: it is computed "
                                  f"from other Values (op {v._op!r})")
-        for j, v in enumerate(grads):
-            if lib.ag_graph_position(self._g, v._i) < 0:
-                raise ValueError(f"grads[{j}] is not a node of this graph")
+        for what, values in (("grads", grads), ("row_grads", row_grads)):
+            for j, v in enumerate(values):
+                if lib.ag_graph_position(self._g, v._i) < 0:
+                    raise ValueError(f"{what}[{j}] is not a node of this graph")
         fail(status, "Graph.run")

@@ -14,6 +14,12 @@
  *    The same for the 10**6-node chain h = h*1.0001 + 0.001 of
  *    bench_engine.c, half of whose nodes are constant leaves (read, not
  *    computed): the moons loss, nearly all op nodes, is the harder case.
+ *    And the issue's op mix (opmix): 100 inputs x_i = i/100, then 10,000 ops
+ *    cycling over softplus log(exp(x) + 1), a 4-term sum, a product and a
+ *    4-way softmax (each output a node), backward from the last node; reports
+ *    us per forward+backward pass as well.
+ * `./bench_replay PART` runs one part only (moons, chain, opmix, batched),
+ * for an interleaved comparison with another build (benchmarks/vs_base.py).
  * 2. Batched replay: the one-point hinge graph (inputs x0, x1, y) run over
  *    many rows by ag_graph_run with the gradients of all 337 parameters
  *    summed over rows (plain doubles).  Reports ns per node and row, for 1
@@ -21,6 +27,7 @@
  * Every figure is the median of several repeats.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +167,92 @@ static int64_t chain(ag_ctx *c, long steps) {
     return h;
 }
 
+/* The issue's op mix: n starts with x_i = i/100 (i < 100); op k (k % 4)
+ * appends 0: (n[-10].exp() + 1).log(); 1: a + b + c + d for n[-30:-10:5];
+ * 2: n[-20] * n[-10]; 3: the softmax of n[-4:] (e_j = exp, inv = (e0 + e1 +
+ * e2 + e3) ** -1, four outputs e_j * inv).  Returns the last node (the
+ * caller's); every other handle is released. */
+static int64_t opmix(ag_ctx *c, int ops) {
+    int64_t *n = malloc(sizeof(int64_t) * (size_t)(100 + 4 * ops));
+    int len = 0;
+    for (int i = 0; i < 100; i++) n[len++] = check(ag_leaf(c, i / 100.0, 0), "leaf");
+    for (int k = 0; k < ops; k++) {
+        int64_t t, u, e[4], s, inv;
+        switch (k % 4) {
+        case 0:
+            t = check(ag_apply(c, AG_EXP, n[len - 10], -1, 0, 0), "exp");
+            u = check(ag_apply_const(c, AG_ADD, t, 1, 1, 0), "add");
+            n[len++] = check(ag_apply(c, AG_LOG, u, -1, 0, 0), "log");
+            ag_release(c, t); ag_release(c, u);
+            break;
+        case 1:
+            t = check(ag_apply(c, AG_ADD, n[len - 30], n[len - 25], 0, 0), "add");
+            u = check(ag_apply(c, AG_ADD, t, n[len - 20], 0, 0), "add");
+            n[len] = check(ag_apply(c, AG_ADD, u, n[len - 15], 0, 0), "add");
+            len++;
+            ag_release(c, t); ag_release(c, u);
+            break;
+        case 2:
+            n[len] = check(ag_apply(c, AG_MUL, n[len - 20], n[len - 10], 0, 0), "mul");
+            len++;
+            break;
+        default:
+            for (int j = 0; j < 4; j++)
+                e[j] = check(ag_apply(c, AG_EXP, n[len - 4 + j], -1, 0, 0), "exp");
+            s = check(ag_apply(c, AG_ADD, e[0], e[1], 0, 0), "add");
+            for (int j = 2; j < 4; j++) s = add_into(c, s, e[j]);
+            inv = check(ag_apply(c, AG_POW_CONST, s, -1, -1, 1), "pow");
+            for (int j = 0; j < 4; j++) {
+                n[len + j] = check(ag_apply(c, AG_MUL, e[j], inv, 0, 0), "mul");
+                ag_release(c, e[j]);
+            }
+            len += 4;
+            ag_release(c, s); ag_release(c, inv);
+        }
+    }
+    int64_t root = n[len - 1];
+    ag_release_many(c, n, (size_t)len - 1);
+    free(n);
+    return root;
+}
+
+/* Median seconds of `passes` forward+backward passes of g. */
+static double pass_time(ag_graph *g, int passes) {
+    double *t = malloc(sizeof(double) * (size_t)passes);
+    for (int r = 0; r < passes; r++) {
+        double t0 = now();
+        check(ag_graph_forward(g), "forward");
+        ag_graph_backward(g);
+        t[r] = now() - t0;
+    }
+    double med = median(t, passes);
+    free(t);
+    return med;
+}
+
+/* The op mix's forward+backward, `passes` times: prints the median us per
+ * pass and ns per node (one line, read by benchmarks/vs_base.py); and with
+ * AG_GRAPH_INEXACT where the engine has it. */
+static void bench_opmix(int passes) {
+    ag_ctx *c = ag_ctx_new();
+    int64_t root = opmix(c, 10000);
+    ag_graph *g;
+    check(ag_graph_new(c, root, &g), "capture");
+    int32_t n = ag_graph_size(g);
+    double med = pass_time(g, passes);
+    printf("op mix (issue 12): %d nodes, forward+backward %8.1f us/pass %6.2f ns/node\n",
+           n, med * 1e6, med * 1e9 / n);
+#ifdef AG_HAS_GRAPH_OPTIONS
+    ag_graph_set_options(g, AG_GRAPH_INEXACT);
+    med = pass_time(g, passes);
+    printf("op mix, inexact (cheaper powers): forward+backward %8.1f us/pass %6.2f ns/node\n",
+           med * 1e6, med * 1e9 / n);
+#endif
+    ag_graph_free(g);
+    ag_release(c, root);
+    ag_ctx_free(c);
+}
+
 /* Time ag_graph_forward + ag_graph_backward on the graph of root (c's),
  * and ag_backward for reference; print ns per node; free c. */
 static void bench_single_row(const char *what, ag_ctx *c, int64_t root) {
@@ -167,18 +260,20 @@ static void bench_single_row(const char *what, ag_ctx *c, int64_t root) {
     check(ag_graph_new(c, root, &g), "capture");
     int32_t n = ag_graph_size(g);
     double fwd[REPEATS], bwd[REPEATS], both[REPEATS], eager[REPEATS];
-    for (int r = 0; r < REPEATS; r++) {
+    for (int r = 0; r < REPEATS; r++) {    /* replay passes back to back */
         double t0 = now();
         check(ag_graph_forward(g), "forward");
         double t1 = now();
         ag_graph_backward(g);
         double t2 = now();
-        ag_backward(c, root);
-        double t3 = now();
         fwd[r] = (t1 - t0) * 1e9 / n;
         bwd[r] = (t2 - t1) * 1e9 / n;
         both[r] = (t2 - t0) * 1e9 / n;
-        eager[r] = (t3 - t2) * 1e9 / n;
+    }
+    for (int r = 0; r < REPEATS; r++) {    /* then the eager reference */
+        double t0 = now();
+        ag_backward(c, root);
+        eager[r] = (now() - t0) * 1e9 / n;
     }
     printf("single-row replay, %s: %d nodes\n", what, n);
     printf("  forward           %6.2f ns/node\n", median(fwd, REPEATS));
@@ -233,17 +328,30 @@ static void bench_batched(int32_t hidden, int64_t rows) {
     ag_ctx_free(c);
 }
 
+/* ./bench_replay [points] runs everything; ./bench_replay PART [n] one part
+ * (moons [points], chain, opmix [passes], batched), for an interleaved
+ * comparison of two builds (benchmarks/vs_base.py). */
 int main(int argc, char **argv) {
-    int points = argc > 1 ? atoi(argv[1]) : 1541;
-    ag_ctx *c = ag_ctx_new();
-    mlp m;
-    mlp_init(c, &m, 16);
-    char what[64];
-    snprintf(what, sizeof what, "moons loss over %d points", points);
-    bench_single_row(what, c, moons_loss(c, &m, points));
-    c = ag_ctx_new();
-    bench_single_row("chain h*1.0001+0.001", c, chain(c, 250000));
-    bench_batched(16, 100000);
-    bench_batched(64, 20000);
+    const char *part = argc > 1 && !isdigit((unsigned char)argv[1][0]) ? argv[1] : "all";
+    int all = strcmp(part, "all") == 0, arg = all ? 1 : 2;
+    int n = argc > arg ? atoi(argv[arg]) : 0;
+    if (all || strcmp(part, "moons") == 0) {
+        int points = n > 0 ? n : 1541;
+        ag_ctx *c = ag_ctx_new();
+        mlp m;
+        mlp_init(c, &m, 16);
+        char what[64];
+        snprintf(what, sizeof what, "moons loss over %d points", points);
+        bench_single_row(what, c, moons_loss(c, &m, points));
+    }
+    if (all || strcmp(part, "chain") == 0) {
+        ag_ctx *c = ag_ctx_new();
+        bench_single_row("chain h*1.0001+0.001", c, chain(c, 250000));
+    }
+    if (all || strcmp(part, "opmix") == 0) bench_opmix(!all && n > 0 ? n : 51);
+    if (all || strcmp(part, "batched") == 0) {
+        bench_batched(16, 100000);
+        bench_batched(64, 20000);
+    }
     return 0;
 }

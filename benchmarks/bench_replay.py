@@ -23,6 +23,10 @@ the same weights:
               graph (forward + backward), then the SGD update.  The same loss
               and gradients as micrograd up to floating-point summation order.
 
+Also the op mix of issue 12, built from Values (100 inputs, 10,000 ops cycling
+over softplus, a 4-term sum, a product and a 4-way softmax) and captured:
+graph.forward() + graph.backward(), us per pass and ns per node (median).
+
 --dask instead times rows per second of one pass (outputs and parameter
 gradients) of the per-row moons loss over DASK_ROWS rows: Graph.run in this
 process (1 and 2 threads) against autograd_c.dask.run on a
@@ -136,6 +140,38 @@ class BatchedRun:
 
     def grads(self):
         return [p.grad for p in self.params]
+
+
+def opmix(Value, ops=10000):
+    """The issue's op mix built from Values; returns the last node."""
+    n = [Value(i / 100) for i in range(100)]
+    for k in range(ops):
+        if k % 4 == 0:
+            n.append((n[-10].exp() + 1).log())
+        elif k % 4 == 1:
+            a, b, c, d = n[-30:-10:5]
+            n.append(a + b + c + d)
+        elif k % 4 == 2:
+            n.append(n[-20] * n[-10])
+        else:
+            e = [v.exp() for v in n[-4:]]
+            inv = (e[0] + e[1] + e[2] + e[3]) ** -1
+            n.extend(ej * inv for ej in e)
+    return n[-1]
+
+
+def bench_opmix(passes):
+    """Median us per graph.forward() + graph.backward() of the op mix."""
+    graph = ag.Graph(opmix(ag.Value))
+    times = []
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        graph.forward()
+        graph.backward()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    print(f"op mix (issue 12): {len(graph)} nodes, forward+backward "
+          f"{med * 1e6:8.1f} us/pass {med * 1e9 / len(graph):6.2f} ns/node")
 
 
 # ---- checks -----------------------------------------------------------------------
@@ -268,6 +304,7 @@ def main():
     print(f"(timed: one step per call, including its gc.collect(); target: "
           f">= {TARGET}x -> {'ok' if base / best >= TARGET else 'MISS'} "
           f"({base / best:.0f}x best))")
+    bench_opmix(5 * fast_per_repeat)
     print("(a) computes micrograd's step with Python's numbers, bit-identical to the "
           "eager step;\n(b) computes it in plain doubles: the same loss and grads up "
           "to summation order.")

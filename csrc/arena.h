@@ -33,6 +33,10 @@
                                  * name, freed with the node              */
 #define AG_USER_RULE 16         /* flags[] bit: the caller's own backward
                                  * rule (ag_set_user_rule)                */
+#define AG_PRIVATE 32           /* flags[] bit: data, grad and their types
+                                 * are stale here; the context's private
+                                 * owner (a graph, compiled.c) holds them
+                                 * until ag__flush_private writes them back */
 #define AG_GEN_MASK 0x7fffffffu /* generations: 31 bits, handles >= 0     */
 #define AG_REFS_END UINT32_MAX  /* end of the dying list threaded in refs */
 
@@ -73,6 +77,8 @@ struct ag_ctx {
     /* fork.c's registry: the list of contexts, and this one's graphs    */
     ag_ctx *fork_next, *fork_prev;
     ag_graph *graphs;
+    ag_graph *private_owner;  /* the graph whose AG_PRIVATE nodes' state it
+                               * holds (compiled.c), or NULL              */
 };
 
 /* Free every array of the arena and the names of its nodes (the context
@@ -90,23 +96,31 @@ static inline int64_t ag__handle(const ag_ctx *c, int32_t id) {
     return (int64_t)c->gen[id] << 32 | (int64_t)(uint32_t)id;
 }
 
+/* Write back the state of every AG_PRIVATE node from the graph that holds
+ * it (c->private_owner, compiled.c) and clear the bits: the arena is then
+ * whole again.  Nothing when there is no owner.  Locked. */
+void ag__flush_private(ag_ctx *c);
+
 /* The slot that handle h names, or its status: AG_ERR_ARG for a number
  * that is no handle of c (negative, beyond the slots ever used),
  * AG_ERR_STALE for a node freed since (its slot free, or holding a newer
- * node).  Locked. */
-static inline int64_t ag__slot(const ag_ctx *c, int64_t h) {
+ * node).  A node named by a handle is made whole first (an AG_PRIVATE one:
+ * ag__flush_private), so whoever names a node sees its current state.
+ * Locked. */
+static inline int64_t ag__slot(ag_ctx *c, int64_t h) {
     if (h < 0) return AG_ERR_ARG;
     if ((uint64_t)(uint32_t)h >= c->used)    /* beyond a trim, or never used */
         return (uint64_t)(uint32_t)h < c->ever_used ? AG_ERR_STALE : AG_ERR_ARG;
     int32_t id = (int32_t)(uint32_t)h;
     if (c->op[id] == AG_FREE_OP || c->gen[id] != (uint32_t)(h >> 32))
         return AG_ERR_STALE;
+    if (c->flags[id] & AG_PRIVATE) ag__flush_private(c);
     return id;
 }
 
 /* AG_OK when each of the n handles names a live node, else the first bad
  * one's status.  Locked. */
-static inline int ag__all_live(const ag_ctx *c, const int64_t *hs, size_t n) {
+static inline int ag__all_live(ag_ctx *c, const int64_t *hs, size_t n) {
     for (size_t i = 0; i < n; i++) {
         int64_t id = ag__slot(c, hs[i]);
         if (id < 0) return (int)id;

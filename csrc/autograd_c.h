@@ -67,6 +67,10 @@ extern "C" {
     X(OPAQUE, opaque, "", 0)         /* keeps children a, b; no rules  */   \
     X(ABS, abs, "abs", 1)            /* |a|, gradient sign(a)          */
 
+/* This engine has ag_graph_set_options (for code built against several
+ * versions, such as the benchmarks). */
+#define AG_HAS_GRAPH_OPTIONS 1
+
 #define AG__OP_CODE(code, rule, name, arity) AG_##code,
 #define AG__OP_ONE(code, rule, name, arity) +1
 typedef enum ag_op { AG_OP_LIST(AG__OP_CODE) } ag_op;
@@ -365,11 +369,27 @@ int32_t ag_graph_position(const ag_graph *g, int64_t h);
  * the value of each op node (with Python's int/float types and errors, as
  * ag_apply), its grad reset to int 0 (a fresh node's).  LEAF and OPAQUE
  * nodes are sources: their data is read, nothing of theirs is written.
- * Runs in one pass under the context lock, writing each node as it goes
- * and keeping its old data and flags; returns AG_OK, or the status of the
- * first failing node in program order -- after putting back every node it
- * wrote, so that no node has changed. */
+ * Runs in one pass under the context lock into the graph's own arrays and
+ * commits them only when every node succeeded; returns AG_OK, or the
+ * status of the first failing node in program order -- and then no node
+ * has changed.  (Nodes nothing outside the graph references keep their
+ * state in the graph until something names them: every function that
+ * reads a node sees what this call computed.) */
 int ag_graph_forward(ag_graph *g);
+
+/* Options of a graph's single-row replay (ag_graph_set_options). */
+enum {
+    AG_GRAPH_INEXACT = 1,  /* float powers by cheaper formulas (x ** -1 as
+                            * 1 / x, x ** 2 as x * x, ...): results within
+                            * an ulp or two, the same types and errors     */
+    AG_GRAPH_UNFUSED = 2   /* one step per node: no fused runs of float sums
+                            * and products (the same results, for tests)   */
+};
+
+/* Set the options of g's ag_graph_forward / ag_graph_backward: 0 (the
+ * default: bit-identical to the eager engine, fused) or AG_GRAPH_* bits.
+ * AG_OK, or AG_ERR_ARG for an unknown bit (nothing changed). */
+int ag_graph_set_options(ag_graph *g, int options);
 
 /* ag_backward(root) without the topological sort: root's grad = int 1, then
  * every node's contributions in reverse program order, accumulated into the
@@ -400,6 +420,17 @@ int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
                  const double *rows, int64_t n_rows, int64_t row_stride,
                  const int64_t *grads, int32_t n_grads, double *out,
                  double *grad_out, int threads);
+
+/* ag_graph_run that also gives each row's gradients: row_grads (NULL: as
+ * ag_graph_run) receives n_rows * n_grads doubles, row r's gradient of
+ * node grads[j] at row_grads[r * n_grads + j] -- each what a run of that
+ * row alone gives, bit for bit.  grad_out then receives the sums of those
+ * per-row gradients (equal to ag_graph_run's up to the order of the
+ * additions).  Same contract otherwise; on error nothing is written. */
+int ag_graph_run_rows(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
+                      const double *rows, int64_t n_rows, int64_t row_stride,
+                      const int64_t *grads, int32_t n_grads, double *out,
+                      double *grad_out, double *row_grads, int threads);
 
 /* Bulk parameter updates, one lock for n nodes.  Every handle is checked
  * first: on a bad one, its status and nothing changes.  Return AG_OK. */

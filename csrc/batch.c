@@ -114,9 +114,46 @@ typedef struct run_job {
     double *out;            /* n_rows outputs, or NULL                  */
     int backward;           /* gradients requested                      */
     int32_t n_acc;          /* acc rows in use                          */
+    const int32_t *grad_pos;  /* n_grads positions of the requested grads */
+    int32_t n_grads;
+    double *row_grads;      /* per-row grads (row r, grad j: [r * n_grads
+                             * + j]), or NULL                           */
     int64_t r0, r1;         /* this thread's rows [r0, r1)              */
     ag_scratch *s;
 } run_job;
+
+/* For per-row grads: a block's grad rows gp of the node with acc row
+ * `slot`, kept in s->rowg until write_row_grads.  Out of line: runs
+ * without per-row grads do not pay for it in their loop. */
+static __attribute__((noinline)) void keep_rows(const run_job *j, int32_t slot,
+                                               const double *gp, int nr,
+                                               size_t B) {
+    memcpy(j->s->rowg + (size_t)slot * B, gp, (size_t)nr * sizeof(double));
+}
+
+/* The end of a block with per-row grads: requested sources' rows into
+ * their acc and rowg rows (then cleared, so that each block's rows start
+ * from zero), and every requested node's rows from s->rowg into
+ * j->row_grads. */
+static __attribute__((noinline)) void write_row_grads(const run_job *j,
+                                                     int64_t r0, int nr,
+                                                     size_t B) {
+    const ag_graph *g = j->g;
+    for (int32_t i = 0; i < g->n_src; i++) {
+        int32_t p = g->src[i];
+        if (g->slot[p] < 0) continue;
+        double *gs = j->s->g + (size_t)p * B;
+        double *sum = j->s->acc + (size_t)g->slot[p] * B;
+        for (int r = 0; r < nr; r++) sum[r] += gs[r];
+        keep_rows(j, g->slot[p], gs, nr, B);
+        memset(gs, 0, (size_t)nr * sizeof(double));
+    }
+    for (int32_t i = 0; i < j->n_grads; i++) {
+        const double *rows = j->s->rowg + (size_t)g->slot[j->grad_pos[i]] * B;
+        double *out = j->row_grads + r0 * j->n_grads + i;
+        for (int r = 0; r < nr; r++) out[(int64_t)r * j->n_grads] = rows[r];
+    }
+}
 
 /* Forward and (if asked) backward of rows [r0, r0 + nr) of the job; node p's
  * row r is at v[p * B + r] (B = rows_per_block, passed in so that a full
@@ -155,9 +192,11 @@ static AG_ALWAYS_INLINE void block_rows(const run_job *j, int64_t r0, int nr,
         if (g->slot[p] >= 0) {
             double *sum = acc + (size_t)g->slot[p] * B;
             for (int r = 0; r < nr; r++) sum[r] += gp[r];
+            if (j->row_grads) keep_rows(j, g->slot[p], gp, nr, B);
         }
         memset(gp, 0, (size_t)nr * sizeof(double));   /* ready for the next */
     }
+    if (j->row_grads) write_row_grads(j, r0, nr, B);
 }
 
 AG_SIMD_CLONES static void run_block(const run_job *j, int64_t r0, int nr) {
@@ -200,7 +239,7 @@ static int ensure_scratch(ag_graph *g, int threads, int32_t n_acc) {
             ag_scratch *t = &s[g->n_scratch];
             t->v = ag__malloc(nb * sizeof(double));
             t->g = ag__calloc(nb, sizeof(double));
-            t->acc = NULL;
+            t->acc = t->rowg = NULL;
             t->acc_cap = 0;
             if (!t->v || !t->g) {
                 ag__free(t->v); ag__free(t->g);
@@ -208,13 +247,16 @@ static int ensure_scratch(ag_graph *g, int threads, int32_t n_acc) {
             }
         }
     }
+    size_t bytes = (size_t)n_acc * (size_t)g->rows_per_block * sizeof(double);
     for (int t = 0; t < threads; t++) {
         ag_scratch *s = &g->scratch[t];
         if ((size_t)n_acc <= s->acc_cap) continue;
-        double *acc = ag__realloc(s->acc, (size_t)n_acc *
-                                      (size_t)g->rows_per_block * sizeof *acc);
+        double *acc = ag__realloc(s->acc, bytes);
         if (!acc) return AG_ERR_NOMEM;
         s->acc = acc;
+        double *rowg = ag__realloc(s->rowg, bytes);
+        if (!rowg) return AG_ERR_NOMEM;
+        s->rowg = rowg;
         s->acc_cap = (size_t)n_acc;
     }
     return AG_OK;
@@ -284,7 +326,7 @@ static void sum_grads(const ag_graph *g, int threads, const int32_t *grad_pos,
         double part[AG_SUM_WAYS] = {0.0}, sum = 0.0;
         for (int t = 0; t < threads; t++) {
             const ag_scratch *s = &g->scratch[t];
-            const double *lanes = ag__is_source(g->op[p])
+            const double *lanes = g->slot[p] < 0
                                       ? s->g + (size_t)p * B
                                       : s->acc + (size_t)g->slot[p] * B;
             for (size_t r = 0; r < B; r += AG_SUM_WAYS)
@@ -299,6 +341,14 @@ int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
                  const double *rows, int64_t n_rows, int64_t row_stride,
                  const int64_t *grads, int32_t n_grads, double *out,
                  double *grad_out, int threads) {
+    return ag_graph_run_rows(g, inputs, n_inputs, rows, n_rows, row_stride,
+                             grads, n_grads, out, grad_out, NULL, threads);
+}
+
+int ag_graph_run_rows(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
+                      const double *rows, int64_t n_rows, int64_t row_stride,
+                      const int64_t *grads, int32_t n_grads, double *out,
+                      double *grad_out, double *row_grads, int threads) {
     if (n_inputs < 0 || n_grads < 0 || n_rows < 0 || threads < 1 ||
         row_stride < n_inputs || (n_inputs && !inputs) ||
         (n_grads && (!grads || !grad_out)) || (n_rows && n_inputs && !rows))
@@ -322,17 +372,21 @@ int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
     int st = find_positions(g, inputs, n_inputs, grads, n_grads, pos);
     const int32_t *grad_pos = pos + n_inputs;
     if (st == AG_OK) {
-        int32_t n_acc = 0;                    /* acc rows: requested op nodes */
+        int32_t n_acc = 0;   /* acc rows: requested op nodes (and sources,
+                              * for per-row grads) */
         for (int32_t j = 0; j < n_grads; j++) {
             int32_t p = grad_pos[j];
-            if (!ag__is_source(g->op[p]) && g->slot[p] < 0) g->slot[p] = n_acc++;
+            if ((row_grads || !ag__is_source(g->op[p])) && g->slot[p] < 0)
+                g->slot[p] = n_acc++;
         }
         st = ensure_scratch(g, threads, n_acc);
         if (st == AG_OK) {
             read_sources(g);
             for (int t = 0; t < threads; t++)
                 w[t].job = (run_job){g, pos, n_inputs, rows, row_stride, out,
-                                     n_grads > 0, n_acc, n_rows * t / threads,
+                                     n_grads > 0, n_acc, grad_pos, n_grads,
+                                     n_grads ? row_grads : NULL,
+                                     n_rows * t / threads,
                                      n_rows * (t + 1) / threads,
                                      &g->scratch[t]};
             run_workers(w, threads);
@@ -349,6 +403,7 @@ int ag_graph_run(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
 void ag__batch_free(ag_graph *g) {
     for (int t = 0; t < g->n_scratch; t++) {
         ag__free(g->scratch[t].v); ag__free(g->scratch[t].g); ag__free(g->scratch[t].acc);
+        ag__free(g->scratch[t].rowg);
     }
     ag__free(g->scratch);
 }

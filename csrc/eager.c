@@ -43,14 +43,9 @@ static inline void accumulate(const nodes *c, int32_t ch, double v,
                               int v_int) {
     uint8_t f = c->flags[ch];              /* read once: the double store
                                              * below could alias it */
-    int is_int = (f & AG_GRAD_INT) && v_int;
     double old = (f & AG_GRAD_ZERO) ? 0.0 : c->grad[ch];
-    double r = old + (v_int ? v + 0.0 : v);
-    if (is_int) {
-        r += 0.0;
-        if (!isfinite(r)) is_int = 0;
-    }
-    c->grad[ch] = r;
+    int is_int;
+    c->grad[ch] = ag__grad_sum(old, (f & AG_GRAD_INT) != 0, v, v_int, &is_int);
     f &= (uint8_t)~(AG_GRAD_INT | AG_GRAD_ZERO);
     c->flags[ch] = (uint8_t)(is_int ? f | AG_GRAD_INT : f);
 }
@@ -237,6 +232,7 @@ int ag_backprop_node(ag_ctx *c, int64_t h) {
     AG_LOCK(c);
     int64_t id = ag__slot(c, h);
     if (id >= 0) {
+        ag__flush_private(c);                 /* its children's data */
         nodes v = nodes_of(c);
         backprop(&v, (int32_t)id);
     }
@@ -249,6 +245,7 @@ int ag_backward(ag_ctx *c, int64_t h) {
     int64_t root = ag__slot(c, h);
     int st = root < 0 ? (int)root : AG_OK;
     if (root >= 0) {
+        ag__flush_private(c);       /* the pass reads what root reaches */
         size_t n = topo_marked(c, (int32_t)root, 0);  /* no leaves: no rule */
         st = check_user_rules(c, c->order, n);
         if (st == AG_OK)
@@ -396,7 +393,7 @@ int64_t ag_leaf(ag_ctx *c, double v, int is_int) {
 
 /* The slot of an optional child handle of ag_opaque (-1: AG_NONE), or its
  * status. */
-static int64_t child_slot(const ag_ctx *c, int64_t h) {
+static int64_t child_slot(ag_ctx *c, int64_t h) {
     return h == -1 ? AG_NONE : ag__slot(c, h);
 }
 
@@ -425,7 +422,7 @@ int64_t ag_opaque(ag_ctx *c, double v, int is_int, int64_t ha, int64_t hb,
 
 /* The slot for child handle h of a copy of a node whose child slot is
  * `has` (AG_NONE: none): -1 for none, else a live slot; or a status. */
-static int64_t copy_child(const ag_ctx *c, int32_t has, int64_t h) {
+static int64_t copy_child(ag_ctx *c, int32_t has, int64_t h) {
     if ((has == AG_NONE) != (h == -1)) return AG_ERR_ARG;
     return h == -1 ? AG_NONE : ag__slot(c, h);
 }

@@ -4,8 +4,9 @@
  *
  * The program is fixed at capture: a node's op, children and exponent never
  * change while it lives, and the graph's reference on the root keeps every
- * captured node alive.  Only data and grads move, and they are read from and
- * written to the arena under its lock.
+ * captured node alive.  Only data and grads move: the single-row replay
+ * keeps them in the graph's own arrays and the arena only for the nodes
+ * others can see (compiled.c); the batched runs in per-thread scratch.
  */
 #ifndef AG_GRAPH_H
 #define AG_GRAPH_H
@@ -21,8 +22,11 @@ typedef struct ag_scratch {
     double *v;      /* n * B: v[p * B + r], value of node p in block row r  */
     double *g;      /* n * B: its gradient.  Rows of op nodes are all zero
                      * between blocks; rows of sources accumulate over a run */
-    double *acc;    /* acc_cap * B: per-row grad sums of requested op nodes */
-    size_t acc_cap; /* rows of acc allocated                                */
+    double *acc;    /* acc_cap * B: per-row grad sums of requested op nodes
+                     * (and sources, when per-row grads are asked for)      */
+    double *rowg;   /* acc_cap * B: a block's grad rows of the same, for
+                     * per-row grads                                        */
+    size_t acc_cap; /* rows of acc and rowg allocated                       */
 } ag_scratch;
 
 /* An op node of the program, as forward evaluation reads it. */
@@ -32,6 +36,35 @@ typedef struct ag_instr {
     uint8_t op;             /* ag_op                                        */
     uint8_t k_int;          /* POW_CONST exponent g->k[p] is a Python int   */
 } ag_instr;
+
+/* An op node of the compiled single-row program (compiled.c). */
+typedef struct ag_cins {
+    int32_t p;              /* its position                                 */
+    int32_t a, b;           /* operand positions, b = -1 when absent        */
+    uint8_t op;             /* ag_op                                        */
+    uint8_t k_int;          /* POW_CONST exponent is a Python int           */
+    uint8_t typed;          /* AG_TYPED_*: where Python's int types matter  */
+} ag_cins;
+
+/* A member of a run (compiled.c): its position p, operand positions a,
+ * b; the top bit of a set for a product, clear for a sum. */
+typedef struct ag_link {
+    int32_t p;
+    uint32_t a;
+    int32_t b;
+} ag_link;
+
+/* ag_cins.op of a run step: members links[a .. a + b). */
+enum { AG_RUN = 255 };
+
+/* ag_cins.typed: the parts of a node's rules that must follow the int
+ * types (the others run float kernels: the same bits for float numbers). */
+enum {
+    AG_TYPED_FORWARD = 1,   /* its value may be an int                     */
+    AG_TYPED_BACKWARD = 2,  /* its grad, a child's grad or (for a power)
+                             * an operand may be an int                    */
+    AG_TYPED_OWN_GRAD = 4   /* its grad may be an int at its turn          */
+};
 
 struct ag_graph {
     ag_ctx *ctx;            /* borrowed: contexts outlive their graphs      */
@@ -47,16 +80,38 @@ struct ag_graph {
     /* The other nodes (op nodes), in program order, with their operands.   */
     ag_instr *ins;
     int32_t n_ins;
-    int32_t *ins_id;        /* n_ins: arena id of each, the backward order   */
-    /* Scratch, n each, indexed by position: a source's value and "is int"
-     * (read_sources, for batched runs); an op node's old data and flags
-     * (ag_graph_forward's undo log).                                        */
+    /* Batched runs' copy of the sources, n each, indexed by position: a
+     * source's value and "is int" (batch.c: read_sources).                 */
     double *val;
     uint8_t *val_int;
     /* Node handle -> position: open addressing, 2**hbits slots.            */
     int64_t *hkey;          /* the node's handle, -1 for an empty slot      */
     int32_t *hpos;
     int hbits;
+    /* The compiled single-row program (compiled.c): a node's state by
+     * position, current while the graph is its context's private owner
+     * (arena.h: AG_PRIVATE), for every node whose state the arena does not
+     * keep, and between passes for the others too.                         */
+    ag_cins *cins;          /* n_ins, program order                         */
+    double *v, *nv;         /* n: values -- committed, the next forward's   */
+    uint8_t *di, *ndi;      /* n: "value is an int", the same two ways      */
+    double *gd;             /* n: grads                                     */
+    uint8_t *gi;            /* n: "grad is an int"                          */
+    uint8_t *gkeep;         /* n: 0xff where backward follows gi[p]; 0 where
+                             * the grad is a float after every backward     */
+    uint8_t *may_int;       /* n: the value may be an int (analysis)        */
+    uint32_t *inrefs;       /* n: references from inside the graph          */
+    int32_t *vis;           /* positions of the op nodes the arena keeps    */
+    int32_t n_vis;
+    uint8_t *src_int;       /* n_src: the sources' types analysed for       */
+    int analysed;           /* may_int, gkeep, typed hold for src_int        */
+    int typed_ok;           /* the committed types agree with the analysis  */
+    int options;            /* AG_GRAPH_INEXACT | AG_GRAPH_UNFUSED           */
+    /* The kernels' program (analysis.c): cins with each run of float sums
+     * and products made one AG_RUN step.                                   */
+    ag_cins *steps;         /* n_steps <= n_ins                             */
+    int32_t n_steps;
+    ag_link *links;         /* the runs' members, in order                  */
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
     int rows_per_block;     /* B, chosen at the first run (0 before)        */
@@ -83,6 +138,21 @@ static inline int32_t ag__graph_position(const ag_graph *g, int64_t h) {
         if (g->hkey[s] == h) return g->hpos[s];
     return -1;
 }
+
+/* The compiled single-row program (compiled.c).  Allocate its arrays for
+ * n nodes (AG_OK or AG_ERR_NOMEM; free them with ag__compiled_free either
+ * way); fill them at capture from c->order / c->stack (locked); run a
+ * forward (AG_OK or the first failing node's status, nothing changed) or a
+ * backward (locked, under the graph's lock). */
+int ag__compiled_alloc(ag_graph *g, size_t n);
+/* analysis.c: may_int, gkeep, each cins' typed bits and the steps for the
+ * sources' types in src_int; the steps alone (after an option change). */
+void ag__analyse(ag_graph *g);
+void ag__build_steps(ag_graph *g);
+void ag__compiled_free(ag_graph *g);
+void ag__compiled_capture(ag_graph *g, const ag_ctx *c);
+int ag__compiled_forward(ag_graph *g);
+void ag__compiled_backward(ag_graph *g);
 
 /* Free the batched runs' scratch (batch.c); the graph must not be in use. */
 void ag__batch_free(ag_graph *g);

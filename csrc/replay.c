@@ -6,10 +6,11 @@
  *   ag_graph_forward   recompute every op node from the sources (leaves and
  *                      opaque nodes) with the eager rules (ag__eval: Python's
  *                      int/float types and errors), all or nothing;
- *   ag_graph_backward  the eager backward over the captured order
- *                      (ag__backward_order): bit-identical to ag_backward.
+ *   ag_graph_backward  the eager backward over the captured order:
+ *                      bit-identical to ag_backward.
  *
- * Both hold the arena's lock throughout.  Many rows at once: batch.c.
+ * Both run the compiled program (compiled.c) and hold the arena's lock
+ * throughout.  Many rows at once: batch.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,10 @@ int32_t ag_graph_size(const ag_graph *g) { return g->n; }
 
 static void free_arrays(ag_graph *g) {
     ag__free(g->id); ag__free(g->k); ag__free(g->op); ag__free(g->src); ag__free(g->ins);
-    ag__free(g->ins_id);
     ag__free(g->val); ag__free(g->val_int);
     ag__free(g->hkey); ag__free(g->hpos); ag__free(g->slot);
     ag__batch_free(g);
+    ag__compiled_free(g);
 }
 
 /* Allocate the program arrays for n nodes.  AG_OK or AG_ERR_NOMEM (then
@@ -45,16 +46,15 @@ static int alloc_program(ag_graph *g, size_t n) {
     g->op = ag__malloc(n);
     g->src = ag__malloc(n * sizeof *g->src);
     g->ins = ag__malloc(n * sizeof *g->ins);
-    g->ins_id = ag__malloc(n * sizeof *g->ins_id);
     g->val = ag__malloc(n * sizeof *g->val);
     g->val_int = ag__malloc(n);
     g->slot = ag__malloc(n * sizeof *g->slot);
     g->hkey = ag__malloc(h * sizeof *g->hkey);
     g->hpos = ag__malloc(h * sizeof *g->hpos);
-    if (!g->id || !g->k || !g->op || !g->src || !g->ins || !g->ins_id ||
-        !g->val || !g->val_int || !g->slot || !g->hkey || !g->hpos)
+    if (!g->id || !g->k || !g->op || !g->src || !g->ins || !g->val ||
+        !g->val_int || !g->slot || !g->hkey || !g->hpos)
         return AG_ERR_NOMEM;
-    return AG_OK;
+    return ag__compiled_alloc(g, n);
 }
 
 /* Copy the program from c->order[0..n) (ag__topo's output).  c->stack, free
@@ -71,7 +71,6 @@ static void copy_program(ag_graph *g, ag_ctx *c, size_t n) {
         if (ag__is_source(g->op[p]))
             g->src[g->n_src++] = (int32_t)p;
         else {
-            g->ins_id[g->n_ins] = id;
             g->ins[g->n_ins++] = (ag_instr){
                 (int32_t)p, c->stack[a], b == AG_NONE ? -1 : c->stack[b],
                 g->op[p], (c->flags[id] & AG_K_INT) != 0};
@@ -111,6 +110,7 @@ int ag_graph_new(ag_ctx *c, int64_t h, ag_graph **out) {
             g->root = (int32_t)root;
             g->n = (int32_t)n;
             copy_program(g, c, n);
+            ag__compiled_capture(g, c);
             build_index(g, c);
             c->refs[root]++;                  /* keeps the program alive */
         }
@@ -132,6 +132,7 @@ void ag_graph_free(ag_graph *g) {
     ag__fork_untrack_graph(g);
     ag_ctx *c = g->ctx;
     AG_LOCK(c);
+    if (c->private_owner == g) ag__flush_private(c);
     ag__unref(c, g->root);
     AG_UNLOCK(c);
     free_arrays(g);
@@ -139,57 +140,13 @@ void ag_graph_free(ag_graph *g) {
     ag__free(g);
 }
 
-/* ---- single-row replay: the eager rules --------------------------------- */
-
-/* Evaluate every op node in program order straight from the arena and
- * write it back at once, grad reset to int 0 (the AG_GRAD_ZERO flag: no
- * grad store).  Op node p's old data and flags go to val[p] / val_int[p]
- * first, so a failure puts back all that was written before it: all or
- * nothing.  One pass over the instructions, sources read where they are.
- * Locked (the arena's lock). */
-static int forward_in_place(ag_graph *g, ag_ctx *c) {
-    const ag_instr *ins = g->ins;
-    const int32_t *pos_id = g->id, *ins_id = g->ins_id;
-    const double *kp = g->k;
-    double *data = c->data, *undo = g->val;
-    uint8_t *flags = c->flags, *undo_flags = g->val_int;
-    const int32_t n_ins = g->n_ins;
-    for (int32_t i = 0; i < n_ins; i++) {
-        int32_t p = ins[i].p, id = ins_id[i], a = pos_id[ins[i].a];
-        int32_t b = ins[i].b >= 0 ? pos_id[ins[i].b] : AG_NONE;
-        double y = 0.0, k = 0.0;
-        int y_int = 0;
-        if (b != AG_NONE) {
-            y = data[b];
-            y_int = (flags[b] & AG_DATA_INT) != 0;
-        }
-        if (ins[i].op == AG_POW_CONST) k = kp[p];
-        ag_operands o = {data[a], y, k, 0.0, (flags[a] & AG_DATA_INT) != 0,
-                         y_int, ins[i].k_int};
-        double r;
-        int r_int, st = ag__eval(ins[i].op, &o, &r, &r_int);
-        if (st != AG_OK) {
-            while (i-- > 0) {                /* put back what was written */
-                data[ins_id[i]] = undo[ins[i].p];
-                flags[ins_id[i]] = undo_flags[ins[i].p];
-            }
-            return st;
-        }
-        uint8_t f = flags[id];
-        undo[p] = data[id];
-        undo_flags[p] = f;
-        data[id] = r;
-        flags[id] = (uint8_t)((f & ~AG_DATA_INT) | AG_GRAD_INT | AG_GRAD_ZERO |
-                              (r_int ? AG_DATA_INT : 0));
-    }
-    return AG_OK;
-}
+/* ---- single-row replay: the compiled program (compiled.c) --------------- */
 
 int ag_graph_forward(ag_graph *g) {
     ag_ctx *c = g->ctx;
-    pthread_mutex_lock(&g->lock);            /* val: this call's undo log */
+    pthread_mutex_lock(&g->lock);            /* the graph's own arrays */
     AG_LOCK(c);
-    int st = forward_in_place(g, c);
+    int st = ag__compiled_forward(g);
     AG_UNLOCK(c);
     pthread_mutex_unlock(&g->lock);
     return st;
@@ -197,10 +154,10 @@ int ag_graph_forward(ag_graph *g) {
 
 int ag_graph_backward(ag_graph *g) {
     ag_ctx *c = g->ctx;
+    pthread_mutex_lock(&g->lock);
     AG_LOCK(c);
-    /* the op nodes only: sources have no rule (as in ag_backward's order) */
-    ag__backward_order(c, g->root, g->ins_id, (size_t)g->n_ins);
+    ag__compiled_backward(g);
     AG_UNLOCK(c);
+    pthread_mutex_unlock(&g->lock);
     return AG_OK;
 }
-

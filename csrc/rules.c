@@ -27,11 +27,16 @@ int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
         return ag__int_result(ag__int_pow(x, y), out);
     }
     *out_int = 0;                            /* float semantics */
+    return ag__float_pow(x, y, pow, out);
+}
+
+int ag__float_pow(double x, double y, double (*power)(double, double),
+                  double *out) {
     if (isfinite(x) && isfinite(y)) {
         if (x == 0.0 && y < 0.0) return AG_ERR_ZERODIV;
         if (x < 0.0 && y != floor(y)) return AG_ERR_COMPLEX;
     }
-    double r = pow_value(x, y, 0.0);
+    double r = power(x, y);
     if (isinf(r) && isfinite(x) && isfinite(y)) return AG_ERR_OVERFLOW;
     *out = r;
     return AG_OK;
@@ -39,9 +44,14 @@ int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
 
 double ag__grad_power(double x, int x_int, double k, int k_int, double g,
                       int g_int, int *c_int) {
+    return ag__grad_power_by(pow, x, x_int, k, k_int, g, g_int, c_int);
+}
+
+double ag__grad_power_by(double (*power)(double, double), double x, int x_int,
+                         double k, int k_int, double g, int g_int, int *c_int) {
     double e = k - 1.0;
     int p_int = x_int && k_int && e >= 0;
-    double d = k * (p_int ? ag__int_pow(x, e) : pow(x, e));
+    double d = k * (p_int ? ag__int_pow(x, e) : power(x, e));
     if (p_int) d += 0.0;
     *c_int = p_int && g_int;
     return d * g;

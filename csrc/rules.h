@@ -48,7 +48,13 @@ typedef struct ag_operands {
 enum {
     AG_READS_X = 1,
     AG_READS_Y = 2,
-    AG_READS_K = 4
+    AG_READS_K = 4,
+    AG_READS_TYPES = 8, /* for a float grad, R_grad_* still depends on the
+                         * operands' int types (Python's int power): the
+                         * compiled replay's float kernels take every op
+                         * without this bit */
+    AG_READS_OUT = 16   /* R_grad_* read out (the eager backward loads it for
+                         * every op; the compiled replay only for these) */
 };
 
 /* x ** k for an int x and an int k >= 0, by squaring: exact while every
@@ -61,12 +67,35 @@ double ag__int_pow(double x, double k);
 int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
                    int *out_int);
 
+/* Python's float x ** y with x ** y computed by power (pow, or a cheaper
+ * formula for an inexact replay): ZeroDivisionError, complex results and
+ * overflow as Python's.  Writes *out; AG_OK or the status. */
+int ag__float_pow(double x, double y, double (*power)(double, double),
+                  double *out);
+
 /* An int result that left the range of doubles is an error; an int zero is
  * stored as +0.0 (Python's int 0 has no sign). */
 static inline int ag__int_result(double r, double *out) {
     if (!isfinite(r)) return AG_ERR_INT_RANGE;
     *out = r + 0.0;
     return AG_OK;
+}
+
+/* old + v, a gradient sum with Python's int/float rule (old_int, v_int:
+ * the types of the two terms): an int while both are, +0.0 for an int
+ * zero; an int sum that overflows a double becomes a float (inf).  *r_int
+ * receives the sum's type.  The eager backward and the compiled replay
+ * (compiled.c) accumulate with it. */
+static AG_ALWAYS_INLINE double ag__grad_sum(double old, int old_int, double v,
+                                            int v_int, int *r_int) {
+    int is_int = old_int && v_int;
+    double r = old + (v_int ? v + 0.0 : v);
+    if (is_int) {
+        r += 0.0;
+        if (!isfinite(r)) is_int = 0;
+    }
+    *r_int = is_int;
+    return r;
 }
 
 /* A float result (no Python int case, no error). */
@@ -82,6 +111,9 @@ static inline int ag__float_result(double r, double *out, int *out_int) {
  * four copies cost the common ops more than the call costs pow. */
 double ag__grad_power(double x, int x_int, double k, int k_int, double g,
                       int g_int, int *c_int);
+/* The same with x ** (k - 1) computed by power where it is a float. */
+double ag__grad_power_by(double (*power)(double, double), double x, int x_int,
+                         double k, int k_int, double g, int g_int, int *c_int);
 
 /* ---- add: a + b ---------------------------------------------------------- */
 enum { add_reads = 0 };
@@ -132,7 +164,7 @@ static AG_ALWAYS_INLINE double mul_grad_b(const ag_operands *o, double g, int g_
 }
 
 /* ---- pow_const: a ** k, k a number kept on the node ---------------------- */
-enum { pow_const_reads = AG_READS_X | AG_READS_K };
+enum { pow_const_reads = AG_READS_X | AG_READS_K | AG_READS_TYPES };
 static AG_ALWAYS_INLINE double pow_const_value(double x, double y, double k) {
     (void)y;
     return pow(x, k);
@@ -151,7 +183,7 @@ static AG_ALWAYS_INLINE double pow_const_grad_a(const ag_operands *o, double g,
 }
 
 /* ---- pow: a ** b, both nodes --------------------------------------------- */
-enum { pow_reads = AG_READS_X | AG_READS_Y };
+enum { pow_reads = AG_READS_X | AG_READS_Y | AG_READS_TYPES | AG_READS_OUT };
 static AG_ALWAYS_INLINE double pow_value(double x, double y, double k) {
     (void)k;
     return pow(x, y);
@@ -176,7 +208,7 @@ static AG_ALWAYS_INLINE double pow_grad_b(const ag_operands *o, double g, int g_
 }
 
 /* ---- relu: 0 if a < 0 else a (micrograd; int 0 for a negative a) -------- */
-enum { relu_reads = 0 };
+enum { relu_reads = AG_READS_OUT };
 static AG_ALWAYS_INLINE double relu_value(double x, double y, double k) {
     (void)y, (void)k;
     return x < 0 ? 0.0 : x;
@@ -193,7 +225,7 @@ static AG_ALWAYS_INLINE double relu_grad_a(const ag_operands *o, double g, int g
 }
 
 /* ---- tanh ----------------------------------------------------------------- */
-enum { tanh_reads = 0 };
+enum { tanh_reads = AG_READS_OUT };
 static AG_ALWAYS_INLINE double tanh_value(double x, double y, double k) {
     (void)y, (void)k;
     return tanh(x);
@@ -209,7 +241,7 @@ static AG_ALWAYS_INLINE double tanh_grad_a(const ag_operands *o, double g, int g
 }
 
 /* ---- exp: OverflowError where math.exp raises it --------------------------- */
-enum { exp_reads = 0 };
+enum { exp_reads = AG_READS_OUT };
 static AG_ALWAYS_INLINE double exp_value(double x, double y, double k) {
     (void)y, (void)k;
     return exp(x);
@@ -243,7 +275,7 @@ static AG_ALWAYS_INLINE double log_grad_a(const ag_operands *o, double g, int g_
 }
 
 /* ---- sigmoid: 1 / (1 + e**-a), computed without overflow ------------------ */
-enum { sigmoid_reads = 0 };
+enum { sigmoid_reads = AG_READS_OUT };
 static AG_ALWAYS_INLINE double sigmoid_value(double x, double y, double k) {
     (void)y, (void)k;
     if (x >= 0) return 1.0 / (1.0 + exp(-x));

@@ -105,6 +105,42 @@ static void test_run_matches_single_row_replay(void) {
     release(&k);
 }
 
+/* ag_graph_run_rows: row r's gradients are those of a run of row r alone,
+ * bit for bit (sources, an input, an op node -- the root); their sums are
+ * ag_graph_run's up to the order of the additions; NULL row_grads is
+ * ag_graph_run. */
+static void test_run_rows_gives_one_row_runs(void) {
+    captured k = capture();
+    ag_graph *g = k.g;
+    const int64_t *id = k.id;
+    double rows[2 * ROWS], out[ROWS], sums[4], per_row[ROWS * 4], plain[4];
+    fill_rows(rows, ROWS);
+    const int64_t inputs[2] = {id[0], id[1]};
+    const int64_t grads[4] = {id[2], id[0], id[3], id[2]};   /* w twice */
+    CHECK_EQ(ag_graph_run_rows(g, inputs, 2, rows, ROWS, 2, grads, 4, out,
+                               sums, per_row, 1), AG_OK);
+    int same_bits = 1;
+    for (int r = 0; r < ROWS; r++) {
+        double one_out, one[4];
+        CHECK_EQ(ag_graph_run_rows(g, inputs, 2, rows + 2 * r, 1, 2, grads, 4,
+                                   &one_out, sums, one, 1), AG_OK);
+        same_bits &= memcmp(one, per_row + 4 * r, sizeof one) == 0;
+        same_bits &= memcmp(&one_out, &out[r], 8) == 0;
+    }
+    CHECK(same_bits);
+    CHECK_EQ(ag_graph_run_rows(g, inputs, 2, rows, ROWS, 2, grads, 4, out,
+                               sums, per_row, 1), AG_OK);
+    CHECK_EQ(ag_graph_run_rows(g, inputs, 2, rows, ROWS, 2, grads, 4, out,
+                               plain, NULL, 1), AG_OK);
+    for (int j = 0; j < 4; j++) {
+        double total = 0.0;
+        for (int r = 0; r < ROWS; r++) total += per_row[4 * r + j];
+        check_near_at(sums[j], total, 1e-12, "sum of rows", __FILE__, __LINE__);
+        check_near_at(plain[j], sums[j], 1e-12, "run's sum", __FILE__, __LINE__);
+    }
+    release(&k);
+}
+
 /* No node's data or grad changes; sources not among the inputs keep their
  * data for every row; out may be NULL; no grads means forward only. */
 static void test_run_changes_no_node(void) {
@@ -246,6 +282,7 @@ static void test_run_has_no_python_errors(void) {
 
 static const test_case tests[] = {
     {"run_matches_single_row_replay", test_run_matches_single_row_replay},
+    {"run_rows_gives_one_row_runs", test_run_rows_gives_one_row_runs},
     {"run_changes_no_node", test_run_changes_no_node},
     {"run_stride_and_threads", test_run_stride_and_threads},
     {"run_errors_write_nothing", test_run_errors_write_nothing},

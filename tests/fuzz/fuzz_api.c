@@ -647,6 +647,127 @@ static void step_bulk(fz *f) {
     }
 }
 
+/* ---- replay against eager ------------------------------------------------ */
+
+#define REBUILD_MAX 128   /* nodes of a graph replayed against eager */
+
+static int index_of(const int64_t *hs, int n, int64_t h) {
+    for (int i = 0; i < n; i++)
+        if (hs[i] == h) return i;
+    return -1;
+}
+
+/* What root reaches, children first, child a before b (ag_graph_new's
+ * order; a node below the root without child a counts as childless, as
+ * there): its
+ * length, or -1 beyond cap. */
+static int program_order(fz *f, int64_t root, int64_t *order, int cap) {
+    struct { int64_t h; int next; } fr[REBUILD_MAX + 1];
+    int sp = 0, n = 0;
+    fr[sp++].h = root;
+    fr[0].next = 0;
+    while (sp) {
+        ag_node nd;
+        CHECK(ag_node_info(f->ctx, fr[sp - 1].h, &nd) == AG_OK);
+        int64_t kids[2] = {nd.a, nd.a >= 0 || sp == 1 ? nd.b : -1};
+        if (fr[sp - 1].next < 2) {
+            int64_t ch = kids[fr[sp - 1].next++];
+            if (ch >= 0 && index_of(order, n, ch) < 0) {
+                if (sp > REBUILD_MAX) return -1;
+                fr[sp].h = ch;
+                fr[sp++].next = 0;
+            }
+            continue;
+        }
+        if (n >= cap) return -1;
+        order[n++] = fr[--sp].h;
+    }
+    return n;
+}
+
+/* The same program built anew by the eager constructors from copies of its
+ * leaves (opaque nodes copied with the copies of their children):
+ * copy[i] for order[i], -1 past a failure.  Returns AG_OK, the
+ * first failing node's replay status, or another status (no room: then
+ * the comparison is off). */
+static int rebuild(fz *f, const int64_t *order, int n, int64_t *copy) {
+    int was = ag_set_grad_enabled(1);
+    int st = AG_OK;
+    for (int i = 0; i < n; i++) copy[i] = -1;
+    for (int i = 0; i < n && st == AG_OK; i++) {
+        ag_node nd;
+        CHECK(ag_node_info(f->ctx, order[i], &nd) == AG_OK);
+        double _Complex d = ag_read(f->ctx, order[i], AG_READ_DATA);
+        int64_t r;
+        int a = index_of(order, i, nd.a), b = index_of(order, i, nd.b);
+        if (nd.op == AG_LEAF) {
+            r = ag_leaf(f->ctx, creal(d), cimag(d) != 0.0);
+        } else if (nd.op == AG_OPAQUE) {        /* children not walked: none */
+            r = ag_opaque(f->ctx, creal(d), cimag(d) != 0.0,
+                          a >= 0 ? copy[a] : -1, b >= 0 ? copy[b] : -1, NULL);
+        } else {
+            CHECK(a >= 0 && (nd.b < 0 || b >= 0));
+            r = ag_apply(f->ctx, nd.op, copy[a], b >= 0 ? copy[b] : -1, nd.k,
+                         (nd.flags & AG_K_INT) != 0);
+        }
+        if (r < 0) st = (int)r;
+        else copy[i] = r;
+    }
+    ag_set_grad_enabled(was);
+    return st;
+}
+
+/* Same bits and type of a node's data / grad and its rebuilt copy's. */
+static int same_read(fz *f, int64_t x, int64_t y, int what) {
+    double _Complex a = ag_read(f->ctx, x, what), b = ag_read(f->ctx, y, what);
+    return same_number(creal(a), creal(b)) && cimag(a) == cimag(b);
+}
+
+/* After a successful forward of g: the sources' grads copied to the
+ * rebuilt ones, ag_graph_backward and the rebuild's ag_backward; then every
+ * node reads as its copy. */
+static void compare_passes(fz *f, ag_graph *g, const int64_t *order,
+                           const int64_t *copy, int n) {
+    for (int i = 0; i < n; i++) {
+        ag_node nd;
+        CHECK(ag_node_info(f->ctx, order[i], &nd) == AG_OK);
+        if (ag_op_arity(nd.op) != 0) continue;      /* op nodes: fresh */
+        double _Complex gr = ag_read(f->ctx, order[i], AG_READ_GRAD);
+        CHECK(ag_set_grad(f->ctx, copy[i], creal(gr), cimag(gr) != 0.0) == AG_OK);
+    }
+    CHECK(ag_graph_backward(g) == AG_OK);
+    CHECK(ag_backward(f->ctx, copy[n - 1]) == AG_OK);
+    for (int i = 0; i < n; i++) {
+        CHECK(same_read(f, order[i], copy[i], AG_READ_DATA));
+        CHECK(same_read(f, order[i], copy[i], AG_READ_GRAD));
+    }
+}
+
+/* A graph of a held root replayed against an eager rebuild: after
+ * ag_graph_forward (the first failing node's status) and
+ * ag_graph_backward -- which keep the nodes no handle holds in the graph --
+ * every node reads as its rebuilt copy does after ag_backward: data, grad
+ * and their types.  Sources' grads are copied first (backward adds to
+ * them). */
+static void step_replay_vs_eager(fz *f) {
+    int64_t root = f->pool[u8(f) % POOL].id, order[REBUILD_MAX], copy[REBUILD_MAX];
+    ag_graph *g;
+    if (root < 0 || ag_graph_new(f->ctx, root, &g) != AG_OK) return;
+    int n = program_order(f, root, order, REBUILD_MAX);
+    if (n > 0) {
+        CHECK(n == ag_graph_size(g));
+        for (int i = 0; i < n; i++) CHECK(ag_graph_position(g, order[i]) == i);
+        int st = rebuild(f, order, n, copy);
+        if (replay_status(st)) {
+            CHECK(ag_graph_forward(g) == st);
+            if (st == AG_OK) compare_passes(f, g, order, copy, n);
+        }
+        for (int i = 0; i < n; i++)
+            if (copy[i] >= 0) CHECK(ag_release(f->ctx, copy[i]) == AG_OK);
+    }
+    ag_graph_free(g);
+}
+
 /* ---- stale handles ------------------------------------------------------ */
 
 typedef node_view look;
@@ -904,6 +1025,7 @@ static const step_fn STEPS[STEP_SLOTS] = {
     step_release, step_release_many, step_take_child, step_backward,
     step_set, step_layer, step_limit, step_grad_mode, step_status_str,
     step_graph, step_bulk, step_stale, step_oom, step_copy, step_saved,
+    step_replay_vs_eager,
     /* new steps go here, at the end */
 };
 

@@ -1,0 +1,397 @@
+/*
+ * compiled.c -- the single-row replay of a captured graph (ag_graph_forward,
+ * ag_graph_backward) as a compiled program: every node's value, grad and
+ * Python types live in the graph's own arrays, indexed by program position,
+ * so the passes read them in order and never go through arena ids.
+ *
+ * The arena keeps only what someone else can see.  At capture each node's
+ * references from inside the graph are counted (its parents in the program,
+ * and the graph's own reference on the root); an op node with no other
+ * reference -- no handle, no parent outside, no other graph's root
+ * reference -- is private: its state lives only here and its arena slot is
+ * marked AG_PRIVATE (stale).  The others (visible) are read from the arena
+ * before a pass and written back after it, as are the sources.  A graph
+ * keeps private nodes only while it is its context's private owner; any
+ * other use of a private node -- a handle naming it (ag__slot), an eager
+ * backward, another graph's pass -- first writes them all back
+ * (ag__flush_private), and the next pass of the graph takes ownership anew,
+ * counting references again: so a reference taken after capture (a Value
+ * for an interior node, a new parent, another graph) makes the node
+ * visible before anyone reads it, and every result is the eager engine's.
+ *
+ * Python's int types are followed only where they can occur: an analysis
+ * for the sources' current types (analysis.c, redone when they change)
+ * finds the nodes whose value may be an int and those whose grad may be;
+ * every other node runs a float kernel, which gives the same bits, and runs
+ * of float sums and products are fused into one step each.  Forward computes into a second set of arrays and commits them only
+ * when every node succeeded: all or nothing, no undo log.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "alloc.h"
+#include "graph.h"
+
+int ag__compiled_alloc(ag_graph *g, size_t n) {
+    g->cins = ag__malloc(n * sizeof *g->cins);
+    g->v = ag__malloc(n * sizeof *g->v);
+    g->nv = ag__malloc(n * sizeof *g->nv);
+    g->gd = ag__malloc(n * sizeof *g->gd);
+    g->di = ag__malloc(n);
+    g->ndi = ag__malloc(n);
+    g->gi = ag__malloc(n);
+    g->gkeep = ag__malloc(n);
+    g->may_int = ag__malloc(n);
+    g->src_int = ag__malloc(n);
+    g->inrefs = ag__calloc(n, sizeof *g->inrefs);
+    g->vis = ag__malloc(n * sizeof *g->vis);
+    g->steps = ag__malloc(n * sizeof *g->steps);
+    g->links = ag__malloc(n * sizeof *g->links);
+    if (!g->steps || !g->links || !g->cins || !g->v || !g->nv || !g->gd || !g->di || !g->ndi ||
+        !g->gi || !g->gkeep || !g->may_int || !g->src_int || !g->inrefs ||
+        !g->vis)
+        return AG_ERR_NOMEM;
+    return AG_OK;
+}
+
+void ag__compiled_free(ag_graph *g) {
+    ag__free(g->cins); ag__free(g->v); ag__free(g->nv); ag__free(g->gd);
+    ag__free(g->di); ag__free(g->ndi); ag__free(g->gi); ag__free(g->gkeep);
+    ag__free(g->may_int); ag__free(g->src_int); ag__free(g->inrefs);
+    ag__free(g->vis); ag__free(g->steps); ag__free(g->links);
+}
+
+void ag__compiled_capture(ag_graph *g, const ag_ctx *c) {
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        const ag_instr *in = &g->ins[i];
+        g->cins[i] = (ag_cins){in->p, in->a, in->b, in->op, in->k_int,
+                               AG_TYPED_FORWARD | AG_TYPED_BACKWARD |
+                                   AG_TYPED_OWN_GRAD};
+    }
+    for (int32_t p = 0; p < g->n; p++) {     /* parent links, opaque's too */
+        int32_t id = g->id[p], a = c->a[id], b = c->b[id];
+        if (a != AG_NONE) g->inrefs[c->stack[a]]++;
+        /* ag__topo walks no further below a node without child a (but the
+         * root's child b): a child it did not walk is no node here */
+        if (b != AG_NONE && (a != AG_NONE || p == g->n - 1))
+            g->inrefs[c->stack[b]]++;
+    }
+    g->inrefs[g->n - 1]++;                   /* the graph's own, on root */
+    g->analysed = g->typed_ok = 0;
+    g->options = 0;
+}
+
+int ag_graph_set_options(ag_graph *g, int options) {
+    if (options & ~(AG_GRAPH_INEXACT | AG_GRAPH_UNFUSED)) return AG_ERR_ARG;
+    pthread_mutex_lock(&g->lock);
+    g->options = options;
+    if (g->analysed) ag__build_steps(g);
+    pthread_mutex_unlock(&g->lock);
+    return AG_OK;
+}
+
+/* x ** k of floats in an inexact replay: a division or a product for the
+ * common exponents instead of pow (within an ulp or two of it). */
+static double pow_inexact(double x, double k) {
+    if (k == -1.0) return 1.0 / x;
+    if (k == 2.0) return x * x;
+    if (k == -2.0) return 1.0 / (x * x);
+    return pow(x, k);
+}
+
+/* ---- the kernels ---------------------------------------------------------- */
+
+/* The graph's arrays as the kernels use them: local copies of the
+ * pointers, so that a store through one (uint8_t may alias anything) does
+ * not make the compiler reload the others from the graph. */
+typedef struct prog {
+    const ag_cins *ci;
+    const double *k;
+    double *v, *gd;
+    uint8_t *di, *gi;
+    const uint8_t *gkeep;
+} prog;
+
+static prog prog_of(const ag_graph *g) {
+    return (prog){g->cins, g->k, g->v, g->gd, g->di, g->gi, g->gkeep};
+}
+
+static AG_ALWAYS_INLINE double exponent_of(const prog *q, const ag_cins *in) {
+    return in->op == AG_POW_CONST ? q->k[in->p] : 0.0;
+}
+
+/* A run's members' values (floats). */
+static AG_ALWAYS_INLINE void run_forward(const prog *q, const ag_link *link,
+                                         int32_t len) {
+    double *v = q->v;
+    uint8_t *di = q->di;
+    for (int32_t j = 0; j < len; j++) {
+        double x = v[link[j].a & INT32_MAX], y = v[link[j].b];
+        v[link[j].p] = link[j].a >> 31 ? mul_value(x, y, 0.0) : add_value(x, y, 0.0);
+        di[link[j].p] = 0;
+    }
+}
+
+/* A run's members' terms, last first: mul_grad_a / _b and add_grad_a / _b
+ * of a float grad (y * g, x * g; g), child a before b. */
+static AG_ALWAYS_INLINE void run_backward(const prog *q, const ag_link *link,
+                                          int32_t len) {
+    double *gd = q->gd;
+    const double *v = q->v;
+    for (int32_t j = len; j-- > 0;) {
+        double g = gd[link[j].p];
+        uint32_t a = link[j].a & INT32_MAX;
+        int32_t b = link[j].b;
+        if (link[j].a >> 31) {
+            double x = v[a], y = v[b];
+            gd[a] += y * g;
+            gd[b] += x * g;
+        } else {
+            gd[a] += g;
+            gd[b] += g;
+        }
+    }
+}
+
+/* Every op node from the sources in nv / ndi, into nv / ndi in program
+ * order.  AG_OK, or the first failing node's status. */
+static int forward_pass(const ag_graph *g) {
+    prog q = prog_of(g);
+    q.v = g->nv;
+    q.di = g->ndi;
+    const int32_t n_steps = g->n_steps;
+    for (int32_t i = 0; i < n_steps; i++) {
+        const ag_cins *in = &g->steps[i];
+        if (in->op == AG_RUN) {
+            run_forward(&q, g->links + in->a, in->b);
+            continue;
+        }
+        double y = in->b >= 0 ? q.v[in->b] : 0.0, r;
+        int r_int, st;
+        if (!(in->typed & AG_TYPED_FORWARD)) {     /* floats: types 0 */
+            ag_operands o = {q.v[in->a], y, exponent_of(&q, in), 0.0, 0, 0,
+                             in->k_int};
+            if ((g->options & AG_GRAPH_INEXACT) && in->op == AG_POW_CONST) {
+                st = ag__float_pow(o.x, o.k, pow_inexact, &r);
+                r_int = 0;
+            } else {
+                st = ag__eval(in->op, &o, &r, &r_int);
+            }
+        } else {
+            ag_operands o = {q.v[in->a], y, exponent_of(&q, in), 0.0,
+                             q.di[in->a], in->b >= 0 ? q.di[in->b] : 0,
+                             in->k_int};
+            st = ag__eval(in->op, &o, &r, &r_int);
+        }
+        if (st != AG_OK) return st;
+        q.v[in->p] = r;
+        q.di[in->p] = (uint8_t)r_int;
+    }
+    return AG_OK;
+}
+
+/* grad[ch] += t: with Python's types where `typed` and backward follows
+ * ch's type (all_typed: everywhere), else as floats. */
+static AG_ALWAYS_INLINE void add_term(const prog *q, int32_t ch, double t,
+                                      int t_int, int typed, int all_typed) {
+    if (typed && (all_typed || q->gkeep[ch])) {
+        int r_int;
+        q->gd[ch] = ag__grad_sum(q->gd[ch], q->gi[ch], t, t_int, &r_int);
+        q->gi[ch] = (uint8_t)r_int;
+    } else {
+        q->gd[ch] += t;
+    }
+}
+
+/* What rule `reads` (AG_READS_*) sees of node in: its operands' values
+ * (types when typed), exponent and own value -- only those it reads, as
+ * each case asks: a load of an operand far back in the program may miss
+ * the caches. */
+static AG_ALWAYS_INLINE ag_operands operands_at(const prog *q,
+                                                const ag_cins *in, int reads,
+                                                int typed) {
+    ag_operands o = {0.0, 0.0, 0.0, 0.0, 0, 0, in->k_int};
+    if (reads & AG_READS_X) {
+        o.x = q->v[in->a];
+        if (typed) o.x_int = q->di[in->a];
+    }
+    if (reads & AG_READS_Y) {
+        o.y = q->v[in->b];
+        if (typed) o.y_int = q->di[in->b];
+    }
+    if (reads & AG_READS_K) o.k = q->k[in->p];
+    if (reads & AG_READS_OUT) o.out = q->v[in->p];
+    return o;
+}
+
+/* Node in's terms from its grad gr (type g_int) to its children, a first. */
+static AG_ALWAYS_INLINE void backprop_pos(const prog *q, const ag_cins *in,
+                                          double gr, int g_int, int typed,
+                                          int all_typed) {
+    ag_operands o;
+    double t;
+    int t_int;
+#define ROW(code, rule, name, arity) BP_##arity(code, rule)
+#define BP_0(code, rule) case AG_##code: break;
+#define BP_A(rule)                                                      \
+        o = operands_at(q, in, rule##_reads, typed);                    \
+        t = rule##_grad_a(&o, gr, g_int, &t_int);                       \
+        add_term(q, in->a, t, t_int, typed, all_typed);
+#define BP_1(code, rule)                                                \
+    case AG_##code:                                                     \
+        BP_A(rule)                                                      \
+        break;
+#define BP_2(code, rule)                                                \
+    case AG_##code:                                                     \
+        BP_A(rule)                                                      \
+        t = rule##_grad_b(&o, gr, g_int, &t_int);                       \
+        add_term(q, in->b, t, t_int, typed, all_typed);                 \
+        break;
+    switch ((ag_op)in->op) {
+    AG_OP_LIST(ROW)
+    }
+#undef ROW
+#undef BP_A
+}
+
+/* The eager backward over the program: root grad int 1, then each op node's
+ * terms in reverse order.  all_typed: follow every type (the committed
+ * types may differ from the analysis's). */
+static void backward_pass(const ag_graph *g, int all_typed) {
+    const prog q = prog_of(g);
+    q.gd[g->n - 1] = 1.0;
+    q.gi[g->n - 1] = 1;
+    const ag_cins *steps = all_typed ? q.ci : g->steps;  /* typed: no runs */
+    for (int32_t i = all_typed ? g->n_ins : g->n_steps; i-- > 0;) {
+        const ag_cins *in = &steps[i];
+        if (in->op == AG_RUN) {
+            run_backward(&q, g->links + in->a, in->b);
+            continue;
+        }
+        double gr = q.gd[in->p];
+        if (!all_typed && !(in->typed & AG_TYPED_BACKWARD)) {
+            if ((g->options & AG_GRAPH_INEXACT) && in->op == AG_POW_CONST) {
+                int t_int;
+                q.gd[in->a] += ag__grad_power_by(pow_inexact, q.v[in->a], 0,
+                                                 q.k[in->p], in->k_int, gr, 0,
+                                                 &t_int);
+            } else {
+                backprop_pos(&q, in, gr, 0, 0, 0);
+            }
+        } else {
+            int g_int = all_typed || (in->typed & AG_TYPED_OWN_GRAD)
+                            ? q.gi[in->p] : 0;
+            backprop_pos(&q, in, gr, g_int, 1, all_typed);
+        }
+    }
+    if (!all_typed) {     /* untracked grads got a float term: floats now */
+        uint8_t *restrict gi = q.gi;
+        const uint8_t *restrict keep = q.gkeep;
+        for (int32_t p = 0; p < g->n; p++) gi[p] &= keep[p];
+    }
+}
+
+/* ---- the arena's side: ownership, reading and writing back -------------- */
+
+/* Node p's state from the arena into v, di, gd, gi. */
+static void load_node(ag_graph *g, const ag_ctx *c, int32_t p) {
+    int32_t id = g->id[p];
+    uint8_t f = c->flags[id];
+    g->v[p] = c->data[id];
+    g->di[p] = (f & AG_DATA_INT) != 0;
+    g->gd[p] = ag__grad(c->grad, c->flags, id);
+    g->gi[p] = (f & AG_GRAD_INT) != 0;
+}
+
+/* Node p's grad and its type into the arena. */
+static void store_grad(const ag_graph *g, ag_ctx *c, int32_t p) {
+    int32_t id = g->id[p];
+    c->grad[id] = g->gd[p];
+    c->flags[id] = (uint8_t)((c->flags[id] & ~(AG_GRAD_INT | AG_GRAD_ZERO)) |
+                             (g->gi[p] ? AG_GRAD_INT : 0));
+}
+
+void ag__flush_private(ag_ctx *c) {
+    ag_graph *g = c->private_owner;
+    if (!g) return;
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        int32_t p = g->cins[i].p, id = g->id[p];
+        uint8_t f = c->flags[id];
+        if (!(f & AG_PRIVATE)) continue;
+        c->data[id] = g->v[p];
+        c->grad[id] = g->gd[p];
+        c->flags[id] = (uint8_t)((f & ~(AG_PRIVATE | AG_DATA_INT | AG_GRAD_INT |
+                                        AG_GRAD_ZERO)) |
+                                 (g->di[p] ? AG_DATA_INT : 0) |
+                                 (g->gi[p] ? AG_GRAD_INT : 0));
+    }
+    c->private_owner = NULL;
+}
+
+/* Make g its context's private owner (writing back the last one's nodes):
+ * count references again, mark the private nodes and read every node's
+ * state.  Nothing when g owns them already.  Locked. */
+static void acquire(ag_graph *g, ag_ctx *c) {
+    if (c->private_owner == g) return;
+    ag__flush_private(c);
+    g->n_vis = 0;
+    for (int32_t i = 0; i < g->n_ins; i++) {
+        int32_t p = g->cins[i].p, id = g->id[p];
+        if (c->refs[id] != g->inrefs[p]) g->vis[g->n_vis++] = p;
+        else c->flags[id] |= AG_PRIVATE;
+    }
+    for (int32_t p = 0; p < g->n; p++) load_node(g, c, p);
+    g->typed_ok = 0;
+    c->private_owner = g;
+}
+
+int ag__compiled_forward(ag_graph *g) {
+    ag_ctx *c = g->ctx;
+    acquire(g, c);
+    int retyped = !g->analysed;
+    for (int32_t i = 0; i < g->n_src; i++) {     /* into the next arrays */
+        int32_t p = g->src[i], id = g->id[p];
+        uint8_t t = (c->flags[id] & AG_DATA_INT) != 0;
+        g->nv[p] = c->data[id];
+        g->ndi[p] = t;
+        if (t != g->src_int[i]) retyped = 1;
+        g->src_int[i] = t;
+    }
+    if (retyped) {
+        ag__analyse(g);
+        g->analysed = 1;
+        g->typed_ok = 0;
+    }
+    int st = forward_pass(g);
+    if (st != AG_OK) return st;                 /* nothing committed */
+    double *v = g->v;                           /* commit: swap */
+    uint8_t *di = g->di;
+    g->v = g->nv; g->nv = v;
+    g->di = g->ndi; g->ndi = di;
+    memset(g->gd, 0, (size_t)g->n * sizeof *g->gd);   /* fresh: int 0 */
+    memset(g->gi, 1, (size_t)g->n);
+    for (int32_t i = 0; i < g->n_vis; i++) {
+        int32_t p = g->vis[i], id = g->id[p];
+        c->data[id] = g->v[p];
+        c->flags[id] = (uint8_t)((c->flags[id] & ~AG_DATA_INT) | AG_GRAD_INT |
+                                 AG_GRAD_ZERO | (g->di[p] ? AG_DATA_INT : 0));
+    }
+    g->typed_ok = 1;
+    return AG_OK;
+}
+
+void ag__compiled_backward(ag_graph *g) {
+    ag_ctx *c = g->ctx;
+    acquire(g, c);
+    int all_typed = !g->typed_ok;
+    for (int32_t i = 0; i < g->n_src; i++) {
+        load_node(g, c, g->src[i]);
+        if (g->di[g->src[i]] != g->src_int[i]) all_typed = 1;
+    }
+    for (int32_t i = 0; i < g->n_vis; i++) {  /* set from outside, maybe */
+        load_node(g, c, g->vis[i]);
+        if (g->di[g->vis[i]] && !g->may_int[g->vis[i]]) all_typed = 1;
+    }
+    backward_pass(g, all_typed);
+    for (int32_t i = 0; i < g->n_src; i++) store_grad(g, c, g->src[i]);
+    for (int32_t i = 0; i < g->n_vis; i++) store_grad(g, c, g->vis[i]);
+}
