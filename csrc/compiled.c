@@ -4,20 +4,16 @@
  * Python types live in the graph's own arrays, indexed by program position,
  * so the passes read them in order and never go through arena ids.
  *
- * The arena keeps only what someone else can see.  At capture each node's
- * references from inside the graph are counted (its parents in the program,
- * and the graph's own reference on the root); an op node with no other
- * reference -- no handle, no parent outside, no other graph's root
- * reference -- is private: its state lives only here and its arena slot is
- * marked AG_PRIVATE (stale).  The others (visible) are read from the arena
- * before a pass and written back after it, as are the sources.  A graph
- * keeps private nodes only while it is its context's private owner; any
- * other use of a private node -- a handle naming it (ag__slot), an eager
- * backward, another graph's pass -- first writes them all back
- * (ag__flush_private), and the next pass of the graph takes ownership anew,
- * counting references again: so a reference taken after capture (a Value
- * for an interior node, a new parent, another graph) makes the node
- * visible before anyone reads it, and every result is the eager engine's.
+ * The arena is written only as far as someone looks.  Every op node but
+ * the root is private: its state lives only here and its arena slot is
+ * marked AG_PRIVATE (stale).  The root (read after every pass) and the
+ * sources are read from the arena before a pass and written back after it.
+ * A graph keeps private nodes only while it is its context's private
+ * owner; anything else that reaches one -- a handle naming it (ag__slot:
+ * every read, write, op and release), an eager backward, another graph's
+ * pass -- first writes them all back (ag__flush_private), and the graph's
+ * next pass takes ownership anew.  So Values held on interior nodes cost
+ * nothing until they are read, and every result is the eager engine's.
  *
  * Python's int types are followed only where they can occur: an analysis
  * for the sources' current types (analysis.c, redone when they change)
@@ -42,12 +38,11 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
     g->gkeep = ag__malloc(n);
     g->may_int = ag__malloc(n);
     g->src_int = ag__malloc(n);
-    g->inrefs = ag__calloc(n, sizeof *g->inrefs);
     g->vis = ag__malloc(n * sizeof *g->vis);
     g->steps = ag__malloc(n * sizeof *g->steps);
     g->links = ag__malloc(n * sizeof *g->links);
     if (!g->steps || !g->links || !g->cins || !g->v || !g->nv || !g->gd || !g->di || !g->ndi ||
-        !g->gi || !g->gkeep || !g->may_int || !g->src_int || !g->inrefs ||
+        !g->gi || !g->gkeep || !g->may_int || !g->src_int ||
         !g->vis)
         return AG_ERR_NOMEM;
     return AG_OK;
@@ -56,26 +51,17 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
 void ag__compiled_free(ag_graph *g) {
     ag__free(g->cins); ag__free(g->v); ag__free(g->nv); ag__free(g->gd);
     ag__free(g->di); ag__free(g->ndi); ag__free(g->gi); ag__free(g->gkeep);
-    ag__free(g->may_int); ag__free(g->src_int); ag__free(g->inrefs);
+    ag__free(g->may_int); ag__free(g->src_int);
     ag__free(g->vis); ag__free(g->steps); ag__free(g->links);
 }
 
-void ag__compiled_capture(ag_graph *g, const ag_ctx *c) {
+void ag__compiled_capture(ag_graph *g) {
     for (int32_t i = 0; i < g->n_ins; i++) {
         const ag_instr *in = &g->ins[i];
         g->cins[i] = (ag_cins){in->p, in->a, in->b, in->op, in->k_int,
                                AG_TYPED_FORWARD | AG_TYPED_BACKWARD |
                                    AG_TYPED_OWN_GRAD};
     }
-    for (int32_t p = 0; p < g->n; p++) {     /* parent links, opaque's too */
-        int32_t id = g->id[p], a = c->a[id], b = c->b[id];
-        if (a != AG_NONE) g->inrefs[c->stack[a]]++;
-        /* ag__topo walks no further below a node without child a (but the
-         * root's child b): a child it did not walk is no node here */
-        if (b != AG_NONE && (a != AG_NONE || p == g->n - 1))
-            g->inrefs[c->stack[b]]++;
-    }
-    g->inrefs[g->n - 1]++;                   /* the graph's own, on root */
     g->analysed = g->typed_ok = 0;
     g->options = 0;
 }
@@ -336,7 +322,7 @@ static void acquire(ag_graph *g, ag_ctx *c) {
     g->n_vis = 0;
     for (int32_t i = 0; i < g->n_ins; i++) {
         int32_t p = g->cins[i].p, id = g->id[p];
-        if (c->refs[id] != g->inrefs[p]) g->vis[g->n_vis++] = p;
+        if (p == g->n - 1) g->vis[g->n_vis++] = p;
         else c->flags[id] |= AG_PRIVATE;
     }
     for (int32_t p = 0; p < g->n; p++) load_node(g, c, p);

@@ -100,8 +100,8 @@ struct ag_graph {
     uint8_t *gkeep;         /* n: 0xff where backward follows gi[p]; 0 where
                              * the grad is a float after every backward     */
     uint8_t *may_int;       /* n: the value may be an int (analysis)        */
-    uint32_t *inrefs;       /* n: references from inside the graph          */
-    int32_t *vis;           /* positions of the op nodes the arena keeps    */
+    int32_t *vis;           /* positions of the op nodes the arena keeps: the
+                             * root's (every other op node is private)      */
     int32_t n_vis;
     uint8_t *src_int;       /* n_src: the sources' types analysed for       */
     int analysed;           /* may_int, gkeep, typed hold for src_int        */
@@ -150,7 +150,7 @@ int ag__compiled_alloc(ag_graph *g, size_t n);
 void ag__analyse(ag_graph *g);
 void ag__build_steps(ag_graph *g);
 void ag__compiled_free(ag_graph *g);
-void ag__compiled_capture(ag_graph *g, const ag_ctx *c);
+void ag__compiled_capture(ag_graph *g);
 int ag__compiled_forward(ag_graph *g);
 void ag__compiled_backward(ag_graph *g);
 

@@ -110,7 +110,7 @@ int ag_graph_new(ag_ctx *c, int64_t h, ag_graph **out) {
             g->root = (int32_t)root;
             g->n = (int32_t)n;
             copy_program(g, c, n);
-            ag__compiled_capture(g, c);
+            ag__compiled_capture(g);
             build_index(g, c);
             c->refs[root]++;                  /* keeps the program alive */
         }
