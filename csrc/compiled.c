@@ -37,13 +37,16 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
     g->gi = ag__malloc(n);
     g->gkeep = ag__malloc(n);
     g->may_int = ag__malloc(n);
-    g->src_int = ag__malloc(n);
+    g->src_int = ag__calloc(n, 1);
     g->vis = ag__malloc(n * sizeof *g->vis);
+    g->inrefs = ag__calloc(n, sizeof *g->inrefs);
+    g->vsrc = ag__malloc(n * sizeof *g->vsrc);
+    g->psrc = ag__malloc(n * sizeof *g->psrc);
     g->steps = ag__malloc(n * sizeof *g->steps);
     g->links = ag__malloc(n * sizeof *g->links);
     if (!g->steps || !g->links || !g->cins || !g->v || !g->nv || !g->gd || !g->di || !g->ndi ||
         !g->gi || !g->gkeep || !g->may_int || !g->src_int ||
-        !g->vis)
+        !g->vis || !g->inrefs || !g->vsrc || !g->psrc)
         return AG_ERR_NOMEM;
     return AG_OK;
 }
@@ -53,6 +56,7 @@ void ag__compiled_free(ag_graph *g) {
     ag__free(g->di); ag__free(g->ndi); ag__free(g->gi); ag__free(g->gkeep);
     ag__free(g->may_int); ag__free(g->src_int);
     ag__free(g->vis); ag__free(g->steps); ag__free(g->links);
+    ag__free(g->inrefs); ag__free(g->vsrc); ag__free(g->psrc);
 }
 
 void ag__compiled_capture(ag_graph *g) {
@@ -62,6 +66,12 @@ void ag__compiled_capture(ag_graph *g) {
                                AG_TYPED_FORWARD | AG_TYPED_BACKWARD |
                                    AG_TYPED_OWN_GRAD};
     }
+    for (int32_t i = 0; i < g->n_ins; i++) {  /* the sources' parents here */
+        const ag_instr *in = &g->ins[i];
+        if (ag__is_source(g->op[in->a])) g->inrefs[in->a]++;
+        if (in->b >= 0 && ag__is_source(g->op[in->b])) g->inrefs[in->b]++;
+    }
+    if (ag__is_source(g->op[g->n - 1])) g->inrefs[g->n - 1]++;  /* the graph's */
     g->analysed = g->typed_ok = 0;
     g->options = 0;
 }
@@ -296,26 +306,31 @@ static void store_grad(const ag_graph *g, ag_ctx *c, int32_t p) {
                              (g->gi[p] ? AG_GRAD_INT : 0));
 }
 
+/* Node p's state from the graph into the arena, if it is private there. */
+static void write_back(const ag_graph *g, ag_ctx *c, int32_t p) {
+    int32_t id = g->id[p];
+    uint8_t f = c->flags[id];
+    if (!(f & AG_PRIVATE)) return;
+    c->data[id] = g->v[p];
+    c->grad[id] = g->gd[p];
+    c->flags[id] = (uint8_t)((f & ~(AG_PRIVATE | AG_DATA_INT | AG_GRAD_INT |
+                                    AG_GRAD_ZERO)) |
+                             (g->di[p] ? AG_DATA_INT : 0) |
+                             (g->gi[p] ? AG_GRAD_INT : 0));
+}
+
 void ag__flush_private(ag_ctx *c) {
     ag_graph *g = c->private_owner;
     if (!g) return;
-    for (int32_t i = 0; i < g->n_ins; i++) {
-        int32_t p = g->cins[i].p, id = g->id[p];
-        uint8_t f = c->flags[id];
-        if (!(f & AG_PRIVATE)) continue;
-        c->data[id] = g->v[p];
-        c->grad[id] = g->gd[p];
-        c->flags[id] = (uint8_t)((f & ~(AG_PRIVATE | AG_DATA_INT | AG_GRAD_INT |
-                                        AG_GRAD_ZERO)) |
-                                 (g->di[p] ? AG_DATA_INT : 0) |
-                                 (g->gi[p] ? AG_GRAD_INT : 0));
-    }
+    for (int32_t i = 0; i < g->n_ins; i++) write_back(g, c, g->cins[i].p);
+    for (int32_t i = 0; i < g->n_psrc; i++) write_back(g, c, g->psrc[i]);
     c->private_owner = NULL;
 }
 
 /* Make g its context's private owner (writing back the last one's nodes):
- * count references again, mark the private nodes and read every node's
- * state.  Nothing when g owns them already.  Locked. */
+ * mark the private nodes -- op nodes but the root, and sources nothing
+ * outside the graph references (constants) -- and read every node's state.
+ * Nothing when g owns them already.  Locked. */
 static void acquire(ag_graph *g, ag_ctx *c) {
     if (c->private_owner == g) return;
     ag__flush_private(c);
@@ -325,7 +340,25 @@ static void acquire(ag_graph *g, ag_ctx *c) {
         if (p == g->n - 1) g->vis[g->n_vis++] = p;
         else c->flags[id] |= AG_PRIVATE;
     }
+    g->n_vsrc = g->n_psrc = 0;
+    for (int32_t i = 0; i < g->n_src; i++) {
+        int32_t p = g->src[i], id = g->id[p];
+        if (c->refs[id] != g->inrefs[p]) {
+            g->vsrc[g->n_vsrc++] = i;
+            continue;
+        }
+        g->psrc[g->n_psrc++] = p;
+        uint8_t t = (c->flags[id] & AG_DATA_INT) != 0;
+        if (t != g->src_int[i]) g->analysed = 0;  /* the forward analyses */
+        g->src_int[i] = t;
+        c->flags[id] |= AG_PRIVATE;
+    }
     for (int32_t p = 0; p < g->n; p++) load_node(g, c, p);
+    for (int32_t i = 0; i < g->n_psrc; i++) {  /* the same in both arrays */
+        int32_t p = g->psrc[i];
+        g->nv[p] = g->v[p];
+        g->ndi[p] = g->di[p];
+    }
     g->typed_ok = 0;
     c->private_owner = g;
 }
@@ -334,8 +367,8 @@ int ag__compiled_forward(ag_graph *g) {
     ag_ctx *c = g->ctx;
     acquire(g, c);
     int retyped = !g->analysed;
-    for (int32_t i = 0; i < g->n_src; i++) {     /* into the next arrays */
-        int32_t p = g->src[i], id = g->id[p];
+    for (int32_t k = 0; k < g->n_vsrc; k++) {   /* into the next arrays (the */
+        int32_t i = g->vsrc[k], p = g->src[i], id = g->id[p];  /* private: set) */
         uint8_t t = (c->flags[id] & AG_DATA_INT) != 0;
         g->nv[p] = c->data[id];
         g->ndi[p] = t;
@@ -353,8 +386,12 @@ int ag__compiled_forward(ag_graph *g) {
     uint8_t *di = g->di;
     g->v = g->nv; g->nv = v;
     g->di = g->ndi; g->ndi = di;
-    memset(g->gd, 0, (size_t)g->n * sizeof *g->gd);   /* fresh: int 0 */
-    memset(g->gi, 1, (size_t)g->n);
+    for (int32_t i = 0; i < g->n_ins; i++) {  /* fresh op nodes: grad int 0;
+                                                * sources' grads stay */
+        int32_t p = g->cins[i].p;
+        g->gd[p] = 0.0;
+        g->gi[p] = 1;
+    }
     for (int32_t i = 0; i < g->n_vis; i++) {
         int32_t p = g->vis[i], id = g->id[p];
         c->data[id] = g->v[p];
@@ -369,15 +406,16 @@ void ag__compiled_backward(ag_graph *g) {
     ag_ctx *c = g->ctx;
     acquire(g, c);
     int all_typed = !g->typed_ok;
-    for (int32_t i = 0; i < g->n_src; i++) {
-        load_node(g, c, g->src[i]);
-        if (g->di[g->src[i]] != g->src_int[i]) all_typed = 1;
+    for (int32_t k = 0; k < g->n_vsrc; k++) {
+        int32_t i = g->vsrc[k], p = g->src[i];
+        load_node(g, c, p);
+        if (g->di[p] != g->src_int[i]) all_typed = 1;
     }
     for (int32_t i = 0; i < g->n_vis; i++) {  /* set from outside, maybe */
         load_node(g, c, g->vis[i]);
         if (g->di[g->vis[i]] && !g->may_int[g->vis[i]]) all_typed = 1;
     }
     backward_pass(g, all_typed);
-    for (int32_t i = 0; i < g->n_src; i++) store_grad(g, c, g->src[i]);
+    for (int32_t k = 0; k < g->n_vsrc; k++) store_grad(g, c, g->src[g->vsrc[k]]);
     for (int32_t i = 0; i < g->n_vis; i++) store_grad(g, c, g->vis[i]);
 }

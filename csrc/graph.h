@@ -102,6 +102,16 @@ struct ag_graph {
     uint8_t *may_int;       /* n: the value may be an int (analysis)        */
     int32_t *vis;           /* positions of the op nodes the arena keeps: the
                              * root's (every other op node is private)      */
+    uint32_t *inrefs;       /* n: references from inside the graph          */
+    int32_t *vsrc;          /* indices in src of the sources read every pass:
+                             * those referenced from outside (a handle, a
+                             * node or graph elsewhere)                      */
+    int32_t n_vsrc;
+    int32_t *psrc;          /* the other sources' (constants nobody holds),
+                             * private: read at acquire, grads written back
+                             * by ag__flush_private                         */
+    int32_t n_psrc;
+
     int32_t n_vis;
     uint8_t *src_int;       /* n_src: the sources' types analysed for       */
     int analysed;           /* may_int, gkeep, typed hold for src_int        */

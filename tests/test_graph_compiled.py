@@ -212,6 +212,39 @@ def test_data_set_on_a_held_interior_node_between_passes():
     assert state(g.root) == state(fresh)
 
 
+def build_with_constant(x):
+    """(x * 3 + 2).tanh() and its constant 3 (a leaf C made, no Value)."""
+    top = (x * 3 + 2).tanh()
+    (s,) = top._prev
+    (m,) = [k for k in s._prev if k._op == "*"]
+    (three,) = [k for k in m._prev if k is not x]
+    return top, three
+
+
+def test_constants_kept_in_the_graph_accumulate_and_can_be_changed():
+    """The constant leaves nothing outside holds (`x * 3`'s 3) stay in the
+    graph between passes: their grads accumulate over backward passes as a
+    source's do, and a constant changed through a Value _prev gave is read by
+    the next forward."""
+    x = Value(1.5)
+    top = (x * 3 + 2).tanh()
+    g = Graph(top)
+    for _ in range(3):
+        g.forward()
+        g.backward()
+    fresh_top, fresh_three = build_with_constant(Value(1.5))
+    fresh_top.backward()
+    c = fresh_three.grad
+    (s,) = top._prev  # now the Values: the graph writes back what they name
+    (m,) = [k for k in s._prev if k._op == "*"]
+    (three,) = [k for k in m._prev if k is not x]
+    assert bits(three.grad) == bits(c + c + c)
+    three.data = 4
+    g.forward()
+    assert bits(top.data) == bits(math.tanh(1.5 * 4 + 2))
+    assert three.data == 4 and type(three.data) is int
+
+
 def test_leaf_types_change_between_passes():
     x, y = Value(2), Value(3)
     g = Graph(((x * y + x) * (y * 2)).relu() + x * x)
