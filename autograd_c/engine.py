@@ -31,6 +31,7 @@ _labelled = weakref.WeakValueDictionary()  # node handle -> the Value its label 
 _float_data, _float_grad = lib.ag_float_data, lib.ag_float_grad
 _read_data, _read_grad = lib.ag_read_data, lib.ag_read_grad
 _set_data, _set_grad = lib.ag_set_data, lib.ag_set_grad
+_set_float_data, _set_float_grad = lib.ag_set_float_data, lib.ag_set_float_grad
 _USER_RULE = lib.AG_ERR_USER_RULE
 
 
@@ -389,8 +390,10 @@ class Value:
     @data.setter
     def data(self, value):
         t = type(value)
-        if t is float or t is int:
-            status = _set_data(_ctx, self._i, value, t is int)
+        if t is float:
+            status = _set_float_data(self._i, value)
+        elif t is int:
+            status = _set_data(_ctx, self._i, value, 1)
         else:
             status = _set_data(_ctx, self._i, *_number(value))
         if status:
@@ -407,8 +410,10 @@ class Value:
     @grad.setter
     def grad(self, value):
         t = type(value)
-        if t is float or t is int:
-            status = _set_grad(_ctx, self._i, value, t is int)
+        if t is float:
+            status = _set_float_grad(self._i, value)
+        elif t is int:
+            status = _set_grad(_ctx, self._i, value, 1)
         else:
             status = _set_grad(_ctx, self._i, *_number(value))
         if status:

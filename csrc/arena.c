@@ -325,6 +325,16 @@ static double _Complex read_on_facade_ctx(int64_t h, int what) {
     return r;
 }
 
+int ag_set_float_data(int64_t h, double v) {
+    ag_ctx *c = atomic_load(&facade_ctx);
+    return c ? ag_set_data(c, h, v, 0) : AG_ERR_ARG;
+}
+
+int ag_set_float_grad(int64_t h, double v) {
+    ag_ctx *c = atomic_load(&facade_ctx);
+    return c ? ag_set_grad(c, h, v, 0) : AG_ERR_ARG;
+}
+
 double _Complex ag_read_data(int64_t h) { return read_on_facade_ctx(h, AG_READ_DATA); }
 double _Complex ag_read_grad(int64_t h) { return read_on_facade_ctx(h, AG_READ_GRAD); }
 

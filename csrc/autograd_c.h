@@ -222,13 +222,17 @@ int64_t ag_apply_const(ag_ctx *ctx, int op, int64_t a, double v, int v_int,
  *   ag_apply2(op, a, b)               ag_apply(ctx, op, a, b, 0, 0)
  *   ag_apply_k(code, a, v)            ag_apply_const(ctx, code & AG_K_OP, a, v,
  *                                     code & AG_K_IS_INT, code & AG_K_FIRST),
- *                                     code made once per op and kind of number */
+ *                                     code made once per op and kind of number
+ *   ag_set_float_data(h, v)           ag_set_data(ctx, h, v, 0)
+ *   ag_set_float_grad(h, v)           ag_set_grad(ctx, h, v, 0) */
 enum { AG_K_OP = 63, AG_K_IS_INT = 64, AG_K_FIRST = 128 };
 void ag_set_facade_ctx(ag_ctx *ctx);
 int64_t ag_float_leaf(double v);
 int64_t ag_int_leaf(double v);
 int64_t ag_apply1(int op, int64_t a);
 int64_t ag_apply2(int op, int64_t a, int64_t b);
+int ag_set_float_data(int64_t h, double v);
+int ag_set_float_grad(int64_t h, double v);
 int64_t ag_apply_k(int code, int64_t a, double v);
 
 /* A node holding v whose children are a and b (-1 where absent) and whose

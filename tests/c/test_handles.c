@@ -435,6 +435,7 @@ static void test_facade_context_calls(void) {
     CHECK_EQ(cimag(r), AG_ERR_ARG);
     CHECK_EQ(ag_float_leaf(1.0), AG_ERR_ARG);
     CHECK_EQ(ag_apply2(AG_ADD, 0, 0), AG_ERR_ARG);
+    CHECK_EQ(ag_set_float_data(0, 1.0), AG_ERR_ARG);
     ag_ctx *c = ctx_new();
     ag_set_facade_ctx(c);
     int64_t a = ag_float_leaf(1.5), n = ag_int_leaf(3), a2 = leaf(c, 1.5, 0);
@@ -456,6 +457,12 @@ static void test_facade_context_calls(void) {
         CHECK(made[j] >= 0 && want[j] >= 0);
         CHECK(same_node(c, made[j], want[j]));
     }
+    CHECK_EQ(ag_set_float_data(a2, 2.5), AG_OK);      /* the setters */
+    CHECK_EQ(ag_set_data(c, a, 2.5, 0), AG_OK);
+    CHECK_EQ(ag_set_float_grad(a, -1.0), AG_OK);
+    CHECK_EQ(ag_set_grad(c, a2, -1.0, 0), AG_OK);
+    CHECK(same_node(c, a, a2));
+    CHECK(ag_float_grad(a) == -1.0 && ag_float_grad(a2) == -1.0);
     CHECK_EQ(ag_apply_k(AG_LOG, a, 1.0), AG_ERR_ARG);  /* not a binary op */
     CHECK_EQ(ag_apply2(AG_ADD, a, -5), AG_ERR_ARG);
     int64_t z = ag_float_leaf(0.0);
