@@ -102,12 +102,12 @@ def _checked_labels(labels, n):
     return pairs
 
 
-def load(blob, labels=()):
-    """The Graph saved as blob (bytes of ag_graph_save) with labels
-    ((position, label) pairs): what pickle.loads calls.  Raises ValueError
-    for bytes that are no saved graph (cut, changed, made up, another
-    version), or whose nodes cannot be built from the saved data."""
-    from .graph import Graph
+def load_parts(blob, labels=()):
+    """(C graph, root Value, source Values, labelled Values) of the graph
+    saved as blob (bytes of ag_graph_save) with labels ((position, label)
+    pairs), for Graph._load.  Raises ValueError for bytes that are no saved
+    graph (cut, changed, made up, another version), or whose nodes cannot
+    be built from the saved data."""
     cgraph = _load_c(blob)
     n = lib.ag_graph_size(cgraph)
     pairs = _checked_labels(labels, n)
@@ -116,7 +116,5 @@ def load(blob, labels=()):
     values = dict(zip(wanted, node_values(cgraph, wanted)))
     for p, text in pairs:
         values[p].label = text
-    graph = Graph._adopt(cgraph, values[n - 1])
-    graph._cache["sources"] = tuple(values[p] for p in sources)
-    graph._cache["labelled"] = tuple(values[p] for p, _ in pairs)  # keeps the labels
-    return graph
+    return (cgraph, values[n - 1], tuple(values[p] for p in sources),
+            tuple(values[p] for p, _ in pairs))

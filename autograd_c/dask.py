@@ -64,7 +64,7 @@ def _job(payload):
         hit = _loaded.get(key)
         if hit is None:
             blob, in_at, grad_at = pickle.loads(payload)
-            graph = _graph_io.load(blob)
+            graph = Graph._load(blob)
             sources = graph.sources
             nodes = _graph_io.node_values(graph._g, grad_at)
             hit = (graph, [sources[i] for i in in_at], Params(nodes), threading.Lock())

@@ -316,6 +316,31 @@ def _drop_old_node(v):
         pass
 
 
+def _number_property(read_float, read_typed, write_float, write, name):
+    """Value.data or .grad: a float is read in one one-argument call (NaN
+    for anything else: an int, a NaN or a stale handle, which the typed
+    read tells apart) and written in a two-argument one; Python's int type
+    is kept."""
+    def get(self):
+        x = read_float(self._i)
+        if x == x:
+            return x
+        r = read_typed(self._i)  # an int (value + 1j), a NaN or a status
+        return int(r.real) if r.imag > 0 else _typed(r, name)
+
+    def set(self, value):
+        t = type(value)
+        if t is float:
+            status = write_float(self._i, value)
+        elif t is int:
+            status = write(_ctx, self._i, value, 1)
+        else:
+            status = write(_ctx, self._i, *_number(value))
+        if status:
+            _fail(status, name)
+    return property(get, set)
+
+
 class Value:
     """A scalar in the graph: micrograd's Value, computed in C."""
 
@@ -379,45 +404,8 @@ class Value:
             _release_dead()
 
     # -- data and grad: Python int where micrograd keeps int ------------------
-    @property
-    def data(self):
-        x = _float_data(self._i)
-        if x == x:
-            return x
-        r = _read_data(self._i)  # an int (value + 1j), a NaN or a status
-        return int(r.real) if r.imag > 0 else _typed(r, "Value.data")
-
-    @data.setter
-    def data(self, value):
-        t = type(value)
-        if t is float:
-            status = _set_float_data(self._i, value)
-        elif t is int:
-            status = _set_data(_ctx, self._i, value, 1)
-        else:
-            status = _set_data(_ctx, self._i, *_number(value))
-        if status:
-            _fail(status, "Value.data")
-
-    @property
-    def grad(self):
-        x = _float_grad(self._i)
-        if x == x:
-            return x
-        r = _read_grad(self._i)
-        return int(r.real) if r.imag > 0 else _typed(r, "Value.grad")
-
-    @grad.setter
-    def grad(self, value):
-        t = type(value)
-        if t is float:
-            status = _set_float_grad(self._i, value)
-        elif t is int:
-            status = _set_grad(_ctx, self._i, value, 1)
-        else:
-            status = _set_grad(_ctx, self._i, *_number(value))
-        if status:
-            _fail(status, "Value.grad")
+    data = _number_property(_float_data, _read_data, _set_float_data, _set_data, "Value.data")
+    grad = _number_property(_float_grad, _read_grad, _set_float_grad, _set_grad, "Value.grad")
 
     # -- the graph ------------------------------------------------------------
     def _node(self):

@@ -289,16 +289,21 @@ class Graph:
         # "sources" -> Values; "labelled" -> the labelled Values of a loaded graph
 
     @classmethod
-    def _adopt(cls, cgraph, root):
-        """A Graph around a C graph made otherwise than by capture (loaded)."""
+    def _load(cls, blob, labels=()):
+        """The Graph pickled as (blob, labels) (_graph_io.state): a C graph
+        loaded and checked by _graph_io, its Values kept here.  What
+        pickle.loads calls; ValueError for bytes that are no saved graph."""
+        cgraph, root, sources, labelled = _graph_io.load_parts(blob, labels)
         graph = cls.__new__(cls)
         graph._own(cgraph, root)
+        graph._cache["sources"] = sources
+        graph._cache["labelled"] = labelled  # keeps the labels
         return graph
 
     def __reduce__(self):
         """pickle: the bytes of the program and sources (ag_graph_save) and
-        the labels; loaded by autograd_c._graph_io.load."""
-        return _graph_io.load, _graph_io.state(self)
+        the labels; loaded by Graph._load."""
+        return Graph._load, _graph_io.state(self)
 
     def __len__(self):
         """Number of captured nodes."""

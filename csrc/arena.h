@@ -79,6 +79,8 @@ struct ag_ctx {
     ag_graph *graphs;
     ag_graph *private_owner;  /* the graph whose AG_PRIVATE nodes' state it
                                * holds (compiled.c), or NULL              */
+    void (*write_back)(ag_ctx *c);  /* the owner's: writes that state back,
+                                     * clears the bits and private_owner */
 };
 
 /* Free every array of the arena and the names of its nodes (the context
@@ -97,9 +99,12 @@ static inline int64_t ag__handle(const ag_ctx *c, int32_t id) {
 }
 
 /* Write back the state of every AG_PRIVATE node from the graph that holds
- * it (c->private_owner, compiled.c) and clear the bits: the arena is then
- * whole again.  Nothing when there is no owner.  Locked. */
-void ag__flush_private(ag_ctx *c);
+ * it (c->private_owner, through its write_back: the arena calls no graph
+ * code by name) and clear the bits: the arena is then whole again.
+ * Nothing when there is no owner.  Locked. */
+static inline void ag__flush_private(ag_ctx *c) {
+    if (c->private_owner) c->write_back(c);
+}
 
 /* The slot that handle h names, or its status: AG_ERR_ARG for a number
  * that is no handle of c (negative, beyond the slots ever used),

@@ -319,7 +319,8 @@ static void write_back(const ag_graph *g, ag_ctx *c, int32_t p) {
                              (g->gi[p] ? AG_GRAD_INT : 0));
 }
 
-void ag__flush_private(ag_ctx *c) {
+/* ag_ctx.write_back of a compiled graph's context. */
+static void write_back_all(ag_ctx *c) {
     ag_graph *g = c->private_owner;
     if (!g) return;
     for (int32_t i = 0; i < g->n_ins; i++) write_back(g, c, g->cins[i].p);
@@ -361,6 +362,7 @@ static void acquire(ag_graph *g, ag_ctx *c) {
     }
     g->typed_ok = 0;
     c->private_owner = g;
+    c->write_back = write_back_all;
 }
 
 int ag__compiled_forward(ag_graph *g) {

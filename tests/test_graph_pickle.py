@@ -1,4 +1,4 @@
-"""Graphs that travel: pickle.dumps(graph) / pickle.loads (autograd_c._graph_io
+"""Graphs that travel: pickle.dumps(graph) / pickle.loads (Graph._load, autograd_c._graph_io
 over csrc/serialize.c).  A loaded graph, in this process or another, gives
 the original's forward(), backward() and run() results bit for bit, node by
 node, and lists its sources in the original's order with their labels;
@@ -171,9 +171,9 @@ def test_bytes_cut_at_every_length_are_refused():
     before = live_nodes()
     for cut in range(len(blob)):
         with pytest.raises(ValueError, match="cannot load a Graph"):
-            _graph_io.load(blob[:cut], labels)
+            Graph._load(blob[:cut], labels)
     assert live_nodes() == before
-    assert state(_graph_io.load(blob, labels)) == state(g)  # whole: it loads
+    assert state(Graph._load(blob, labels)) == state(g)  # whole: it loads
 
 
 def test_every_flipped_bit_is_refused():
@@ -233,13 +233,13 @@ MADE_UP = {
 def test_made_up_bytes_raise_value_error_and_make_nothing(name):
     before = live_nodes()
     with pytest.raises(ValueError, match="cannot load a Graph") as info:
-        _graph_io.load(MADE_UP[name])
+        Graph._load(MADE_UP[name])
     assert len(str(info.value)) > len("cannot load a Graph: ")
     assert live_nodes() == before
 
 
 def test_the_made_up_format_is_the_real_one():
-    g = _graph_io.load(sealed(2, leaf(2.0, 0, 0.5) + unary(lib.AG_TANH, 0)), [(0, "x")])
+    g = Graph._load(sealed(2, leaf(2.0, 0, 0.5) + unary(lib.AG_TANH, 0)), [(0, "x")])
     assert g.root.data == math.tanh(2.0) and g.sources[0].label == "x"
     assert g.sources[0].grad == 0.5
 
@@ -248,9 +248,9 @@ def test_bad_labels_and_bad_types_are_refused():
     _, blob, _ = saved_bytes()
     for labels in ([(99, "x")], [(-1, "x")], [(0, 5)], [("0", "x")], [1, 2], None):
         with pytest.raises(ValueError, match="label"):
-            _graph_io.load(blob, labels)
+            Graph._load(blob, labels)
     with pytest.raises(TypeError, match="bytes"):
-        _graph_io.load("AGCG...")
+        Graph._load("AGCG...")
 
 
 def test_the_node_limit_gives_memory_error_and_makes_nothing():
@@ -259,7 +259,7 @@ def test_the_node_limit_gives_memory_error_and_makes_nothing():
     autograd_c.set_node_limit(before + 3)
     try:
         with pytest.raises(MemoryError):
-            _graph_io.load(blob, labels)
+            Graph._load(blob, labels)
     finally:
         autograd_c.set_node_limit(0)
     assert live_nodes() == before
@@ -280,7 +280,7 @@ def test_changed_bytes_with_a_right_checksum_load_whole_or_raise_value_error(edi
     with gc_paused():
         before = live_nodes(collect=False)
         try:
-            g = _graph_io.load(bytes(bad))
+            g = Graph._load(bytes(bad))
         except ValueError:
             assert live_nodes(collect=False) == before
             return
