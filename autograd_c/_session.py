@@ -95,6 +95,11 @@ _in_flight: List[Tuple[List[int], Any]] = []
 # something, which may free what others hold back).
 sweeps: List[Callable[[], bool]] = []
 
+# One entry per no_grad / enable_grad block open on any thread (appends and
+# pops are atomic): while it is empty, every thread records, and an op's
+# result keeps its operands without asking C.
+open_grad_modes: List[None] = []
+
 
 def release_dead() -> None:
     """Give the handles of dead Values back to the arena.

@@ -11,6 +11,7 @@ import threading
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from ._autograd_c import lib
+from ._session import open_grad_modes
 from .engine import Value
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +38,7 @@ class _GradMode:
 
     def __enter__(self) -> None:
         stack = _saved.__dict__.setdefault("stack", [])
+        open_grad_modes.append(None)
         stack.append((self, lib.ag_set_grad_enabled(self.enabled)))
 
     def __exit__(self, *exc: Any) -> None:
@@ -46,6 +48,10 @@ class _GradMode:
         for k in range(len(stack) - 1, -1, -1):
             if stack[k][0] is self:
                 lib.ag_set_grad_enabled(stack.pop(k)[1])
+                try:
+                    open_grad_modes.pop()
+                except IndexError:  # its __enter__ was interrupted before the append
+                    pass
                 return
 
     def __call__(self, func: F) -> F:

@@ -25,6 +25,9 @@ except ImportError:  # pragma: no cover
 from ._autograd_c import ffi, lib
 from ._session import DEAD_BATCH as _DEAD_BATCH, ctx as _ctx, dead as _dead, fail as _fail
 from ._session import release_dead as _release_dead, retry as _retry, sweeps as _sweeps
+from ._session import open_grad_modes as _grad_modes
+
+_recording = lib.ag_is_grad_enabled
 
 _labelled = weakref.WeakValueDictionary()  # node handle -> the Value its label was set on
 # one argument: cffi's fast calls; a float, or NaN and then the typed read
@@ -73,7 +76,8 @@ def _binary_op(op, const_first=0):
                 i = _retry(i, _apply_k, code, a._i, b)
             v = _new(Value)
             v._i = i
-            v._a = a  # the operand, for _prev: kept, as micrograd's _prev keeps it
+            if not _grad_modes or _recording():  # for _prev: the operand kept,
+                v._a = a                         # as micrograd's _prev keeps it
             return v
         elif t is Value or isinstance(b, Value):
             i = _apply2(op, a._i, b._i)
@@ -81,8 +85,9 @@ def _binary_op(op, const_first=0):
                 i = _retry(i, _apply2, op, a._i, b._i)
             v = _new(Value)
             v._i = i
-            v._a = a
-            v._b = b
+            if not _grad_modes or _recording():
+                v._a = a
+                v._b = b
             return v
         else:
             try:
@@ -95,7 +100,8 @@ def _binary_op(op, const_first=0):
                 i = _retry(i, _apply_k, code, a._i, x)
         v = _new(Value)
         v._i = i
-        v._a = a
+        if not _grad_modes or _recording():
+            v._a = a
         return v
     return method
 
@@ -115,7 +121,7 @@ def _user_node(data, children, op):
     else:
         if not all(isinstance(k, Value) for k in kids):
             raise ValueError("Value(data, children): children must be Values")
-        if not lib.ag_is_grad_enabled():
+        if not _recording():
             kids = ()
         handles = [k._i for k in kids] + [-1, -1]  # C keeps two; Python all
         name = str(op).encode("utf-8", "surrogatepass")
@@ -133,7 +139,8 @@ def _apply_checked(op, a, k, k_int):
         i = _retry(i, _apply, _ctx, op, a._i, -1, k, k_int)
     v = _new(Value)
     v._i = i
-    v._a = a
+    if not _grad_modes or _recording():
+        v._a = a
     return v
 
 
@@ -145,7 +152,8 @@ def _unary_op(op):
             i = _retry(i, _apply1, op, a._i)
         v = _new(Value)
         v._i = i
-        v._a = a
+        if not _grad_modes or _recording():
+            v._a = a
         return v
     return method
 

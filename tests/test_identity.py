@@ -7,10 +7,10 @@ import math
 
 from hypothesis import given, settings
 
-from autograd_c import Value, no_grad
+from autograd_c import Value, enable_grad, no_grad
 from autograd_c.nn import MLP
 from micrograd.engine import Value as MV
-from support import programs, readme_graph, run_program
+from support import live_nodes, programs, readme_graph, run_program
 
 
 def notebook_trace(root):
@@ -112,6 +112,20 @@ def test_random_graphs_draw_as_micrographs(program):
 
 # --------------------------------------------------------------------------
 # the user's own ops under no_grad: nothing recorded, as for built-in ops
+
+def test_results_under_no_grad_keep_no_operands(live_baseline):
+    """No graph, so nothing for _prev to give back: a chain computed under
+    no_grad keeps no Values (or nodes) of its steps alive."""
+    x = Value(1.0)
+    with no_grad():
+        h = x
+        for _ in range(1000):
+            h = (h * 1.0001).relu() + 0.5
+        with enable_grad():
+            kept = h * 2  # recording again: keeps its operand
+    assert live_nodes() == live_baseline + 4  # x, h, kept, its constant 2
+    assert any(k is h for k in kept._prev)
+
 
 def test_user_op_under_no_grad_records_nothing():
     x = Value(2.0)
