@@ -35,8 +35,8 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
     g->di = ag__malloc(n);
     g->ndi = ag__malloc(n);
     g->gi = ag__malloc(n);
-    g->gkeep = ag__malloc(n);
-    g->may_int = ag__malloc(n);
+    g->gkeep = ag__calloc(n, 1);      /* set by the analysis; read before it: 0 */
+    g->may_int = ag__calloc(n, 1);
     g->src_int = ag__calloc(n, 1);
     g->vis = ag__malloc(n * sizeof *g->vis);
     g->inrefs = ag__calloc(n, sizeof *g->inrefs);
