@@ -77,10 +77,11 @@ struct ag_ctx {
     /* fork.c's registry: the list of contexts, and this one's graphs    */
     ag_ctx *fork_next, *fork_prev;
     ag_graph *graphs;
-    ag_graph *private_owner;  /* the graph whose AG_PRIVATE nodes' state it
-                               * holds (compiled.c), or NULL              */
-    void (*write_back)(ag_ctx *c);  /* the owner's: writes that state back,
-                                     * clears the bits and private_owner */
+    ag_graph *private_owner;  /* the graphs whose AG_PRIVATE nodes' state
+                               * they hold (compiled.c; a list through
+                               * their next_owner), or NULL              */
+    void (*write_back)(ag_ctx *c);  /* the owners': writes that state back,
+                                     * clears the bits and the list      */
 };
 
 /* Free every array of the arena and the names of its nodes (the context
@@ -98,8 +99,8 @@ static inline int64_t ag__handle(const ag_ctx *c, int32_t id) {
     return (int64_t)c->gen[id] << 32 | (int64_t)(uint32_t)id;
 }
 
-/* Write back the state of every AG_PRIVATE node from the graph that holds
- * it (c->private_owner, through its write_back: the arena calls no graph
+/* Write back the state of every AG_PRIVATE node from the graphs that hold
+ * them (c->private_owner, through write_back: the arena calls no graph
  * code by name) and clear the bits: the arena is then whole again.
  * Nothing when there is no owner.  Locked. */
 static inline void ag__flush_private(ag_ctx *c) {

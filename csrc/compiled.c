@@ -319,22 +319,34 @@ static void write_back(const ag_graph *g, ag_ctx *c, int32_t p) {
                              (g->gi[p] ? AG_GRAD_INT : 0));
 }
 
-/* ag_ctx.write_back of a compiled graph's context. */
+/* ag_ctx.write_back of a compiled graph's context: every owner's nodes. */
 static void write_back_all(ag_ctx *c) {
-    ag_graph *g = c->private_owner;
-    if (!g) return;
-    for (int32_t i = 0; i < g->n_ins; i++) write_back(g, c, g->cins[i].p);
-    for (int32_t i = 0; i < g->n_psrc; i++) write_back(g, c, g->psrc[i]);
+    ag_graph *next;
+    for (ag_graph *g = c->private_owner; g; g = next) {
+        for (int32_t i = 0; i < g->n_ins; i++) write_back(g, c, g->cins[i].p);
+        for (int32_t i = 0; i < g->n_psrc; i++) write_back(g, c, g->psrc[i]);
+        next = g->next_owner;
+        g->next_owner = NULL;
+        g->owning = 0;
+    }
     c->private_owner = NULL;
 }
 
-/* Make g its context's private owner (writing back the last one's nodes):
- * mark the private nodes -- op nodes but the root, and sources nothing
- * outside the graph references (constants) -- and read every node's state.
- * Nothing when g owns them already.  Locked. */
+/* Some node of g is private to another graph (they share it). */
+static int overlaps_an_owner(const ag_graph *g, const ag_ctx *c) {
+    for (int32_t p = 0; p < g->n; p++)
+        if (c->flags[g->id[p]] & AG_PRIVATE) return 1;
+    return 0;
+}
+
+/* Make g one of its context's private owners -- graphs of disjoint nodes
+ * own theirs side by side; one that shares a node with an owner has every
+ * owner write back first -- mark its private nodes (op nodes but the root,
+ * and sources nothing outside the graph references: constants) and read
+ * every node's state.  Nothing when g owns them already.  Locked. */
 static void acquire(ag_graph *g, ag_ctx *c) {
-    if (c->private_owner == g) return;
-    ag__flush_private(c);
+    if (g->owning) return;
+    if (c->private_owner && overlaps_an_owner(g, c)) ag__flush_private(c);
     g->n_vis = 0;
     for (int32_t i = 0; i < g->n_ins; i++) {
         int32_t p = g->cins[i].p, id = g->id[p];
@@ -361,6 +373,8 @@ static void acquire(ag_graph *g, ag_ctx *c) {
         g->ndi[p] = g->di[p];
     }
     g->typed_ok = 0;
+    g->owning = 1;
+    g->next_owner = c->private_owner;
     c->private_owner = g;
     c->write_back = write_back_all;
 }

@@ -228,11 +228,29 @@ int ag_set_user_rule(ag_ctx *c, int64_t h) {
     return id < 0 ? (int)id : AG_OK;
 }
 
+/* Node x or a child of it is private to a graph (its state stale here). */
+static int private_near(const ag_ctx *c, int32_t x) {
+    return ((c->flags[x] | (c->a[x] != AG_NONE ? c->flags[c->a[x]] : 0) |
+             (c->b[x] != AG_NONE ? c->flags[c->b[x]] : 0)) & AG_PRIVATE) != 0;
+}
+
+/* Write graphs' private nodes back if a pass over order[0..n) (and the
+ * children its rules add into) would touch one.  Locked. */
+static void flush_if_reached(ag_ctx *c, const int32_t *order, size_t n) {
+    if (!c->private_owner) return;
+    for (size_t i = 0; i < n; i++)
+        if (private_near(c, order[i])) {
+            ag__flush_private(c);
+            return;
+        }
+}
+
 int ag_backprop_node(ag_ctx *c, int64_t h) {
     AG_LOCK(c);
     int64_t id = ag__slot(c, h);
     if (id >= 0) {
-        ag__flush_private(c);                 /* its children's data */
+        int32_t x = (int32_t)id;
+        flush_if_reached(c, &x, 1);           /* its children's data */
         nodes v = nodes_of(c);
         backprop(&v, (int32_t)id);
     }
@@ -245,8 +263,8 @@ int ag_backward(ag_ctx *c, int64_t h) {
     int64_t root = ag__slot(c, h);
     int st = root < 0 ? (int)root : AG_OK;
     if (root >= 0) {
-        ag__flush_private(c);       /* the pass reads what root reaches */
         size_t n = topo_marked(c, (int32_t)root, 0);  /* no leaves: no rule */
+        flush_if_reached(c, c->order, n);  /* the pass reads what root reaches */
         st = check_user_rules(c, c->order, n);
         if (st == AG_OK)
             ag__backward_order(c, (int32_t)root, c->order, n);  /* clears marks */

@@ -129,6 +129,9 @@ struct ag_graph {
     int n_scratch;
     pthread_mutex_t lock;   /* one forward or run at a time on this graph   */
     ag_graph *fork_next, *fork_prev;  /* its context's graphs (fork.c)      */
+    int owning;             /* holds private nodes: on ctx->private_owner's
+                             * list, through next_owner (compiled.c)       */
+    ag_graph *next_owner;
 };
 
 /* A source (LEAF, OPAQUE): read from the arena, never computed. */

@@ -132,7 +132,7 @@ void ag_graph_free(ag_graph *g) {
     ag__fork_untrack_graph(g);
     ag_ctx *c = g->ctx;
     AG_LOCK(c);
-    if (c->private_owner == g) ag__flush_private(c);
+    if (g->owning) ag__flush_private(c);
     ag__unref(c, g->root);
     AG_UNLOCK(c);
     free_arrays(g);
