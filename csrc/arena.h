@@ -82,6 +82,8 @@ struct ag_ctx {
                                * their next_owner), or NULL              */
     void (*write_back)(ag_ctx *c);  /* the owners': writes that state back,
                                      * clears the bits and the list      */
+    void (*write_back_one)(ag_ctx *c, int32_t id);  /* one node's, which its
+                                     * owner keeps in the arena from then on */
 };
 
 /* Free every array of the arena and the names of its nodes (the context
@@ -110,9 +112,9 @@ static inline void ag__flush_private(ag_ctx *c) {
 /* The slot that handle h names, or its status: AG_ERR_ARG for a number
  * that is no handle of c (negative, beyond the slots ever used),
  * AG_ERR_STALE for a node freed since (its slot free, or holding a newer
- * node).  A node named by a handle is made whole first (an AG_PRIVATE one:
- * ag__flush_private), so whoever names a node sees its current state.
- * Locked. */
+ * node).  A node named by a handle is made whole first (an AG_PRIVATE one
+ * is written back, and its graph keeps it in the arena from then on), so
+ * whoever names a node sees its current state.  Locked. */
 static inline int64_t ag__slot(ag_ctx *c, int64_t h) {
     if (h < 0) return AG_ERR_ARG;
     if ((uint64_t)(uint32_t)h >= c->used)    /* beyond a trim, or never used */
@@ -120,7 +122,7 @@ static inline int64_t ag__slot(ag_ctx *c, int64_t h) {
     int32_t id = (int32_t)(uint32_t)h;
     if (c->op[id] == AG_FREE_OP || c->gen[id] != (uint32_t)(h >> 32))
         return AG_ERR_STALE;
-    if (c->flags[id] & AG_PRIVATE) ag__flush_private(c);
+    if (c->flags[id] & AG_PRIVATE) c->write_back_one(c, id);
     return id;
 }
 

@@ -332,6 +332,40 @@ static void write_back_all(ag_ctx *c) {
     c->private_owner = NULL;
 }
 
+/* Position p of g is kept in the arena from now on: an op node joins the
+ * ones written after every pass (vis), a source the ones read (vsrc). */
+static void make_visible(ag_graph *g, int32_t p) {
+    if (!ag__is_source(g->op[p])) {
+        g->vis[g->n_vis++] = p;
+        return;
+    }
+    for (int32_t k = 0; k < g->n_psrc; k++)
+        if (g->psrc[k] == p) {
+            g->psrc[k] = g->psrc[--g->n_psrc];
+            break;
+        }
+    for (int32_t i = 0; i < g->n_src; i++)
+        if (g->src[i] == p) {
+            g->vsrc[g->n_vsrc++] = i;
+            break;
+        }
+}
+
+/* ag_ctx.write_back_one: node id, private to one of the owners, is named
+ * by a handle (someone looks at it, maybe every step): write it back and
+ * keep it visible, the other private nodes staying as they are. */
+static void write_back_node(ag_ctx *c, int32_t id) {
+    int64_t h = ag__handle(c, id);
+    for (ag_graph *g = c->private_owner; g; g = g->next_owner) {
+        int32_t p = ag__graph_position(g, h);
+        if (p < 0 || !(c->flags[id] & AG_PRIVATE)) continue;
+        write_back(g, c, p);
+        make_visible(g, p);
+        return;
+    }
+    ag__flush_private(c);  /* no owner has it: make the arena whole anyway */
+}
+
 /* Some node of g is private to another graph (they share it). */
 static int overlaps_an_owner(const ag_graph *g, const ag_ctx *c) {
     for (int32_t p = 0; p < g->n; p++)
@@ -377,6 +411,7 @@ static void acquire(ag_graph *g, ag_ctx *c) {
     g->next_owner = c->private_owner;
     c->private_owner = g;
     c->write_back = write_back_all;
+    c->write_back_one = write_back_node;
 }
 
 int ag__compiled_forward(ag_graph *g) {

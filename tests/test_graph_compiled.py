@@ -245,6 +245,25 @@ def test_constants_kept_in_the_graph_accumulate_and_can_be_changed():
     assert three.data == 4 and type(three.data) is int
 
 
+def test_an_interior_node_read_every_pass_stays_current():
+    """A Value of an interior node read after each pass is written back by
+    itself (the graph keeps it in the arena from then on); a node read only
+    at the end is right too."""
+    x = Value(0.5)
+    mid = (x * 3).tanh()
+    other = (mid + x).exp()
+    g = Graph(other * 2)
+    del other
+    for k in range(4):
+        x.data = 0.1 * k
+        g.forward()
+        g.backward()
+        assert bits(mid.data) == bits(math.tanh(0.1 * k * 3))
+        assert bits(mid.grad) == bits(2 * math.exp(mid.data + 0.1 * k))
+    (late,) = [v for v in g.root._prev if v._op == "exp"]
+    assert bits(late.data) == bits(math.exp(mid.data + 0.3))
+
+
 def test_leaf_types_change_between_passes():
     x, y = Value(2), Value(3)
     g = Graph(((x * y + x) * (y * 2)).relu() + x * x)
