@@ -69,7 +69,7 @@ def _binary_op(op, const_first=0):
 
     def method(a, b):
         t = type(b)  # the common kinds first: no isinstance, no tuples
-        if t is float or t is int:
+        if t is float or t is int:  # the fast path, returning on its own
             code = float_code if t is float else int_code
             i = _apply_k(code, a._i, b)
             if i < 0:
@@ -192,11 +192,16 @@ def _know(v):
     return w
 
 
+def _known_value(i):
+    """The live Value known for node i, or None."""
+    ref = _known.get(i)
+    return None if ref is None else ref()
+
+
 def _value_of(i):
     """A live Value of node i: the one known, or a new one (one more
     reference on the node), known from then on."""
-    ref = _known.get(i)
-    v = None if ref is None else ref()
+    v = _known_value(i)
     if v is None:
         status = lib.ag_retain(_ctx, i)
         if status:
@@ -399,8 +404,7 @@ class Value:
         nodes above them are made by C (nn's layers), not by an operator
         (whose result keeps its operands).  Cheap for the ones known."""
         for v in values:
-            ref = _known.get(v._i)
-            if ref is None or ref() is None:
+            if _known_value(v._i) is None:
                 _know(v)
 
     def __del__(self, _append=_dead.append, _dead=_dead):

@@ -351,14 +351,15 @@ static void make_visible(ag_graph *g, int32_t p) {
         }
 }
 
-/* ag_ctx.write_back_one: node id, private to one of the owners, is named
- * by a handle (someone looks at it, maybe every step): write it back and
- * keep it visible, the other private nodes staying as they are. */
+/* ag_ctx.write_back_one: node id, private to one of the owners (ag__slot
+ * saw its AG_PRIVATE bit), is named by a handle (someone looks at it, maybe
+ * every step): write it back and keep it visible, the other private nodes
+ * staying as they are. */
 static void write_back_node(ag_ctx *c, int32_t id) {
     int64_t h = ag__handle(c, id);
     for (ag_graph *g = c->private_owner; g; g = g->next_owner) {
         int32_t p = ag__graph_position(g, h);
-        if (p < 0 || !(c->flags[id] & AG_PRIVATE)) continue;
+        if (p < 0) continue;
         write_back(g, c, p);
         make_visible(g, p);
         return;
