@@ -32,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <complex.h>
 #include "autograd_c.h"
+#include "opmix_by_hand.h"
 
 #define REPEATS 7
 
@@ -170,9 +172,10 @@ static int64_t chain(ag_ctx *c, long steps) {
 /* The issue's op mix: n starts with x_i = i/100 (i < 100); op k (k % 4)
  * appends 0: (n[-10].exp() + 1).log(); 1: a + b + c + d for n[-30:-10:5];
  * 2: n[-20] * n[-10]; 3: the softmax of n[-4:] (e_j = exp, inv = (e0 + e1 +
- * e2 + e3) ** -1, four outputs e_j * inv).  Returns the last node (the
- * caller's); every other handle is released. */
-static int64_t opmix(ag_ctx *c, int ops) {
+ * e2 + e3) ** -1, four outputs e_j * inv).  Returns the last node and
+ * the 100 inputs in `inputs` (the caller's); every other handle is
+ * released. */
+static int64_t opmix(ag_ctx *c, int ops, int64_t inputs[HAND_INPUTS]) {
     int64_t *n = malloc(sizeof(int64_t) * (size_t)(100 + 4 * ops));
     int len = 0;
     for (int i = 0; i < 100; i++) n[len++] = check(ag_leaf(c, i / 100.0, 0), "leaf");
@@ -211,7 +214,8 @@ static int64_t opmix(ag_ctx *c, int ops) {
         }
     }
     int64_t root = n[len - 1];
-    ag_release_many(c, n, (size_t)len - 1);
+    memcpy(inputs, n, sizeof(int64_t) * HAND_INPUTS);  /* the caller's */
+    ag_release_many(c, n + HAND_INPUTS, (size_t)len - 1 - HAND_INPUTS);
     free(n);
     return root;
 }
@@ -230,25 +234,76 @@ static double pass_time(ag_graph *g, int passes) {
     return med;
 }
 
+/* Median seconds of `passes` forward+backward passes of the hand-written
+ * tape. */
+static double hand_time(hand_tape *t, int passes) {
+    double *s = malloc(sizeof(double) * (size_t)passes);
+    for (int r = 0; r < passes; r++) {
+        double t0 = now();
+        hand_tape_pass(t);
+        s[r] = now() - t0;
+    }
+    double med = median(s, passes);
+    free(s);
+    return med;
+}
+
+/* The replay's root value and input grads agree with the hand-written
+ * tape's to 1e-9 (relative): the two compute the same thing. */
+static void check_against_hand(ag_ctx *c, int64_t root, const int64_t *inputs,
+                               const hand_tape *t) {
+    double worst = fabs(creal(ag_read(c, root, AG_READ_DATA)) - t->v[t->n_values - 1]);
+    for (int i = 0; i < HAND_INPUTS; i++) {
+        double ours = creal(ag_read(c, inputs[i], AG_READ_GRAD)), hand = t->g[i];
+        double err = fabs(ours - hand) / fmax(1.0, fabs(hand));
+        if (err > worst) worst = err;
+    }
+    if (!(worst <= 1e-9)) {
+        fprintf(stderr, "op mix: replay and hand-written tape disagree (%g)\n", worst);
+        exit(1);
+    }
+}
+
 /* The op mix's forward+backward, `passes` times: prints the median us per
- * pass and ns per node (one line, read by benchmarks/vs_base.py); and with
- * AG_GRAPH_INEXACT where the engine has it. */
+ * pass and ns per node (one line each, read by benchmarks/vs_base.py), with
+ * AG_GRAPH_INEXACT, and the same computation written by hand in C
+ * (opmix_by_hand.h), interleaved pass set by pass set. */
 static void bench_opmix(int passes) {
     ag_ctx *c = ag_ctx_new();
-    int64_t root = opmix(c, 10000);
+    int64_t inputs[HAND_INPUTS];
+    int64_t root = opmix(c, 10000, inputs);
+    hand_tape *t = hand_tape_new(10000);
+    if (!t) { fprintf(stderr, "out of memory\n"); exit(1); }
     ag_graph *g;
     check(ag_graph_new(c, root, &g), "capture");
     int32_t n = ag_graph_size(g);
-    double med = pass_time(g, passes);
+    enum { ROUNDS = 5 };
+    double exact[ROUNDS], inexact[ROUNDS], hand[ROUNDS];
+    int per = passes / ROUNDS > 1 ? passes / ROUNDS : 1;
+    for (int r = 0; r < ROUNDS; r++) {
+        ag_graph_set_options(g, 0);
+        ag_zero_grads(c, inputs, HAND_INPUTS);
+        exact[r] = pass_time(g, 1);               /* one pass of summed grads */
+        hand_tape_pass(t);
+        check_against_hand(c, root, inputs, t);
+        exact[r] = pass_time(g, per);
+        ag_graph_set_options(g, AG_GRAPH_INEXACT);
+        inexact[r] = pass_time(g, per);
+        hand[r] = hand_time(t, per);
+    }
+    double me = median(exact, ROUNDS), mi = median(inexact, ROUNDS),
+           mh = median(hand, ROUNDS);
     printf("op mix (issue 12): %d nodes, forward+backward %8.1f us/pass %6.2f ns/node\n",
-           n, med * 1e6, med * 1e9 / n);
-#ifdef AG_HAS_GRAPH_OPTIONS
-    ag_graph_set_options(g, AG_GRAPH_INEXACT);
-    med = pass_time(g, passes);
+           n, me * 1e6, me * 1e9 / n);
     printf("op mix, inexact (cheaper powers): forward+backward %8.1f us/pass %6.2f ns/node\n",
-           med * 1e6, med * 1e9 / n);
-#endif
+           mi * 1e6, mi * 1e9 / n);
+    printf("op mix by hand (C tape, %d ops): forward+backward %8.1f us/pass\n",
+           t->n_ops, mh * 1e6);
+    printf("  replay / hand-written: exact %.2fx, inexact %.2fx the time\n", me / mh,
+           mi / mh);
+    hand_tape_free(t);
     ag_graph_free(g);
+    ag_release_many(c, inputs, HAND_INPUTS);
     ag_release(c, root);
     ag_ctx_free(c);
 }

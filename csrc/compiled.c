@@ -282,7 +282,7 @@ static void backward_pass(const ag_graph *g, int all_typed) {
     if (!all_typed) {     /* untracked grads got a float term: floats now */
         uint8_t *restrict gi = q.gi;
         const uint8_t *restrict keep = q.gkeep;
-        for (int32_t p = 0; p < g->n; p++) gi[p] &= keep[p];
+        for (int32_t p = 0, n = g->n; p < n; p++) gi[p] &= keep[p];
     }
 }
 
@@ -438,11 +438,12 @@ int ag__compiled_forward(ag_graph *g) {
     uint8_t *di = g->di;
     g->v = g->nv; g->nv = v;
     g->di = g->ndi; g->ndi = di;
-    for (int32_t i = 0; i < g->n_ins; i++) {  /* fresh op nodes: grad int 0;
-                                                * sources' grads stay */
-        int32_t p = g->cins[i].p;
-        g->gd[p] = 0.0;
-        g->gi[p] = 1;
+    const ag_cins *ci = g->cins;                /* fresh op nodes: grad int 0; */
+    double *gd = g->gd;                         /* sources' grads stay (locals: */
+    uint8_t *gi = g->gi;                        /* the stores alias nothing)    */
+    for (int32_t i = 0, n_ins = g->n_ins; i < n_ins; i++) {
+        gd[ci[i].p] = 0.0;
+        gi[ci[i].p] = 1;
     }
     for (int32_t i = 0; i < g->n_vis; i++) {
         int32_t p = g->vis[i], id = g->id[p];
