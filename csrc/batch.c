@@ -104,6 +104,136 @@ static AG_ALWAYS_INLINE void backward_rows(int op, int second, double *restrict 
 #undef BACK_ROWS
 }
 
+/* Both children's shares at once, for a two-child op whose children are
+ * distinct (ga, gb: their grad rows), and gp cleared for the next block:
+ * one pass over the rows instead of three.  Per row the same terms in the
+ * same order as backward_rows for a, then for b. */
+static AG_ALWAYS_INLINE void backward2_rows(int op, double *restrict ga,
+                                  double *restrict gb, double *restrict gp,
+                                  const double *restrict x,
+                                  const double *restrict y,
+                                  const double *restrict o, double k, int nr) {
+#define ROW(code, rule, name, arity) BACK2_##arity(code, rule)
+#define BACK2_0(code, rule) case AG_##code: break;
+#define BACK2_1 BACK2_0
+#define BACK2_2(code, rule)                                            \
+    case AG_##code:                                                    \
+        for (int r = 0; r < nr; r++) {                                 \
+            ag_operands v = {x[r], y[r], k, o[r], 0, 0, 0};            \
+            int c_int;                           /* 0: no int flags */ \
+            ga[r] += rule##_grad_a(&v, gp[r], 0, &c_int);              \
+            gb[r] += rule##_grad_b(&v, gp[r], 0, &c_int);              \
+            gp[r] = 0.0;                                               \
+        }                                                              \
+        break;
+    switch ((ag_op)op) {
+    AG_OP_LIST(ROW)
+    }
+#undef ROW
+}
+
+/* ---- dot chains: a neuron's sum(w_i * x_i, c) as one step ---------------- */
+
+/* A dot chain is a run of consecutive instruction pairs m_i = MUL(w_i, x_i),
+ * s_i = ADD(s_(i-1), m_i) (s_(-1) = c, any node), at least two pairs, whose
+ * m_i and s_i (but the last s) have one use each, the next pair's, and are
+ * not requested: what a neuron is made of (ag_layer, micrograd's sum(...,
+ * b)).  Its intermediate values and grads are never stored -- nothing else
+ * reads them -- so a neuron of n inputs moves n rows of w and x through
+ * the caches, not 2n nodes' values and grads.  Per row it computes the
+ * members' expressions in their order, and its terms reach each node
+ * outside it in the order the members' own steps would give them: the same
+ * bits. */
+
+/* Whether ins[i], ins[i + 1] are a chain's pair after a pair whose sum is
+ * at position prev (-1: the chain's first pair). */
+static int chain_pair(const ag_graph *g, int32_t i, int32_t prev) {
+    if (i + 1 >= g->n_ins) return 0;
+    const ag_instr *m = &g->ins[i], *s = &g->ins[i + 1];
+    if (m->op != AG_MUL || s->op != AG_ADD || s->b != m->p || s->a == m->p ||
+        g->uses[m->p] != 1 || g->slot[m->p] >= 0)
+        return 0;
+    return prev < 0 || (s->a == prev && g->uses[prev] == 1 && g->slot[prev] < 0);
+}
+
+/* g->bsteps for this run's requested nodes (g->slot): chains where they
+ * can be (not with AG_GRAPH_UNFUSED), single instructions elsewhere.
+ * AG_OK or AG_ERR_NOMEM (the first time, when uses and bsteps are made). */
+static int plan_steps(ag_graph *g) {
+    if (!g->uses) {
+        uint8_t *uses = ag__calloc((size_t)g->n, 1);
+        ag_bstep *steps = ag__malloc(((size_t)g->n_ins + 1) * sizeof *steps);
+        if (!uses || !steps) {
+            ag__free(uses);
+            ag__free(steps);
+            return AG_ERR_NOMEM;
+        }
+        for (int32_t i = 0; i < g->n_ins; i++) {
+            const ag_instr *in = &g->ins[i];
+            if (uses[in->a] < 2) uses[in->a]++;
+            if (in->b >= 0 && uses[in->b] < 2) uses[in->b]++;
+        }
+        g->uses = uses;
+        g->bsteps = steps;
+    }
+    int32_t n = 0;
+    for (int32_t i = 0; i < g->n_ins;) {
+        int32_t len = 0;
+        if (!(g->options & AG_GRAPH_UNFUSED))
+            while (chain_pair(g, i + len, len ? g->ins[i + len - 1].p : -1))
+                len += 2;
+        if (len < 4) len = 1;             /* one pair: no chain */
+        g->bsteps[n++] = (ag_bstep){i, len};
+        i += len;
+    }
+    g->n_bsteps = n;
+    return AG_OK;
+}
+
+/* A chain's values: its last sum's row, every member's expression in turn
+ * (v: node-major rows, B per node). */
+static AG_ALWAYS_INLINE void chain_forward(const ag_instr *in, int32_t len,
+                                           double *v, size_t B, int nr) {
+    double *restrict out = v + (size_t)in[len - 1].p * B;
+    const double *c = v + (size_t)in[1].a * B;
+    for (int r = 0; r < nr; r++) out[r] = c[r];
+    for (int32_t k = 0; k < len; k += 2) {
+        const double *w = v + (size_t)in[k].a * B, *x = v + (size_t)in[k].b * B;
+        for (int r = 0; r < nr; r++)
+            out[r] = add_value(out[r], mul_value(w[r], x[r], 0), 0);
+    }
+}
+
+/* A chain's terms to the nodes outside it from its last sum's grad rows gp
+ * (then cleared), in the members' reverse order: w_i and x_i of each
+ * product, c just before w_0 and x_0.  Every member's grad would be 0 + gp
+ * (an add passes its grad on into a fresh zero); gp itself differs from
+ * that only for gp = -0.0, whose terms are zeros added into sums that start
+ * at +0.0 and so never hold a -0.0: the same bits. */
+static AG_ALWAYS_INLINE void chain_backward(const ag_instr *in, int32_t len,
+                                            const double *v, double *gr,
+                                            double *restrict gp, size_t B,
+                                            int nr) {
+    for (int32_t k = len - 2; k >= 0; k -= 2) {
+        if (k == 0) {
+            double *gc = gr + (size_t)in[1].a * B;
+            for (int r = 0; r < nr; r++) {
+                int c_int;
+                gc[r] += add_grad_a(NULL, gp[r], 0, &c_int);
+            }
+        }
+        const double *w = v + (size_t)in[k].a * B, *x = v + (size_t)in[k].b * B;
+        double *gw = gr + (size_t)in[k].a * B, *gx = gr + (size_t)in[k].b * B;
+        for (int r = 0; r < nr; r++) {
+            ag_operands o = {w[r], x[r], 0.0, 0.0, 0, 0, 0};
+            int c_int;
+            gw[r] += mul_grad_a(&o, gp[r], 0, &c_int);
+            gx[r] += mul_grad_b(&o, gp[r], 0, &c_int);
+        }
+    }
+    memset(gp, 0, (size_t)nr * sizeof(double));
+}
+
 /* The work of one thread in ag_graph_run. */
 typedef struct run_job {
     const ag_graph *g;
@@ -168,7 +298,12 @@ static AG_ALWAYS_INLINE void block_rows(const run_job *j, int64_t r0, int nr,
         const double *col = j->rows + r0 * j->stride + i;
         for (int r = 0; r < nr; r++) vi[r] = col[r * j->stride];
     }
-    for (int32_t i = 0; i < g->n_ins; i++) {
+    for (int32_t t = 0; t < g->n_bsteps; t++) {
+        int32_t i = g->bsteps[t].i0;
+        if (g->bsteps[t].len > 1) {
+            chain_forward(ins + i, g->bsteps[t].len, v, B, nr);
+            continue;
+        }
         const double *x = v + (size_t)ins[i].a * B;
         const double *y = ins[i].b < 0 ? x : v + (size_t)ins[i].b * B;
         forward_rows(ins[i].op, v + (size_t)ins[i].p * B, x, y,
@@ -179,21 +314,32 @@ static AG_ALWAYS_INLINE void block_rows(const run_job *j, int64_t r0, int nr,
     if (!j->backward) return;
     double *groot = gr + (size_t)(g->n - 1) * B;
     for (int r = 0; r < nr; r++) groot[r] += 1.0;
-    for (int32_t i = g->n_ins - 1; i >= 0; i--) {   /* sources keep their sums */
+    for (int32_t t = g->n_bsteps - 1; t >= 0; t--) {  /* sources keep sums */
+        int32_t i = g->bsteps[t].i0 + g->bsteps[t].len - 1;
         int32_t p = ins[i].p, a = ins[i].a, b = ins[i].b;
         double *gp = gr + (size_t)p * B;
         const double *x = v + (size_t)a * B, *o = v + (size_t)p * B;
         const double *y = b < 0 ? x : v + (size_t)b * B;
-        backward_rows(ins[i].op, 0, gr + (size_t)a * B, gp, x, y, o, g->k[p],
-                      nr);
-        if (b >= 0)
-            backward_rows(ins[i].op, 1, gr + (size_t)b * B, gp, x, y, o,
-                          g->k[p], nr);
         if (g->slot[p] >= 0) {
             double *sum = acc + (size_t)g->slot[p] * B;
             for (int r = 0; r < nr; r++) sum[r] += gp[r];
             if (j->row_grads) keep_rows(j, g->slot[p], gp, nr, B);
         }
+        if (g->bsteps[t].len > 1) {         /* gp cleared: ready for the next */
+            chain_backward(ins + g->bsteps[t].i0, g->bsteps[t].len, v, gr, gp, B,
+                           nr);
+            continue;
+        }
+        if (b >= 0 && b != a) {
+            backward2_rows(ins[i].op, gr + (size_t)a * B, gr + (size_t)b * B,
+                           gp, x, y, o, g->k[p], nr);
+            continue;
+        }
+        backward_rows(ins[i].op, 0, gr + (size_t)a * B, gp, x, y, o, g->k[p],
+                      nr);
+        if (b >= 0)
+            backward_rows(ins[i].op, 1, gr + (size_t)b * B, gp, x, y, o,
+                          g->k[p], nr);
         memset(gp, 0, (size_t)nr * sizeof(double));   /* ready for the next */
     }
     if (j->row_grads) write_row_grads(j, r0, nr, B);
@@ -380,6 +526,7 @@ int ag_graph_run_rows(ag_graph *g, const int64_t *inputs, int32_t n_inputs,
                 g->slot[p] = n_acc++;
         }
         st = ensure_scratch(g, threads, n_acc);
+        if (st == AG_OK) st = plan_steps(g);
         if (st == AG_OK) {
             read_sources(g);
             for (int t = 0; t < threads; t++)
@@ -406,4 +553,6 @@ void ag__batch_free(ag_graph *g) {
         ag__free(g->scratch[t].rowg);
     }
     ag__free(g->scratch);
+    ag__free(g->uses);
+    ag__free(g->bsteps);
 }

@@ -54,6 +54,12 @@ typedef struct ag_link {
     int32_t b;
 } ag_link;
 
+/* A step of a batched run (batch.c): instructions ins[i0 .. i0 + len),
+ * one (len 1) or a dot chain of len / 2 (MUL, ADD) pairs. */
+typedef struct ag_bstep {
+    int32_t i0, len;
+} ag_bstep;
+
 /* ag_cins.op of a run step: members links[a .. a + b). */
 enum { AG_RUN = 255 };
 
@@ -124,6 +130,11 @@ struct ag_graph {
     ag_link *links;         /* the runs' members, in order                  */
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
+    uint8_t *uses;          /* n: operand references from ins, up to 2 (2:
+                             * two or more); NULL until the first run       */
+    ag_bstep *bsteps;       /* n_ins: a run's program, ins made steps: one
+                             * instruction, or a dot chain (batch.c)        */
+    int32_t n_bsteps;
     int rows_per_block;     /* B, chosen at the first run (0 before)        */
     ag_scratch *scratch;    /* n_scratch per-thread scratches               */
     int n_scratch;
