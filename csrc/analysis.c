@@ -121,7 +121,7 @@ void ag__analyse(ag_graph *g) {
     ag__build_steps(g);
 }
 
-/* ---- fusion: runs of float sums and products ---------------------------- */
+/* ---- fusion: runs of float sums and products, dot chains ---------------- */
 
 /* Whether instruction in can be a member of a run: a float (untyped) sum
  * or product. */
@@ -129,16 +129,36 @@ static int runnable(const ag_cins *in) {
     return (in->op == AG_ADD || in->op == AG_MUL) && !in->typed;
 }
 
-/* Each run of at least two consecutive runnable instructions becomes one
- * AG_RUN step (their members in links), the others stay as they are.  A
- * run does what its members' steps would, in their order: the same bits,
- * one dispatch and 12 bytes per member. */
+/* The number of instructions of the dot chain of float pairs starting at
+ * cins[i] (graph.h: ag__dot_pair), 0 when there is none of two pairs. */
+static int32_t dot_length(const ag_graph *g, int32_t i) {
+    int32_t len = 0;
+    while (ag__dot_pair(g, i + len, len ? g->cins[i + len - 1].p : -1) &&
+           !g->cins[i + len].typed && !g->cins[i + len + 1].typed)
+        len += 2;
+    return len >= 4 ? len : 0;
+}
+
+/* Each dot chain becomes one AG_DOT step (its members in place), each run
+ * of at least two other consecutive runnable instructions one AG_RUN step
+ * (their members in links), the others stay as they are.  A fused step
+ * does what its members' steps would, in their order: the same bits, one
+ * dispatch; a run keeps 12 bytes per member, a chain its sum and grad in
+ * registers from pair to pair. */
 void ag__build_steps(ag_graph *g) {
     int32_t n_steps = 0, n_links = 0;
+    const int fuse = !(g->options & AG_GRAPH_UNFUSED);
     for (int32_t i = 0; i < g->n_ins;) {
-        int32_t len = 0;
-        if (!(g->options & AG_GRAPH_UNFUSED))
-            while (i + len < g->n_ins && runnable(&g->cins[i + len])) len++;
+        int32_t len = fuse ? dot_length(g, i) : 0;
+        if (len) {
+            g->steps[n_steps++] = (ag_cins){g->cins[i + len - 1].p, i, len, AG_DOT, 0, 0};
+            i += len;
+            continue;
+        }
+        if (fuse)
+            while (i + len < g->n_ins && runnable(&g->cins[i + len]) &&
+                   !(len && dot_length(g, i + len)))
+                len++;
         if (len < 2) {
             g->steps[n_steps++] = g->cins[i++];
             continue;

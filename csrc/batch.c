@@ -136,9 +136,8 @@ static AG_ALWAYS_INLINE void backward2_rows(int op, double *restrict ga,
 
 /* A dot chain is a run of consecutive instruction pairs m_i = MUL(w_i, x_i),
  * s_i = ADD(s_(i-1), m_i) (s_(-1) = c, any node), at least two pairs, whose
- * m_i and s_i (but the last s) have one use each, the next pair's, and are
- * not requested: what a neuron is made of (ag_layer, micrograd's sum(...,
- * b)).  Its intermediate values and grads are never stored -- nothing else
+ * m_i and s_i (but the last s) have one use each (ag__dot_pair) and are
+ * not requested.  Its intermediate values and grads are never stored -- nothing else
  * reads them -- so a neuron of n inputs moves n rows of w and x through
  * the caches, not 2n nodes' values and grads.  Per row it computes the
  * members' expressions in their order, and its terms reach each node
@@ -146,35 +145,20 @@ static AG_ALWAYS_INLINE void backward2_rows(int op, double *restrict ga,
  * bits. */
 
 /* Whether ins[i], ins[i + 1] are a chain's pair after a pair whose sum is
- * at position prev (-1: the chain's first pair). */
+ * at position prev (-1: the chain's first pair): graph.h's shape, and
+ * neither node requested. */
 static int chain_pair(const ag_graph *g, int32_t i, int32_t prev) {
-    if (i + 1 >= g->n_ins) return 0;
-    const ag_instr *m = &g->ins[i], *s = &g->ins[i + 1];
-    if (m->op != AG_MUL || s->op != AG_ADD || s->b != m->p || s->a == m->p ||
-        g->uses[m->p] != 1 || g->slot[m->p] >= 0)
-        return 0;
-    return prev < 0 || (s->a == prev && g->uses[prev] == 1 && g->slot[prev] < 0);
+    return ag__dot_pair(g, i, prev) && g->slot[g->ins[i].p] < 0 &&
+           (prev < 0 || g->slot[prev] < 0);
 }
 
 /* g->bsteps for this run's requested nodes (g->slot): chains where they
  * can be (not with AG_GRAPH_UNFUSED), single instructions elsewhere.
- * AG_OK or AG_ERR_NOMEM (the first time, when uses and bsteps are made). */
+ * AG_OK or AG_ERR_NOMEM (the first time, when bsteps is made). */
 static int plan_steps(ag_graph *g) {
-    if (!g->uses) {
-        uint8_t *uses = ag__calloc((size_t)g->n, 1);
-        ag_bstep *steps = ag__malloc(((size_t)g->n_ins + 1) * sizeof *steps);
-        if (!uses || !steps) {
-            ag__free(uses);
-            ag__free(steps);
-            return AG_ERR_NOMEM;
-        }
-        for (int32_t i = 0; i < g->n_ins; i++) {
-            const ag_instr *in = &g->ins[i];
-            if (uses[in->a] < 2) uses[in->a]++;
-            if (in->b >= 0 && uses[in->b] < 2) uses[in->b]++;
-        }
-        g->uses = uses;
-        g->bsteps = steps;
+    if (!g->bsteps) {
+        g->bsteps = ag__malloc(((size_t)g->n_ins + 1) * sizeof *g->bsteps);
+        if (!g->bsteps) return AG_ERR_NOMEM;
     }
     int32_t n = 0;
     for (int32_t i = 0; i < g->n_ins;) {
@@ -553,6 +537,5 @@ void ag__batch_free(ag_graph *g) {
         ag__free(g->scratch[t].rowg);
     }
     ag__free(g->scratch);
-    ag__free(g->uses);
     ag__free(g->bsteps);
 }

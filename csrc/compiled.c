@@ -32,6 +32,8 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
     g->v = ag__malloc(n * sizeof *g->v);
     g->nv = ag__malloc(n * sizeof *g->nv);
     g->gd = ag__malloc(n * sizeof *g->gd);
+    g->ngd = ag__malloc(n * sizeof *g->ngd);
+    g->ngi = ag__malloc(n);
     g->di = ag__malloc(n);
     g->ndi = ag__malloc(n);
     g->gi = ag__malloc(n);
@@ -40,23 +42,26 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
     g->src_int = ag__calloc(n, 1);
     g->vis = ag__malloc(n * sizeof *g->vis);
     g->inrefs = ag__calloc(n, sizeof *g->inrefs);
+    g->uses = ag__calloc(n, 1);
     g->vsrc = ag__malloc(n * sizeof *g->vsrc);
     g->psrc = ag__malloc(n * sizeof *g->psrc);
     g->steps = ag__malloc(n * sizeof *g->steps);
     g->links = ag__malloc(n * sizeof *g->links);
-    if (!g->steps || !g->links || !g->cins || !g->v || !g->nv || !g->gd || !g->di || !g->ndi ||
+    if (!g->steps || !g->links || !g->cins || !g->v || !g->nv || !g->gd ||
+        !g->ngd || !g->ngi || !g->di || !g->ndi ||
         !g->gi || !g->gkeep || !g->may_int || !g->src_int ||
-        !g->vis || !g->inrefs || !g->vsrc || !g->psrc)
+        !g->vis || !g->inrefs || !g->uses || !g->vsrc || !g->psrc)
         return AG_ERR_NOMEM;
     return AG_OK;
 }
 
 void ag__compiled_free(ag_graph *g) {
     ag__free(g->cins); ag__free(g->v); ag__free(g->nv); ag__free(g->gd);
+    ag__free(g->ngd); ag__free(g->ngi);
     ag__free(g->di); ag__free(g->ndi); ag__free(g->gi); ag__free(g->gkeep);
     ag__free(g->may_int); ag__free(g->src_int);
     ag__free(g->vis); ag__free(g->steps); ag__free(g->links);
-    ag__free(g->inrefs); ag__free(g->vsrc); ag__free(g->psrc);
+    ag__free(g->inrefs); ag__free(g->uses); ag__free(g->vsrc); ag__free(g->psrc);
 }
 
 void ag__compiled_capture(ag_graph *g) {
@@ -70,6 +75,8 @@ void ag__compiled_capture(ag_graph *g) {
         const ag_instr *in = &g->ins[i];
         if (ag__is_source(g->op[in->a])) g->inrefs[in->a]++;
         if (in->b >= 0 && ag__is_source(g->op[in->b])) g->inrefs[in->b]++;
+        if (g->uses[in->a] < 2) g->uses[in->a]++;
+        if (in->b >= 0 && g->uses[in->b] < 2) g->uses[in->b]++;
     }
     if (ag__is_source(g->op[g->n - 1])) g->inrefs[g->n - 1]++;  /* the graph's */
     g->analysed = g->typed_ok = 0;
@@ -124,6 +131,8 @@ static AG_ALWAYS_INLINE void run_forward(const prog *q, const ag_link *link,
         double x = v[link[j].a & INT32_MAX], y = v[link[j].b];
         v[link[j].p] = link[j].a >> 31 ? mul_value(x, y, 0.0) : add_value(x, y, 0.0);
         di[link[j].p] = 0;
+        q->gd[link[j].p] = 0.0;
+        q->gi[link[j].p] = 1;
     }
 }
 
@@ -148,17 +157,65 @@ static AG_ALWAYS_INLINE void run_backward(const prog *q, const ag_link *link,
     }
 }
 
+/* A dot chain's values (floats): each pair's product and sum, the sum
+ * carried to the next pair in a register (its members are cins[0 .. len),
+ * analysis.c). */
+static AG_ALWAYS_INLINE void dot_forward(const prog *q, const ag_cins *in,
+                                         int32_t len) {
+    double *v = q->v;
+    uint8_t *di = q->di;
+    double s = v[in[1].a];
+    for (int32_t k = 0; k < len; k += 2) {
+        double m = mul_value(v[in[k].a], v[in[k].b], 0.0);
+        s = add_value(s, m, 0.0);
+        v[in[k].p] = m;
+        v[in[k + 1].p] = s;
+        di[in[k].p] = di[in[k + 1].p] = 0;
+        q->gd[in[k].p] = q->gd[in[k + 1].p] = 0.0;
+        q->gi[in[k].p] = q->gi[in[k + 1].p] = 1;
+    }
+}
+
+/* A dot chain's terms, last pair first, each pair's sum's and then its
+ * product's, a before b (float grads): add_grad_* and mul_grad_* of the
+ * members' own steps.  The previous sum's grad (used by this pair's sum
+ * alone) goes to the next pair in a register. */
+static AG_ALWAYS_INLINE void dot_backward(const prog *q, const ag_cins *in,
+                                          int32_t len) {
+    double *gd = q->gd;
+    const double *v = q->v;
+    double gs = gd[in[len - 1].p];
+    for (int32_t k = len - 2; k >= 0; k -= 2) {
+        const ag_cins *m = &in[k], *s = &in[k + 1];
+        double g_prev = gd[s->a] + gs;
+        gd[s->a] = g_prev;
+        double gm = gd[m->p] + gs;
+        gd[m->p] = gm;
+        double x = v[m->a], y = v[m->b];
+        gd[m->a] += y * gm;
+        gd[m->b] += x * gm;
+        gs = g_prev;
+    }
+}
+
 /* Every op node from the sources in nv / ndi, into nv / ndi in program
- * order.  AG_OK, or the first failing node's status. */
+ * order, its fresh grad (an int 0) into ngd / ngi.  AG_OK, or the first
+ * failing node's status. */
 static int forward_pass(const ag_graph *g) {
     prog q = prog_of(g);
     q.v = g->nv;
     q.di = g->ndi;
+    q.gd = g->ngd;
+    q.gi = g->ngi;
     const int32_t n_steps = g->n_steps;
     for (int32_t i = 0; i < n_steps; i++) {
         const ag_cins *in = &g->steps[i];
         if (in->op == AG_RUN) {
             run_forward(&q, g->links + in->a, in->b);
+            continue;
+        }
+        if (in->op == AG_DOT) {
+            dot_forward(&q, q.ci + in->a, in->b);
             continue;
         }
         double y = in->b >= 0 ? q.v[in->b] : 0.0, r;
@@ -181,6 +238,8 @@ static int forward_pass(const ag_graph *g) {
         if (st != AG_OK) return st;
         q.v[in->p] = r;
         q.di[in->p] = (uint8_t)r_int;
+        q.gd[in->p] = 0.0;
+        q.gi[in->p] = 1;
     }
     return AG_OK;
 }
@@ -261,6 +320,10 @@ static void backward_pass(const ag_graph *g, int all_typed) {
         const ag_cins *in = &steps[i];
         if (in->op == AG_RUN) {
             run_backward(&q, g->links + in->a, in->b);
+            continue;
+        }
+        if (in->op == AG_DOT) {
+            dot_backward(&q, q.ci + in->a, in->b);
             continue;
         }
         double gr = q.gd[in->p];
@@ -434,17 +497,17 @@ int ag__compiled_forward(ag_graph *g) {
     }
     int st = forward_pass(g);
     if (st != AG_OK) return st;                 /* nothing committed */
-    double *v = g->v;                           /* commit: swap */
-    uint8_t *di = g->di;
+    for (int32_t i = 0; i < g->n_src; i++) {  /* commit: sources' grads stay, */
+        int32_t p = g->src[i];                  /* then swap (fresh op nodes:  */
+        g->ngd[p] = g->gd[p];                   /* grad int 0)                 */
+        g->ngi[p] = g->gi[p];
+    }
+    double *v = g->v, *gd = g->gd;
+    uint8_t *di = g->di, *gi = g->gi;
     g->v = g->nv; g->nv = v;
     g->di = g->ndi; g->ndi = di;
-    const ag_cins *ci = g->cins;                /* fresh op nodes: grad int 0; */
-    double *gd = g->gd;                         /* sources' grads stay (locals: */
-    uint8_t *gi = g->gi;                        /* the stores alias nothing)    */
-    for (int32_t i = 0, n_ins = g->n_ins; i < n_ins; i++) {
-        gd[ci[i].p] = 0.0;
-        gi[ci[i].p] = 1;
-    }
+    g->gd = g->ngd; g->ngd = gd;
+    g->gi = g->ngi; g->ngi = gi;
     for (int32_t i = 0; i < g->n_vis; i++) {
         int32_t p = g->vis[i], id = g->id[p];
         c->data[id] = g->v[p];

@@ -60,8 +60,9 @@ typedef struct ag_bstep {
     int32_t i0, len;
 } ag_bstep;
 
-/* ag_cins.op of a run step: members links[a .. a + b). */
-enum { AG_RUN = 255 };
+/* ag_cins.op of a run step: members links[a .. a + b); of a dot chain
+ * step: members cins[a .. a + b), (MUL, ADD) pairs (analysis.c). */
+enum { AG_RUN = 255, AG_DOT = 254 };
 
 /* ag_cins.typed: the parts of a node's rules that must follow the int
  * types (the others run float kernels: the same bits for float numbers). */
@@ -101,14 +102,17 @@ struct ag_graph {
     ag_cins *cins;          /* n_ins, program order                         */
     double *v, *nv;         /* n: values -- committed, the next forward's   */
     uint8_t *di, *ndi;      /* n: "value is an int", the same two ways      */
-    double *gd;             /* n: grads                                     */
-    uint8_t *gi;            /* n: "grad is an int"                          */
+    double *gd, *ngd;       /* n: grads -- committed, the next forward's
+                             * (op nodes' fresh zeros, set as it computes)  */
+    uint8_t *gi, *ngi;      /* n: "grad is an int", the same two ways       */
     uint8_t *gkeep;         /* n: 0xff where backward follows gi[p]; 0 where
                              * the grad is a float after every backward     */
     uint8_t *may_int;       /* n: the value may be an int (analysis)        */
     int32_t *vis;           /* positions of the op nodes the arena keeps: the
                              * root's (every other op node is private)      */
     uint32_t *inrefs;       /* n: references from inside the graph          */
+    uint8_t *uses;          /* n: operand references from the op nodes, up
+                             * to 2 (2: two or more)                         */
     int32_t *vsrc;          /* indices in src of the sources read every pass:
                              * those referenced from outside (a handle, a
                              * node or graph elsewhere)                      */
@@ -130,8 +134,6 @@ struct ag_graph {
     ag_link *links;         /* the runs' members, in order                  */
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
-    uint8_t *uses;          /* n: operand references from ins, up to 2 (2:
-                             * two or more); NULL until the first run       */
     ag_bstep *bsteps;       /* n_ins: a run's program, ins made steps: one
                              * instruction, or a dot chain (batch.c)        */
     int32_t n_bsteps;
@@ -161,6 +163,21 @@ static inline int32_t ag__graph_position(const ag_graph *g, int64_t h) {
          g->hkey[s] != -1; s = (s + 1) & mask)
         if (g->hkey[s] == h) return g->hpos[s];
     return -1;
+}
+
+/* Whether ins[i], ins[i + 1] have the shape of a dot chain's pair after
+ * the pair whose sum is at position prev (-1: the chain's first pair):
+ * m = MUL(w, x), s = ADD(prev, m) -- ADD(c, m), any c, for the first --
+ * with m, and prev, used by s alone.  A neuron's sum(w_i * x_i, b) is such
+ * a chain (ag_layer's, micrograd's).  The batched run (batch.c) and the
+ * compiled replay (analysis.c) fuse chains of at least two pairs. */
+static inline int ag__dot_pair(const ag_graph *g, int32_t i, int32_t prev) {
+    if (i + 1 >= g->n_ins) return 0;
+    const ag_instr *m = &g->ins[i], *s = &g->ins[i + 1];
+    if (m->op != AG_MUL || s->op != AG_ADD || s->b != m->p || s->a == m->p ||
+        g->uses[m->p] != 1)
+        return 0;
+    return prev < 0 || (s->a == prev && g->uses[prev] == 1);
 }
 
 /* The compiled single-row program (compiled.c).  Allocate its arrays for
