@@ -118,6 +118,11 @@ void ag__analyse(ag_graph *g) {
             t |= AG_TYPED_BACKWARD;
         in->typed = t;
     }
+    g->may_fail = 0;    /* an int may overflow; exp, log and powers may fail */
+    for (int32_t i = 0; i < g->n_ins; i++)
+        if ((g->cins[i].typed & AG_TYPED_FORWARD) ||
+            (reads_of(g->cins[i].op) & AG_FLOAT_MAY_FAIL))
+            g->may_fail = 1;
     ag__build_steps(g);
 }
 

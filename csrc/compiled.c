@@ -19,8 +19,10 @@
  * for the sources' current types (analysis.c, redone when they change)
  * finds the nodes whose value may be an int and those whose grad may be;
  * every other node runs a float kernel, which gives the same bits, and runs
- * of float sums and products are fused into one step each.  Forward computes into a second set of arrays and commits them only
- * when every node succeeded: all or nothing, no undo log.
+ * of float sums and products are fused into one step each.  Forward computes
+ * into a second set of arrays and commits them only when every node
+ * succeeded: all or nothing, no undo log -- or, in a graph none of whose
+ * nodes can fail (float sums, products, relu...: analysis.c), in place.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -198,15 +200,18 @@ static AG_ALWAYS_INLINE void dot_backward(const prog *q, const ag_cins *in,
     }
 }
 
-/* Every op node from the sources in nv / ndi, into nv / ndi in program
- * order, its fresh grad (an int 0) into ngd / ngi.  AG_OK, or the first
- * failing node's status. */
-static int forward_pass(const ag_graph *g) {
+/* Every op node from the sources, in program order, and its fresh grad
+ * (an int 0): in the next arrays (nv, ndi, ngd, ngi) when `buffered`, else
+ * in place (a graph none of whose nodes can fail: g->may_fail 0).  AG_OK,
+ * or the first failing node's status. */
+static int forward_pass(const ag_graph *g, int buffered) {
     prog q = prog_of(g);
-    q.v = g->nv;
-    q.di = g->ndi;
-    q.gd = g->ngd;
-    q.gi = g->ngi;
+    if (buffered) {
+        q.v = g->nv;
+        q.di = g->ndi;
+        q.gd = g->ngd;
+        q.gi = g->ngi;
+    }
     const int32_t n_steps = g->n_steps;
     for (int32_t i = 0; i < n_steps; i++) {
         const ag_cins *in = &g->steps[i];
@@ -482,11 +487,11 @@ int ag__compiled_forward(ag_graph *g) {
     ag_ctx *c = g->ctx;
     acquire(g, c);
     int retyped = !g->analysed;
-    for (int32_t k = 0; k < g->n_vsrc; k++) {   /* into the next arrays (the */
-        int32_t i = g->vsrc[k], p = g->src[i], id = g->id[p];  /* private: set) */
-        uint8_t t = (c->flags[id] & AG_DATA_INT) != 0;
-        g->nv[p] = c->data[id];
-        g->ndi[p] = t;
+    for (int32_t k = 0; k < g->n_vsrc; k++) {   /* into both sets of arrays */
+        int32_t i = g->vsrc[k], p = g->src[i], id = g->id[p];  /* (private:  */
+        uint8_t t = (c->flags[id] & AG_DATA_INT) != 0;         /* set there) */
+        g->v[p] = g->nv[p] = c->data[id];
+        g->di[p] = g->ndi[p] = t;
         if (t != g->src_int[i]) retyped = 1;
         g->src_int[i] = t;
     }
@@ -495,19 +500,23 @@ int ag__compiled_forward(ag_graph *g) {
         g->analysed = 1;
         g->typed_ok = 0;
     }
-    int st = forward_pass(g);
-    if (st != AG_OK) return st;                 /* nothing committed */
-    for (int32_t i = 0; i < g->n_src; i++) {  /* commit: sources' grads stay, */
-        int32_t p = g->src[i];                  /* then swap (fresh op nodes:  */
-        g->ngd[p] = g->gd[p];                   /* grad int 0)                 */
-        g->ngi[p] = g->gi[p];
+    if (!g->may_fail) {                 /* cannot fail: in place, no commit */
+        forward_pass(g, 0);
+    } else {
+        int st = forward_pass(g, 1);
+        if (st != AG_OK) return st;             /* nothing committed */
+        for (int32_t i = 0; i < g->n_src; i++) {  /* commit: sources' grads */
+            int32_t p = g->src[i];                /* stay, then swap (fresh  */
+            g->ngd[p] = g->gd[p];                 /* op nodes: grad int 0)   */
+            g->ngi[p] = g->gi[p];
+        }
+        double *v = g->v, *gd = g->gd;
+        uint8_t *di = g->di, *gi = g->gi;
+        g->v = g->nv; g->nv = v;
+        g->di = g->ndi; g->ndi = di;
+        g->gd = g->ngd; g->ngd = gd;
+        g->gi = g->ngi; g->ngi = gi;
     }
-    double *v = g->v, *gd = g->gd;
-    uint8_t *di = g->di, *gi = g->gi;
-    g->v = g->nv; g->nv = v;
-    g->di = g->ndi; g->ndi = di;
-    g->gd = g->ngd; g->ngd = gd;
-    g->gi = g->ngi; g->ngi = gi;
     for (int32_t i = 0; i < g->n_vis; i++) {
         int32_t p = g->vis[i], id = g->id[p];
         c->data[id] = g->v[p];

@@ -126,6 +126,8 @@ struct ag_graph {
     uint8_t *src_int;       /* n_src: the sources' types analysed for       */
     int analysed;           /* may_int, gkeep, typed hold for src_int        */
     int typed_ok;           /* the committed types agree with the analysis  */
+    int may_fail;           /* some node's forward may fail (analysis): the
+                             * forward computes into the next arrays        */
     int options;            /* AG_GRAPH_INEXACT | AG_GRAPH_UNFUSED           */
     /* The kernels' program (analysis.c): cins with each run of float sums
      * and products made one AG_RUN step.                                   */

@@ -53,8 +53,12 @@ enum {
                          * operands' int types (Python's int power): the
                          * compiled replay's float kernels take every op
                          * without this bit */
-    AG_READS_OUT = 16   /* R_grad_* read out (the eager backward loads it for
+    AG_READS_OUT = 16,  /* R_grad_* read out (the eager backward loads it for
                          * every op; the compiled replay only for these) */
+    AG_FLOAT_MAY_FAIL = 32  /* not a read: R_eval may return an error status
+                             * for float operands (exp's overflow, log's
+                             * domain, powers) -- a compiled replay whose
+                             * nodes have none needs no second buffer */
 };
 
 /* x ** k for an int x and an int k >= 0, by squaring: exact while every
@@ -164,7 +168,7 @@ static AG_ALWAYS_INLINE double mul_grad_b(const ag_operands *o, double g, int g_
 }
 
 /* ---- pow_const: a ** k, k a number kept on the node ---------------------- */
-enum { pow_const_reads = AG_READS_X | AG_READS_K | AG_READS_TYPES };
+enum { pow_const_reads = AG_READS_X | AG_READS_K | AG_READS_TYPES | AG_FLOAT_MAY_FAIL };
 static AG_ALWAYS_INLINE double pow_const_value(double x, double y, double k) {
     (void)y;
     return pow(x, k);
@@ -183,7 +187,8 @@ static AG_ALWAYS_INLINE double pow_const_grad_a(const ag_operands *o, double g,
 }
 
 /* ---- pow: a ** b, both nodes --------------------------------------------- */
-enum { pow_reads = AG_READS_X | AG_READS_Y | AG_READS_TYPES | AG_READS_OUT };
+enum { pow_reads = AG_READS_X | AG_READS_Y | AG_READS_TYPES | AG_READS_OUT |
+                   AG_FLOAT_MAY_FAIL };
 static AG_ALWAYS_INLINE double pow_value(double x, double y, double k) {
     (void)k;
     return pow(x, y);
@@ -241,7 +246,7 @@ static AG_ALWAYS_INLINE double tanh_grad_a(const ag_operands *o, double g, int g
 }
 
 /* ---- exp: OverflowError where math.exp raises it --------------------------- */
-enum { exp_reads = AG_READS_OUT };
+enum { exp_reads = AG_READS_OUT | AG_FLOAT_MAY_FAIL };
 static AG_ALWAYS_INLINE double exp_value(double x, double y, double k) {
     (void)y, (void)k;
     return exp(x);
@@ -258,7 +263,7 @@ static AG_ALWAYS_INLINE double exp_grad_a(const ag_operands *o, double g, int g_
 }
 
 /* ---- log: ValueError for a <= 0 (NaN passes through) ---------------------- */
-enum { log_reads = AG_READS_X };
+enum { log_reads = AG_READS_X | AG_FLOAT_MAY_FAIL };
 static AG_ALWAYS_INLINE double log_value(double x, double y, double k) {
     (void)y, (void)k;
     return log(x);

@@ -197,6 +197,35 @@ def test_a_failed_forward_keeps_private_nodes():
     assert before == state(fresh)
 
 
+def test_a_float_graph_that_becomes_int_and_fails_keeps_its_state():
+    """A graph of float sums and products runs its forward in place (none of
+    its nodes can fail); int leaves make its products ints, which can leave
+    the range of doubles: that forward must run buffered and, failing,
+    change nothing -- and the graph runs in place again after."""
+    x, y = Value(1.5), Value(-2.0)
+    root = (x * y + x) * (y * y) + x * x * x
+    g = Graph(root)
+    for vx, vy in [(1.5, -2.0), (0.25, 3.0)]:
+        x.data, y.data = vx, vy
+        g.forward()
+    g.backward()
+    before = state(g.root)
+    x.data, y.data = 10**200, 10**120                 # int products overflow
+    with pytest.raises(OverflowError):
+        g.forward()
+    x.data, y.data = 0.25, 3.0
+    assert state(g.root) == before
+    for vx, vy in [(3, 4), (0.5, -1.0)]:              # ints (buffered), floats
+        x.data, y.data = vx, vy
+        zero_source_grads(g.root)
+        g.forward()
+        g.backward()
+        fx, fy = Value(vx), Value(vy)
+        fresh = (fx * fy + fx) * (fy * fy) + fx * fx * fx
+        fresh.backward()
+        assert state(g.root) == state(fresh), (vx, vy)
+
+
 def test_data_set_on_a_held_interior_node_between_passes():
     x = Value(0.5)
     inner = x * 2                                   # held: the arena keeps it
