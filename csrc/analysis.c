@@ -135,13 +135,13 @@ static int runnable(const ag_cins *in) {
 }
 
 /* The number of instructions of the dot chain of float pairs starting at
- * cins[i] (graph.h: ag__dot_pair), 0 when there is none of two pairs. */
+ * cins[i] (graph.h: ag__dot_pair), 0 when none starts there. */
 static int32_t dot_length(const ag_graph *g, int32_t i) {
     int32_t len = 0;
     while (ag__dot_pair(g, i + len, len ? g->cins[i + len - 1].p : -1) &&
            !g->cins[i + len].typed && !g->cins[i + len + 1].typed)
         len += 2;
-    return len >= 4 ? len : 0;
+    return len >= 2 ? len : 0;
 }
 
 /* Each dot chain becomes one AG_DOT step (its members in place), each run

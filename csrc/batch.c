@@ -135,7 +135,7 @@ static AG_ALWAYS_INLINE void backward2_rows(int op, double *restrict ga,
 /* ---- dot chains: a neuron's sum(w_i * x_i, c) as one step ---------------- */
 
 /* A dot chain is a run of consecutive instruction pairs m_i = MUL(w_i, x_i),
- * s_i = ADD(s_(i-1), m_i) (s_(-1) = c, any node), at least two pairs, whose
+ * s_i = ADD(s_(i-1), m_i) (s_(-1) = c, any node), one pair or more, whose
  * m_i and s_i (but the last s) have one use each (ag__dot_pair) and are
  * not requested.  Its intermediate values and grads are never stored -- nothing else
  * reads them -- so a neuron of n inputs moves n rows of w and x through
@@ -166,7 +166,7 @@ static int plan_steps(ag_graph *g) {
         if (!(g->options & AG_GRAPH_UNFUSED))
             while (chain_pair(g, i + len, len ? g->ins[i + len - 1].p : -1))
                 len += 2;
-        if (len < 4) len = 1;             /* one pair: no chain */
+        if (len < 2) len = 1;                 /* no pair: one instruction */
         g->bsteps[n++] = (ag_bstep){i, len};
         i += len;
     }

@@ -172,7 +172,7 @@ static inline int32_t ag__graph_position(const ag_graph *g, int64_t h) {
  * m = MUL(w, x), s = ADD(prev, m) -- ADD(c, m), any c, for the first --
  * with m, and prev, used by s alone.  A neuron's sum(w_i * x_i, b) is such
  * a chain (ag_layer's, micrograd's).  The batched run (batch.c) and the
- * compiled replay (analysis.c) fuse chains of at least two pairs. */
+ * compiled replay (analysis.c) fuse chains of one pair or more. */
 static inline int ag__dot_pair(const ag_graph *g, int32_t i, int32_t prev) {
     if (i + 1 >= g->n_ins) return 0;
     const ag_instr *m = &g->ins[i], *s = &g->ins[i + 1];
