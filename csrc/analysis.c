@@ -139,24 +139,37 @@ static int runnable(const ag_cins *in) {
 static int32_t dot_length(const ag_graph *g, int32_t i) {
     int32_t len = 0;
     while (ag__dot_pair(g, i + len, len ? g->cins[i + len - 1].p : -1) &&
-           !g->cins[i + len].typed && !g->cins[i + len + 1].typed)
+           !g->cins[i + len].typed && !g->cins[i + len + 1].typed &&
+           !g->visible[g->cins[i + len].p] &&            /* inner members: */
+           !(len && g->visible[g->cins[i + len - 1].p])) /* none visible   */
         len += 2;
     return len >= 2 ? len : 0;
 }
 
-/* Each dot chain becomes one AG_DOT step (its members in place), each run
+/* Each dot chain becomes one AG_DOT step (its positions in dot_wx and
+ * dot_ms: a header and a pair each, at most n_ins in all), each run
  * of at least two other consecutive runnable instructions one AG_RUN step
  * (their members in links), the others stay as they are.  A fused step
  * does what its members' steps would, in their order: the same bits, one
  * dispatch; a run keeps 12 bytes per member, a chain its sum and grad in
  * registers from pair to pair. */
 void ag__build_steps(ag_graph *g) {
-    int32_t n_steps = 0, n_links = 0;
+    int32_t n_steps = 0, n_links = 0, n_pairs = 0;
     const int fuse = !(g->options & AG_GRAPH_UNFUSED);
+    for (int32_t p = 0; p < g->n; p++) g->member_of[p] = -1;
     for (int32_t i = 0; i < g->n_ins;) {
         int32_t len = fuse ? dot_length(g, i) : 0;
         if (len) {
-            g->steps[n_steps++] = (ag_cins){g->cins[i + len - 1].p, i, len, AG_DOT, 0, 0};
+            const ag_cins *in = &g->cins[i];
+            g->steps[n_steps] = (ag_cins){in[len - 1].p, n_pairs, len / 2, AG_DOT, 0, 0};
+            g->dot_wx[n_pairs] = (ag_pos2){in[1].a, -1};        /* the header */
+            g->dot_ms[n_pairs++] = (ag_pos2){-1, in[len - 1].p};
+            for (int32_t k = 0; k < len; k += 2) {
+                g->dot_wx[n_pairs] = (ag_pos2){in[k].a, in[k].b};
+                g->dot_ms[n_pairs++] = (ag_pos2){in[k].p, in[k + 1].p};
+            }
+            for (int32_t k = 0; k < len - 1; k++) g->member_of[in[k].p] = n_steps;
+            n_steps++;
             i += len;
             continue;
         }

@@ -45,6 +45,11 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
     g->vis = ag__malloc(n * sizeof *g->vis);
     g->inrefs = ag__calloc(n, sizeof *g->inrefs);
     g->uses = ag__calloc(n, 1);
+    g->visible = ag__calloc(n, 1);
+    g->member_of = ag__malloc(n * sizeof *g->member_of);
+    g->dot_g = ag__malloc(n * sizeof *g->dot_g);
+    g->dot_wx = ag__malloc(n * sizeof *g->dot_wx);
+    g->dot_ms = ag__malloc(n * sizeof *g->dot_ms);
     g->vsrc = ag__malloc(n * sizeof *g->vsrc);
     g->psrc = ag__malloc(n * sizeof *g->psrc);
     g->steps = ag__malloc(n * sizeof *g->steps);
@@ -52,7 +57,8 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
     if (!g->steps || !g->links || !g->cins || !g->v || !g->nv || !g->gd ||
         !g->ngd || !g->ngi || !g->di || !g->ndi ||
         !g->gi || !g->gkeep || !g->may_int || !g->src_int ||
-        !g->vis || !g->inrefs || !g->uses || !g->vsrc || !g->psrc)
+        !g->vis || !g->inrefs || !g->uses || !g->vsrc || !g->psrc ||
+        !g->visible || !g->member_of || !g->dot_g || !g->dot_wx || !g->dot_ms)
         return AG_ERR_NOMEM;
     return AG_OK;
 }
@@ -64,6 +70,8 @@ void ag__compiled_free(ag_graph *g) {
     ag__free(g->may_int); ag__free(g->src_int);
     ag__free(g->vis); ag__free(g->steps); ag__free(g->links);
     ag__free(g->inrefs); ag__free(g->uses); ag__free(g->vsrc); ag__free(g->psrc);
+    ag__free(g->visible); ag__free(g->member_of); ag__free(g->dot_g);
+    ag__free(g->dot_wx); ag__free(g->dot_ms);
 }
 
 void ag__compiled_capture(ag_graph *g) {
@@ -83,13 +91,54 @@ void ag__compiled_capture(ag_graph *g) {
     if (ag__is_source(g->op[g->n - 1])) g->inrefs[g->n - 1]++;  /* the graph's */
     g->analysed = g->typed_ok = 0;
     g->options = 0;
+    for (int32_t p = 0; p < g->n; p++) g->member_of[p] = -1;  /* no steps yet */
+    g->n_steps = 0;
+    g->dot_grads = AG_DOT_GRADS_STORED;
+}
+
+/* The grad of position p, wherever it is held (ag_graph.dot_grads), and
+ * its type in *is_int. */
+static double grad_at(const ag_graph *g, int32_t p, uint8_t *is_int) {
+    int32_t step = g->member_of[p];
+    if (step < 0 || g->dot_grads == AG_DOT_GRADS_STORED) {
+        *is_int = g->gi[p];
+        return g->gd[p];
+    }
+    if (g->dot_grads == AG_DOT_GRADS_FRESH) {
+        *is_int = 1;
+        return 0.0;
+    }
+    *is_int = 0;
+    return g->dot_g[step] + 0.0;
+}
+
+/* Every inner member's grad into gd / gi (dot_grads STORED): before the
+ * steps change, and before a pass that reads them. */
+static void store_dot_grads(ag_graph *g) {
+    if (g->dot_grads == AG_DOT_GRADS_STORED) return;
+    for (int32_t s = 0; s < g->n_steps; s++) {
+        const ag_cins *st = &g->steps[s];
+        if (st->op != AG_DOT) continue;
+        for (int32_t k = st->a + 1; k <= st->a + st->b; k++) {
+            const ag_pos2 *ms = &g->dot_ms[k];
+            g->gd[ms->a] = grad_at(g, ms->a, &g->gi[ms->a]);
+            if (k < st->a + st->b)      /* the last sum is no inner member */
+                g->gd[ms->b] = grad_at(g, ms->b, &g->gi[ms->b]);
+        }
+    }
+    g->dot_grads = AG_DOT_GRADS_STORED;
 }
 
 int ag_graph_set_options(ag_graph *g, int options) {
     if (options & ~(AG_GRAPH_INEXACT | AG_GRAPH_UNFUSED)) return AG_ERR_ARG;
     pthread_mutex_lock(&g->lock);
+    AG_LOCK(g->ctx);                    /* write_back_node reads the steps */
     g->options = options;
-    if (g->analysed) ag__build_steps(g);
+    if (g->analysed) {
+        store_dot_grads(g);
+        ag__build_steps(g);
+    }
+    AG_UNLOCK(g->ctx);
     pthread_mutex_unlock(&g->lock);
     return AG_OK;
 }
@@ -160,42 +209,60 @@ static AG_ALWAYS_INLINE void run_backward(const prog *q, const ag_link *link,
 }
 
 /* A dot chain's values (floats): each pair's product and sum, the sum
- * carried to the next pair in a register (its members are cins[0 .. len),
- * analysis.c). */
-static AG_ALWAYS_INLINE void dot_forward(const prog *q, const ag_cins *in,
-                                         int32_t len) {
+ * carried to the next pair in a register; the last sum's fresh grad.  Its
+ * `pairs` pairs follow the header at wx / ms (analysis.c). */
+static AG_ALWAYS_INLINE void dot_forward(const prog *q, const ag_pos2 *wx,
+                                         const ag_pos2 *ms, int32_t pairs) {
     double *v = q->v;
     uint8_t *di = q->di;
-    double s = v[in[1].a];
-    for (int32_t k = 0; k < len; k += 2) {
-        double m = mul_value(v[in[k].a], v[in[k].b], 0.0);
+    double s = v[wx[0].a];
+    for (int32_t i = 1; i <= pairs; i++) {
+        double m = mul_value(v[wx[i].a], v[wx[i].b], 0.0);
         s = add_value(s, m, 0.0);
-        v[in[k].p] = m;
-        v[in[k + 1].p] = s;
-        di[in[k].p] = di[in[k + 1].p] = 0;
-        q->gd[in[k].p] = q->gd[in[k + 1].p] = 0.0;
-        q->gi[in[k].p] = q->gi[in[k + 1].p] = 1;
+        v[ms[i].a] = m;
+        v[ms[i].b] = s;
+        di[ms[i].a] = di[ms[i].b] = 0;
     }
+    q->gd[ms[0].b] = 0.0;       /* the last sum's fresh grad; the inner */
+    q->gi[ms[0].b] = 1;         /* members': dot_grads FRESH             */
 }
 
 /* A dot chain's terms, last pair first, each pair's sum's and then its
  * product's, a before b (float grads): add_grad_* and mul_grad_* of the
  * members' own steps.  The previous sum's grad (used by this pair's sum
- * alone) goes to the next pair in a register. */
-static AG_ALWAYS_INLINE void dot_backward(const prog *q, const ag_cins *in,
-                                          int32_t len) {
+ * alone) goes to the next pair in a register.  `fresh`: the inner members'
+ * grads are fresh zeros (dot_grads FRESH), so each becomes 0 + the last
+ * sum's grad G, the same for all (0 + (0 + G) is 0 + G): the terms come
+ * from that alone, nothing is stored, only w and x are read, and G is kept
+ * in *g_last. */
+static AG_ALWAYS_INLINE void dot_backward(const prog *q, const ag_pos2 *wx,
+                                          const ag_pos2 *ms, int32_t pairs,
+                                          int fresh, double *g_last) {
     double *gd = q->gd;
     const double *v = q->v;
-    double gs = gd[in[len - 1].p];
-    for (int32_t k = len - 2; k >= 0; k -= 2) {
-        const ag_cins *m = &in[k], *s = &in[k + 1];
-        double g_prev = gd[s->a] + gs;
-        gd[s->a] = g_prev;
-        double gm = gd[m->p] + gs;
-        gd[m->p] = gm;
-        double x = v[m->a], y = v[m->b];
-        gd[m->a] += y * gm;
-        gd[m->b] += x * gm;
+    double gs = gd[ms[0].b];
+    if (fresh) {
+        double gz = gs + 0.0;   /* every inner member's grad: 0 + G */
+        *g_last = gs;
+        for (int32_t i = pairs; i >= 1; i--) {
+            int32_t w = wx[i].a, x = wx[i].b;
+            if (i == 1) gd[wx[0].a] += pairs == 1 ? gs : gz;  /* c: s_0's grad */
+            double vw = v[w], vx = v[x];
+            gd[w] += vx * gz;
+            gd[x] += vw * gz;
+        }
+        return;
+    }
+    for (int32_t i = pairs; i >= 1; i--) {
+        int32_t prev = i > 1 ? ms[i - 1].b : wx[0].a, m = ms[i].a;
+        double g_prev = gd[prev] + gs;
+        gd[prev] = g_prev;
+        double gm = gd[m] + gs;
+        gd[m] = gm;
+        int32_t w = wx[i].a, x = wx[i].b;
+        double vw = v[w], vx = v[x];
+        gd[w] += vx * gm;
+        gd[x] += vw * gm;
         gs = g_prev;
     }
 }
@@ -220,7 +287,7 @@ static int forward_pass(const ag_graph *g, int buffered) {
             continue;
         }
         if (in->op == AG_DOT) {
-            dot_forward(&q, q.ci + in->a, in->b);
+            dot_forward(&q, g->dot_wx + in->a, g->dot_ms + in->a, in->b);
             continue;
         }
         double y = in->b >= 0 ? q.v[in->b] : 0.0, r;
@@ -316,7 +383,9 @@ static AG_ALWAYS_INLINE void backprop_pos(const prog *q, const ag_cins *in,
 /* The eager backward over the program: root grad int 1, then each op node's
  * terms in reverse order.  all_typed: follow every type (the committed
  * types may differ from the analysis's). */
-static void backward_pass(const ag_graph *g, int all_typed) {
+static void backward_pass(ag_graph *g, int all_typed) {
+    int fresh = !all_typed && g->dot_grads == AG_DOT_GRADS_FRESH;
+    if (!fresh) store_dot_grads(g);
     const prog q = prog_of(g);
     q.gd[g->n - 1] = 1.0;
     q.gi[g->n - 1] = 1;
@@ -328,7 +397,8 @@ static void backward_pass(const ag_graph *g, int all_typed) {
             continue;
         }
         if (in->op == AG_DOT) {
-            dot_backward(&q, q.ci + in->a, in->b);
+            dot_backward(&q, g->dot_wx + in->a, g->dot_ms + in->a, in->b, fresh,
+                         &g->dot_g[i]);
             continue;
         }
         double gr = q.gd[in->p];
@@ -352,6 +422,7 @@ static void backward_pass(const ag_graph *g, int all_typed) {
         const uint8_t *restrict keep = q.gkeep;
         for (int32_t p = 0, n = g->n; p < n; p++) gi[p] &= keep[p];
     }
+    g->dot_grads = fresh ? AG_DOT_GRADS_ONE_PASS : AG_DOT_GRADS_STORED;
 }
 
 /* ---- the arena's side: ownership, reading and writing back -------------- */
@@ -379,12 +450,13 @@ static void write_back(const ag_graph *g, ag_ctx *c, int32_t p) {
     int32_t id = g->id[p];
     uint8_t f = c->flags[id];
     if (!(f & AG_PRIVATE)) return;
+    uint8_t grad_int;
     c->data[id] = g->v[p];
-    c->grad[id] = g->gd[p];
+    c->grad[id] = grad_at(g, p, &grad_int);
     c->flags[id] = (uint8_t)((f & ~(AG_PRIVATE | AG_DATA_INT | AG_GRAD_INT |
                                     AG_GRAD_ZERO)) |
                              (g->di[p] ? AG_DATA_INT : 0) |
-                             (g->gi[p] ? AG_GRAD_INT : 0));
+                             (grad_int ? AG_GRAD_INT : 0));
 }
 
 /* ag_ctx.write_back of a compiled graph's context: every owner's nodes. */
@@ -401,10 +473,16 @@ static void write_back_all(ag_ctx *c) {
 }
 
 /* Position p of g is kept in the arena from now on: an op node joins the
- * ones written after every pass (vis), a source the ones read (vsrc). */
+ * ones written after every pass (vis) -- and leaves its dot chain, if it
+ * was inside one -- a source the ones read (vsrc). */
 static void make_visible(ag_graph *g, int32_t p) {
     if (!ag__is_source(g->op[p])) {
         g->vis[g->n_vis++] = p;
+        g->visible[p] = 1;
+        if (g->member_of[p] >= 0) {   /* a dot chain's inner member: out */
+            store_dot_grads(g);
+            ag__build_steps(g);
+        }
         return;
     }
     for (int32_t k = 0; k < g->n_psrc; k++)
@@ -470,6 +548,7 @@ static void acquire(ag_graph *g, ag_ctx *c) {
         c->flags[id] |= AG_PRIVATE;
     }
     for (int32_t p = 0; p < g->n; p++) load_node(g, c, p);
+    g->dot_grads = AG_DOT_GRADS_STORED;
     for (int32_t i = 0; i < g->n_psrc; i++) {  /* the same in both arrays */
         int32_t p = g->psrc[i];
         g->nv[p] = g->v[p];
@@ -496,6 +575,7 @@ int ag__compiled_forward(ag_graph *g) {
         g->src_int[i] = t;
     }
     if (retyped) {
+        store_dot_grads(g);
         ag__analyse(g);
         g->analysed = 1;
         g->typed_ok = 0;
@@ -517,6 +597,7 @@ int ag__compiled_forward(ag_graph *g) {
         g->gd = g->ngd; g->ngd = gd;
         g->gi = g->ngi; g->ngi = gi;
     }
+    g->dot_grads = AG_DOT_GRADS_FRESH;
     for (int32_t i = 0; i < g->n_vis; i++) {
         int32_t p = g->vis[i], id = g->id[p];
         c->data[id] = g->v[p];

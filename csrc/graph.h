@@ -61,8 +61,21 @@ typedef struct ag_bstep {
 } ag_bstep;
 
 /* ag_cins.op of a run step: members links[a .. a + b); of a dot chain
- * step: members cins[a .. a + b), (MUL, ADD) pairs (analysis.c). */
+ * step: b (MUL, ADD) pairs at dot_wx / dot_ms[a + 1 .. a + b] after a
+ * header at [a] (analysis.c). */
 enum { AG_RUN = 255, AG_DOT = 254 };
+
+/* Two positions: a dot chain's pair's operands w, x (dot_wx) and product
+ * and sum m, s (dot_ms); its header's c (the first sum's other operand)
+ * and -1 (dot_wx), -1 and the last sum (dot_ms). */
+typedef struct ag_pos2 {
+    int32_t a, b;
+} ag_pos2;
+
+/* ag_graph.dot_grads: the dot chains' inner members' grads are in gd / gi
+ * (STORED), an int 0 (FRESH: a forward, no backward since), or 0 + dot_g
+ * of their step (ONE_PASS: one backward since the forward). */
+enum { AG_DOT_GRADS_STORED, AG_DOT_GRADS_FRESH, AG_DOT_GRADS_ONE_PASS };
 
 /* ag_cins.typed: the parts of a node's rules that must follow the int
  * types (the others run float kernels: the same bits for float numbers). */
@@ -113,6 +126,8 @@ struct ag_graph {
     uint32_t *inrefs;       /* n: references from inside the graph          */
     uint8_t *uses;          /* n: operand references from the op nodes, up
                              * to 2 (2: two or more)                         */
+    uint8_t *visible;       /* n: made visible (make_visible) while owning:
+                             * no dot chain keeps it inside                  */
     int32_t *vsrc;          /* indices in src of the sources read every pass:
                              * those referenced from outside (a handle, a
                              * node or graph elsewhere)                      */
@@ -134,6 +149,16 @@ struct ag_graph {
     ag_cins *steps;         /* n_steps <= n_ins                             */
     int32_t n_steps;
     ag_link *links;         /* the runs' members, in order                  */
+    /* The grads of the dot chains' inner members (every member but the
+     * last sum) are not stored by a backward right after a forward: each
+     * is 0 + the chain's last sum's grad at that backward, kept per step.  */
+    ag_pos2 *dot_wx;        /* n: the dot chains' operands, and ...        */
+    ag_pos2 *dot_ms;        /* n: ... their members, chain by chain (AG_DOT):
+                             * a backward reads 8 bytes a pair              */
+    int32_t *member_of;     /* n: the AG_DOT step p is an inner member of, -1 */
+    double *dot_g;          /* by step: its last sum's grad at that backward */
+    int dot_grads;          /* AG_DOT_GRADS_*: where the inner members'
+                             * grads are                                    */
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
     ag_bstep *bsteps;       /* n_ins: a run's program, ins made steps: one
@@ -189,7 +214,9 @@ static inline int ag__dot_pair(const ag_graph *g, int32_t i, int32_t prev) {
  * backward (locked, under the graph's lock). */
 int ag__compiled_alloc(ag_graph *g, size_t n);
 /* analysis.c: may_int, gkeep, each cins' typed bits and the steps for the
- * sources' types in src_int; the steps alone (after an option change). */
+ * sources' types in src_int; the steps alone (after an option change, a
+ * node made visible).  Either remakes member_of: the caller first has the
+ * inner members' grads stored (dot_grads STORED). */
 void ag__analyse(ag_graph *g);
 void ag__build_steps(ag_graph *g);
 void ag__compiled_free(ag_graph *g);

@@ -226,6 +226,29 @@ def test_a_float_graph_that_becomes_int_and_fails_keeps_its_state():
         assert state(g.root) == state(fresh), (vx, vy)
 
 
+def test_a_failed_forward_after_a_backward_keeps_the_neurons_grads():
+    """Neurons (dot chains) hold their inner grads unstored after a backward;
+    int leaves make them int chains, analysed anew, whose forward fails:
+    the grads of that backward must still be there, as eager's."""
+    ws, xs = [Value(0.5 - 0.25 * i) for i in range(4)], [Value(1.5 + i) for i in range(4)]
+    b = Value(0.125)
+    root = sum((w * x for w, x in zip(ws, xs)), b).relu() * 2.0
+    g = Graph(root)
+    g.forward()
+    g.backward()                                  # nothing inside read yet
+    for v in ws + xs:
+        v.data = 10**200                          # int products overflow
+    with pytest.raises(OverflowError):
+        g.forward()
+    for v, d in zip(ws + xs, [0.5 - 0.25 * i for i in range(4)] + [1.5 + i for i in range(4)]):
+        v.data = d
+    fw = [Value(0.5 - 0.25 * i) for i in range(4)]
+    fx = [Value(1.5 + i) for i in range(4)]
+    fresh = sum((w * x for w, x in zip(fw, fx)), Value(0.125)).relu() * 2.0
+    fresh.backward()
+    assert state(g.root) == state(fresh)
+
+
 def test_data_set_on_a_held_interior_node_between_passes():
     x = Value(0.5)
     inner = x * 2                                   # held: the arena keeps it

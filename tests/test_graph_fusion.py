@@ -155,3 +155,18 @@ def test_dot_chains_repeated_backward_and_looks_inside(seed, looks, values):
     rc.backward()
     rc.backward()
     assert state(fused.root) == state(rc)
+
+
+def test_options_changed_after_a_backward_keep_the_neurons_grads():
+    """The steps are remade when the options change: grads a dot chain held
+    unstored (a backward right after a forward) survive it."""
+    import random
+    leaves = [Value(v) for v in (0.5, -1.25, 2.0)]
+    root = float_mlp(leaves, random.Random(7))
+    g = Graph(root)
+    g.forward()
+    g.backward()                                 # nothing inside read yet
+    assert lib.ag_graph_set_options(g._g, lib.AG_GRAPH_UNFUSED) == 0
+    fresh = float_mlp([Value(v) for v in (0.5, -1.25, 2.0)], random.Random(7))
+    fresh.backward()
+    assert state(g.root) == state(fresh)
