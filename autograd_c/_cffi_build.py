@@ -9,7 +9,7 @@ from cffi import FFI
 CSRC = "csrc"  # relative to the project root, where setuptools runs this file
 HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", CSRC, "autograd_c.h")
 SOURCES = ["arena.c", "rules.c", "eager.c", "replay.c", "compiled.c", "analysis.c", "batch.c",
-           "params.c", "fork.c", "alloc.c", "context.c", "serialize.c"]
+           "params.c", "fork.c", "alloc.c", "context.c", "serialize.c", "patterns.c"]
 
 
 def read_cdef(path=HEADER):

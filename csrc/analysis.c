@@ -128,10 +128,12 @@ void ag__analyse(ag_graph *g) {
 
 /* ---- fusion: runs of float sums and products, dot chains ---------------- */
 
-/* Whether instruction in can be a member of a run: a float (untyped) sum
- * or product. */
-static int runnable(const ag_cins *in) {
-    return (in->op == AG_ADD || in->op == AG_MUL) && !in->typed;
+/* Whether instruction i can be a member of a run: a float (untyped) sum
+ * or product in no pattern. */
+static int runnable(const ag_graph *g, int32_t i) {
+    const ag_cins *in = &g->cins[i];
+    return (in->op == AG_ADD || in->op == AG_MUL) && !in->typed &&
+           g->role[i] == AG_ROLE_PLAIN;
 }
 
 /* The number of instructions of the dot chain of float pairs starting at
@@ -140,13 +142,15 @@ static int32_t dot_length(const ag_graph *g, int32_t i) {
     int32_t len = 0;
     while (ag__dot_pair(g, i + len, len ? g->cins[i + len - 1].p : -1) &&
            !g->cins[i + len].typed && !g->cins[i + len + 1].typed &&
+           g->role[i + len] == AG_ROLE_PLAIN && g->role[i + len + 1] == AG_ROLE_PLAIN &&
            !g->visible[g->cins[i + len].p] &&            /* inner members: */
            !(len && g->visible[g->cins[i + len - 1].p])) /* none visible   */
         len += 2;
     return len >= 2 ? len : 0;
 }
 
-/* Each dot chain becomes one AG_DOT step (its positions in dot_wx and
+/* Each softplus and softmax (patterns.c) becomes one step where its role
+ * says, each dot chain one AG_DOT step (its positions in dot_wx and
  * dot_ms: a header and a pair each, at most n_ins in all), each run
  * of at least two other consecutive runnable instructions one AG_RUN step
  * (their members in links), the others stay as they are.  A fused step
@@ -157,7 +161,18 @@ void ag__build_steps(ag_graph *g) {
     int32_t n_steps = 0, n_links = 0, n_pairs = 0;
     const int fuse = !(g->options & AG_GRAPH_UNFUSED);
     for (int32_t p = 0; p < g->n; p++) g->member_of[p] = -1;
+    ag__find_patterns(g);
     for (int32_t i = 0; i < g->n_ins;) {
+        if (g->role[i] != AG_ROLE_PLAIN) {      /* patterns.c */
+            if (g->role[i] == AG_ROLE_SOFTPLUS)
+                g->steps[n_steps++] = (ag_cins){g->cins[i + 2].p, g->pat_at[i], 3,
+                                                AG_SOFTPLUS, 0, 0};
+            else if (g->role[i] == AG_ROLE_SOFTMAX)
+                g->steps[n_steps++] = (ag_cins){g->cins[i].p, g->pat_at[i],
+                                                g->pat[g->pat_at[i]], AG_SOFTMAX, 0, 0};
+            i++;
+            continue;
+        }
         int32_t len = fuse ? dot_length(g, i) : 0;
         if (len) {
             const ag_cins *in = &g->cins[i];
@@ -174,7 +189,7 @@ void ag__build_steps(ag_graph *g) {
             continue;
         }
         if (fuse)
-            while (i + len < g->n_ins && runnable(&g->cins[i + len]) &&
+            while (i + len < g->n_ins && runnable(g, i + len) &&
                    !(len && dot_length(g, i + len)))
                 len++;
         if (len < 2) {

@@ -44,12 +44,14 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
     g->src_int = ag__calloc(n, 1);
     g->vis = ag__malloc(n * sizeof *g->vis);
     g->inrefs = ag__calloc(n, sizeof *g->inrefs);
-    g->uses = ag__calloc(n, 1);
+    g->uses = ag__calloc(n, sizeof *g->uses);
     g->visible = ag__calloc(n, 1);
     g->member_of = ag__malloc(n * sizeof *g->member_of);
     g->dot_g = ag__malloc(n * sizeof *g->dot_g);
     g->dot_wx = ag__malloc(n * sizeof *g->dot_wx);
     g->dot_ms = ag__malloc(n * sizeof *g->dot_ms);
+    g->role = ag__calloc(n, 1);
+    g->pat_at = ag__malloc(n * sizeof *g->pat_at);
     g->vsrc = ag__malloc(n * sizeof *g->vsrc);
     g->psrc = ag__malloc(n * sizeof *g->psrc);
     g->steps = ag__malloc(n * sizeof *g->steps);
@@ -58,7 +60,8 @@ int ag__compiled_alloc(ag_graph *g, size_t n) {
         !g->ngd || !g->ngi || !g->di || !g->ndi ||
         !g->gi || !g->gkeep || !g->may_int || !g->src_int ||
         !g->vis || !g->inrefs || !g->uses || !g->vsrc || !g->psrc ||
-        !g->visible || !g->member_of || !g->dot_g || !g->dot_wx || !g->dot_ms)
+        !g->visible || !g->member_of || !g->dot_g || !g->dot_wx || !g->dot_ms ||
+        !g->role || !g->pat_at)
         return AG_ERR_NOMEM;
     return AG_OK;
 }
@@ -72,6 +75,7 @@ void ag__compiled_free(ag_graph *g) {
     ag__free(g->inrefs); ag__free(g->uses); ag__free(g->vsrc); ag__free(g->psrc);
     ag__free(g->visible); ag__free(g->member_of); ag__free(g->dot_g);
     ag__free(g->dot_wx); ag__free(g->dot_ms);
+    ag__free(g->role); ag__free(g->pat_at); ag__free(g->pat);
 }
 
 void ag__compiled_capture(ag_graph *g) {
@@ -85,8 +89,8 @@ void ag__compiled_capture(ag_graph *g) {
         const ag_instr *in = &g->ins[i];
         if (ag__is_source(g->op[in->a])) g->inrefs[in->a]++;
         if (in->b >= 0 && ag__is_source(g->op[in->b])) g->inrefs[in->b]++;
-        if (g->uses[in->a] < 2) g->uses[in->a]++;
-        if (in->b >= 0 && g->uses[in->b] < 2) g->uses[in->b]++;
+        g->uses[in->a]++;
+        if (in->b >= 0) g->uses[in->b]++;
     }
     if (ag__is_source(g->op[g->n - 1])) g->inrefs[g->n - 1]++;  /* the graph's */
     g->analysed = g->typed_ok = 0;
@@ -141,15 +145,6 @@ int ag_graph_set_options(ag_graph *g, int options) {
     AG_UNLOCK(g->ctx);
     pthread_mutex_unlock(&g->lock);
     return AG_OK;
-}
-
-/* x ** k of floats in an inexact replay: a division or a product for the
- * common exponents instead of pow (within an ulp or two of it). */
-static double pow_inexact(double x, double k) {
-    if (k == -1.0) return 1.0 / x;
-    if (k == 2.0) return x * x;
-    if (k == -2.0) return 1.0 / (x * x);
-    return pow(x, k);
 }
 
 /* ---- the kernels ---------------------------------------------------------- */
@@ -267,11 +262,13 @@ static AG_ALWAYS_INLINE void dot_backward(const prog *q, const ag_pos2 *wx,
     }
 }
 
-/* Every op node from the sources, in program order, and its fresh grad
- * (an int 0): in the next arrays (nv, ndi, ngd, ngi) when `buffered`, else
- * in place (a graph none of whose nodes can fail: g->may_fail 0).  AG_OK,
- * or the first failing node's status. */
-static int forward_pass(const ag_graph *g, int buffered) {
+/* Every op node from the sources, by `steps` (g->steps, or the plain
+ * program g->cins), and its fresh grad (an int 0): in the next arrays (nv,
+ * ndi, ngd, ngi) when `buffered`, else in place (a graph none of whose
+ * nodes can fail: g->may_fail 0).  AG_OK, or the first failing step's
+ * status. */
+static int forward_pass(const ag_graph *g, int buffered, const ag_cins *steps,
+                        int32_t n_steps) {
     prog q = prog_of(g);
     if (buffered) {
         q.v = g->nv;
@@ -279,9 +276,8 @@ static int forward_pass(const ag_graph *g, int buffered) {
         q.gd = g->ngd;
         q.gi = g->ngi;
     }
-    const int32_t n_steps = g->n_steps;
     for (int32_t i = 0; i < n_steps; i++) {
-        const ag_cins *in = &g->steps[i];
+        const ag_cins *in = &steps[i];
         if (in->op == AG_RUN) {
             run_forward(&q, g->links + in->a, in->b);
             continue;
@@ -290,13 +286,20 @@ static int forward_pass(const ag_graph *g, int buffered) {
             dot_forward(&q, g->dot_wx + in->a, g->dot_ms + in->a, in->b);
             continue;
         }
+        if (in->op == AG_SOFTPLUS || in->op == AG_SOFTMAX) {
+            int st = (in->op == AG_SOFTPLUS ? ag__softplus_forward
+                                            : ag__softmax_forward)(
+                g, g->pat + in->a, q.v, q.di, q.gd, q.gi);
+            if (st != AG_OK) return st;
+            continue;
+        }
         double y = in->b >= 0 ? q.v[in->b] : 0.0, r;
         int r_int, st;
         if (!(in->typed & AG_TYPED_FORWARD)) {     /* floats: types 0 */
             ag_operands o = {q.v[in->a], y, exponent_of(&q, in), 0.0, 0, 0,
                              in->k_int};
             if ((g->options & AG_GRAPH_INEXACT) && in->op == AG_POW_CONST) {
-                st = ag__float_pow(o.x, o.k, pow_inexact, &r);
+                st = ag__float_pow(o.x, o.k, ag__pow_inexact, &r);
                 r_int = 0;
             } else {
                 st = ag__eval(in->op, &o, &r, &r_int);
@@ -401,11 +404,19 @@ static void backward_pass(ag_graph *g, int all_typed) {
                          &g->dot_g[i]);
             continue;
         }
+        if (in->op == AG_SOFTPLUS) {
+            ag__softplus_backward(g, g->pat + in->a, q.v, q.gd);
+            continue;
+        }
+        if (in->op == AG_SOFTMAX) {
+            ag__softmax_backward(g, g->pat + in->a, q.v, q.gd);
+            continue;
+        }
         double gr = q.gd[in->p];
         if (!all_typed && !(in->typed & AG_TYPED_BACKWARD)) {
             if ((g->options & AG_GRAPH_INEXACT) && in->op == AG_POW_CONST) {
                 int t_int;
-                q.gd[in->a] += ag__grad_power_by(pow_inexact, q.v[in->a], 0,
+                q.gd[in->a] += ag__grad_power_by(ag__pow_inexact, q.v[in->a], 0,
                                                  q.k[in->p], in->k_int, gr, 0,
                                                  &t_int);
             } else {
@@ -581,10 +592,12 @@ int ag__compiled_forward(ag_graph *g) {
         g->typed_ok = 0;
     }
     if (!g->may_fail) {                 /* cannot fail: in place, no commit */
-        forward_pass(g, 0);
+        forward_pass(g, 0, g->steps, g->n_steps);
     } else {
-        int st = forward_pass(g, 1);
-        if (st != AG_OK) return st;             /* nothing committed */
+        int st = forward_pass(g, 1, g->steps, g->n_steps);
+        if (st != AG_OK && g->n_pat)    /* a softmax runs its members late: */
+            st = forward_pass(g, 1, g->cins, g->n_ins);  /* the program's */
+        if (st != AG_OK) return st;     /* first failure; nothing committed */
         for (int32_t i = 0; i < g->n_src; i++) {  /* commit: sources' grads */
             int32_t p = g->src[i];                /* stay, then swap (fresh  */
             g->ngd[p] = g->gd[p];                 /* op nodes: grad int 0)   */

@@ -63,7 +63,14 @@ typedef struct ag_bstep {
 /* ag_cins.op of a run step: members links[a .. a + b); of a dot chain
  * step: b (MUL, ADD) pairs at dot_wx / dot_ms[a + 1 .. a + b] after a
  * header at [a] (analysis.c). */
-enum { AG_RUN = 255, AG_DOT = 254 };
+enum { AG_RUN = 255, AG_DOT = 254, AG_SOFTPLUS = 253, AG_SOFTMAX = 252 };
+
+/* ag_graph.role, by instruction (patterns.c): in no pattern; a member of
+ * one whose step sits elsewhere; where a softplus's or a softmax's step
+ * sits (its members at pat[pat_at[i]]).  Softmaxes of up to
+ * AG_SOFTMAX_MAX terms are found. */
+enum { AG_ROLE_PLAIN, AG_ROLE_INSIDE, AG_ROLE_SOFTPLUS, AG_ROLE_SOFTMAX };
+enum { AG_SOFTMAX_MAX = 64 };
 
 /* Two positions: a dot chain's pair's operands w, x (dot_wx) and product
  * and sum m, s (dot_ms); its header's c (the first sum's other operand)
@@ -124,8 +131,7 @@ struct ag_graph {
     int32_t *vis;           /* positions of the op nodes the arena keeps: the
                              * root's (every other op node is private)      */
     uint32_t *inrefs;       /* n: references from inside the graph          */
-    uint8_t *uses;          /* n: operand references from the op nodes, up
-                             * to 2 (2: two or more)                         */
+    uint32_t *uses;         /* n: operand references from the op nodes      */
     uint8_t *visible;       /* n: made visible (make_visible) while owning:
                              * no dot chain keeps it inside                  */
     int32_t *vsrc;          /* indices in src of the sources read every pass:
@@ -156,6 +162,10 @@ struct ag_graph {
     ag_pos2 *dot_ms;        /* n: ... their members, chain by chain (AG_DOT):
                              * a backward reads 8 bytes a pair              */
     int32_t *member_of;     /* n: the AG_DOT step p is an inner member of, -1 */
+    uint8_t *role;          /* n_ins: AG_ROLE_* (patterns.c)                */
+    int32_t *pat_at;        /* n_ins: a pattern step's offset in pat        */
+    int32_t *pat;           /* the patterns' members (instruction indices)  */
+    int32_t n_pat, pat_cap;
     double *dot_g;          /* by step: its last sum's grad at that backward */
     int dot_grads;          /* AG_DOT_GRADS_*: where the inner members'
                              * grads are                                    */
@@ -219,6 +229,19 @@ int ag__compiled_alloc(ag_graph *g, size_t n);
  * inner members' grads stored (dot_grads STORED). */
 void ag__analyse(ag_graph *g);
 void ag__build_steps(ag_graph *g);
+/* patterns.c: role, pat_at and pat for the options and the typed bits (by
+ * ag__build_steps); the kernels of a pattern's step at pat (v, di, gd, gi:
+ * the arrays the pass works on; forward: AG_OK or the first failing
+ * member's status, the fresh grads set). */
+void ag__find_patterns(ag_graph *g);
+int ag__softplus_forward(const ag_graph *g, const int32_t *pat, double *v,
+                         uint8_t *di, double *gd, uint8_t *gi);
+void ag__softplus_backward(const ag_graph *g, const int32_t *pat,
+                           const double *v, double *gd);
+int ag__softmax_forward(const ag_graph *g, const int32_t *pat, double *v,
+                        uint8_t *di, double *gd, uint8_t *gi);
+void ag__softmax_backward(const ag_graph *g, const int32_t *pat,
+                          const double *v, double *gd);
 void ag__compiled_free(ag_graph *g);
 void ag__compiled_capture(ag_graph *g);
 int ag__compiled_forward(ag_graph *g);

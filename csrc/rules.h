@@ -77,6 +77,16 @@ int ag__python_pow(double x, int x_int, double y, int y_int, double *out,
 int ag__float_pow(double x, double y, double (*power)(double, double),
                   double *out);
 
+/* x ** k of floats in an inexact replay (AG_GRAPH_INEXACT): a division or
+ * a product for the common exponents instead of pow (within an ulp or two
+ * of it). */
+static inline double ag__pow_inexact(double x, double k) {
+    if (k == -1.0) return 1.0 / x;
+    if (k == 2.0) return x * x;
+    if (k == -2.0) return 1.0 / (x * x);
+    return pow(x, k);
+}
+
 /* An int result that left the range of doubles is an error; an int zero is
  * stored as +0.0 (Python's int 0 has no sign). */
 static inline int ag__int_result(double r, double *out) {

@@ -1,0 +1,272 @@
+/*
+ * patterns.c -- softplus and softmax, found in a compiled replay's program
+ * (analysis.c: ag__build_steps) and each run as one step (compiled.c).
+ *
+ * softplus  log(exp(x) + c): three consecutive float instructions, an exp
+ *           and a sum used once each.  Its step does what theirs would, in
+ *           their order (forward and backward): the same bits, in every mode.
+ * softmax   y_j = e_j * (e_0 + e_1 + ... + e_(n-1)) ** -1 with e_j = exp(x_j):
+ *           the exps used by the sum and their product alone, the sums once,
+ *           the power by the n products alone.  Only in an inexact replay
+ *           (AG_GRAPH_INEXACT): its step sits at its first product, so its
+ *           backward gives its terms to the x_j at that point of the reverse
+ *           order, not at each exp's -- the same terms, summed in another
+ *           order.  The values are the inexact replay's own, bit for bit.
+ * Every member's value and grad is stored, as its own step would: a look
+ * inside (write-back) sees them.  A step's members are found through
+ * g->pat, its entry in g->steps naming its offset there (ag_cins.a).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "alloc.h"
+#include "graph.h"
+
+/* ---- finding them --------------------------------------------------------- */
+
+/* Whether cins[i] is a float instruction of op `op` no pattern has yet. */
+static int free_as(const ag_graph *g, int32_t i, int op) {
+    return i >= 0 && i < g->n_ins && g->cins[i].op == op && !g->cins[i].typed &&
+           g->role[i] == AG_ROLE_PLAIN;
+}
+
+/* Append x to g->pat (grown as needed); 0 when out of memory. */
+static int put(ag_graph *g, int32_t x) {
+    if (g->n_pat == g->pat_cap) {
+        size_t cap = g->pat_cap ? 2 * (size_t)g->pat_cap : 256;
+        int32_t *pat = ag__realloc(g->pat, cap * sizeof *pat);
+        if (!pat) return 0;
+        g->pat = pat;
+        g->pat_cap = (int32_t)cap;
+    }
+    g->pat[g->n_pat++] = x;
+    return 1;
+}
+
+/* softplus at cins[i]: exp, then a sum of it, then the log of that. */
+static int softplus_at(ag_graph *g, int32_t i) {
+    if (!free_as(g, i, AG_EXP) || !free_as(g, i + 1, AG_ADD) ||
+        !free_as(g, i + 2, AG_LOG))
+        return 0;
+    const ag_cins *e = &g->cins[i], *s = &g->cins[i + 1], *l = &g->cins[i + 2];
+    if ((s->a != e->p) == (s->b != e->p) || l->a != s->p ||
+        g->uses[e->p] != 1 || g->uses[s->p] != 1)
+        return 0;
+    int32_t at = g->n_pat;
+    if (!put(g, i)) return 0;
+    g->role[i] = AG_ROLE_SOFTPLUS;
+    g->role[i + 1] = g->role[i + 2] = AG_ROLE_INSIDE;
+    g->pat_at[i] = at;
+    return 1;
+}
+
+/* softmax whose power is cins[i]; ins_at: position -> instruction index;
+ * first_use / next_use: the products whose operand b a position is.  The
+ * products of some terms may be missing (not in the graph): y_j -1. */
+static int softmax_at(ag_graph *g, int32_t i, const int32_t *ins_at,
+                      const int32_t *first_use, const int32_t *next_use) {
+    if (!free_as(g, i, AG_POW_CONST) || g->k[g->cins[i].p] != -1.0) return 0;
+    int32_t pw = g->cins[i].p;
+    int32_t rev_e[AG_SOFTMAX_MAX], rev_s[AG_SOFTMAX_MAX], n = 0;
+    int32_t cur = g->cins[i].a;    /* the sum chain, from its last sum down */
+    while (free_as(g, ins_at[cur], AG_ADD) && g->uses[cur] == 1) {
+        const ag_cins *s = &g->cins[ins_at[cur]];
+        if (n == AG_SOFTMAX_MAX - 1) return 0;
+        rev_s[n] = ins_at[cur];
+        rev_e[n++] = ins_at[s->b];
+        cur = s->a;
+    }
+    if (n < 1) return 0;
+    rev_e[n++] = ins_at[cur];      /* e_0 */
+    int32_t e[AG_SOFTMAX_MAX], y[AG_SOFTMAX_MAX], sums[AG_SOFTMAX_MAX];
+    for (int32_t j = 0; j < n; j++) {
+        e[j] = rev_e[n - 1 - j];
+        y[j] = -1;
+        if (!free_as(g, e[j], AG_EXP)) return 0;
+        for (int32_t t = 0; t < j; t++) if (e[t] == e[j]) return 0;
+    }
+    for (int32_t j = 1; j < n; j++) sums[j] = rev_s[n - 1 - j];
+    uint32_t found = 0;            /* the products e_j * power */
+    for (int32_t u = first_use[pw]; u >= 0; u = next_use[u]) {
+        int32_t j = 0;
+        while (j < n && g->cins[e[j]].p != g->cins[u].a) j++;
+        if (j == n || y[j] >= 0 || !free_as(g, u, AG_MUL)) return 0;
+        y[j] = u;
+        found++;
+    }
+    if (found == 0 || found != g->uses[pw]) return 0;
+    int32_t head = -1;
+    for (int32_t j = 0; j < n; j++) {
+        if (g->uses[g->cins[e[j]].p] != 1u + (y[j] >= 0)) return 0;
+        if (y[j] >= 0 && (head < 0 || y[j] < head)) head = y[j];
+    }
+    int32_t at = g->n_pat;       /* positions: see ag__softmax_forward */
+    const ag_cins *ci = g->cins;
+    if (!put(g, n) || !put(g, pw) || !put(g, ci[i].a)) return 0;
+    for (int32_t j = 0; j < n; j++) if (!put(g, ci[e[j]].p)) return 0;
+    for (int32_t j = 0; j < n; j++) if (!put(g, ci[e[j]].a)) return 0;
+    for (int32_t j = 0; j < n; j++) if (!put(g, y[j] >= 0 ? ci[y[j]].p : -1)) return 0;
+    for (int32_t j = 1; j < n; j++) if (!put(g, ci[sums[j]].p)) return 0;
+    g->role[i] = AG_ROLE_INSIDE;
+    for (int32_t j = 0; j < n; j++) {
+        g->role[e[j]] = AG_ROLE_INSIDE;
+        if (y[j] >= 0) g->role[y[j]] = AG_ROLE_INSIDE;
+    }
+    for (int32_t j = 1; j < n; j++) g->role[sums[j]] = AG_ROLE_INSIDE;
+    g->role[head] = AG_ROLE_SOFTMAX;
+    g->pat_at[head] = at;
+    return 1;
+}
+
+void ag__find_patterns(ag_graph *g) {
+    memset(g->role, AG_ROLE_PLAIN, (size_t)g->n_ins);
+    g->n_pat = 0;
+    if (g->options & AG_GRAPH_UNFUSED) return;
+    for (int32_t i = 0; i < g->n_ins; i++) softplus_at(g, i);
+    if (!(g->options & AG_GRAPH_INEXACT)) return;
+    int32_t *ins_at = ag__malloc((size_t)g->n * sizeof *ins_at);
+    int32_t *first_use = ag__malloc((size_t)g->n * sizeof *first_use);
+    int32_t *next_use = ag__malloc((size_t)g->n_ins * sizeof *next_use);
+    if (ins_at && first_use && next_use) {  /* out of memory: no softmax */
+        for (int32_t p = 0; p < g->n; p++) ins_at[p] = first_use[p] = -1;
+        for (int32_t i = 0; i < g->n_ins; i++) ins_at[g->cins[i].p] = i;
+        for (int32_t i = g->n_ins; i-- > 0;) {  /* uses as operand b, in order */
+            int32_t b = g->cins[i].b;
+            next_use[i] = -1;
+            if (b >= 0 && g->cins[i].op == AG_MUL) {
+                next_use[i] = first_use[b];
+                first_use[b] = i;
+            }
+        }
+        for (int32_t i = 0; i < g->n_ins; i++)
+            if (g->cins[i].op == AG_POW_CONST) {
+                int32_t mark = g->n_pat;
+                if (!softmax_at(g, i, ins_at, first_use, next_use)) g->n_pat = mark;
+            }
+    }
+    ag__free(ins_at);
+    ag__free(first_use);
+    ag__free(next_use);
+}
+
+/* ---- their steps ----------------------------------------------------------- */
+
+/* The kernels keep the members' values and grads in registers from one
+ * member to the next (each is used by the next alone) and store them all,
+ * as the members' own steps would, in the same operations: the rules' own
+ * float expressions.  A member's old grad is read once (a fresh zero after
+ * a forward; more after a second backward). */
+
+/* Position p: value r (float), fresh grad. */
+static void set_fresh(int32_t p, double r, double *v, uint8_t *di, double *gd,
+                      uint8_t *gi) {
+    v[p] = r;
+    di[p] = 0;
+    gd[p] = 0.0;
+    gi[p] = 1;
+}
+
+/* exp(x) as the exp rule: AG_OK or its overflow. */
+static int exp_of(double x, double *r) {
+    ag_operands o = {x, 0.0, 0.0, 0.0, 0, 0, 0};
+    int r_int;
+    return exp_eval(&o, r, &r_int);
+}
+
+int ag__softplus_forward(const ag_graph *g, const int32_t *pat, double *v,
+                         uint8_t *di, double *gd, uint8_t *gi) {
+    const ag_cins *e = &g->cins[pat[0]], *s = e + 1, *l = e + 2;
+    double ev, lv;
+    int st = exp_of(v[e->a], &ev), r_int;
+    if (st != AG_OK) return st;
+    double sv = s->a == e->p ? add_value(ev, v[s->b], 0) : add_value(v[s->a], ev, 0);
+    ag_operands o = {sv, 0.0, 0.0, 0.0, 0, 0, 0};
+    st = log_eval(&o, &lv, &r_int);
+    if (st != AG_OK) return st;
+    set_fresh(e->p, ev, v, di, gd, gi);
+    set_fresh(s->p, sv, v, di, gd, gi);
+    set_fresh(l->p, lv, v, di, gd, gi);
+    return AG_OK;
+}
+
+void ag__softplus_backward(const ag_graph *g, const int32_t *pat,
+                           const double *v, double *gd) {
+    const ag_cins *e = &g->cins[pat[0]], *s = e + 1, *l = e + 2;
+    int t_int;
+    ag_operands o = {v[s->p], 0.0, 0.0, v[e->p], 0, 0, 0};
+    double gs = gd[s->p] + log_grad_a(&o, gd[l->p], 0, &t_int);  /* the log's */
+    gd[s->p] = gs;
+    int32_t c = s->a == e->p ? s->b : s->a;   /* the sum's: a, then b */
+    double ge;
+    if (s->a == e->p) {
+        ge = gd[e->p] + add_grad_a(&o, gs, 0, &t_int);
+        gd[c] += add_grad_b(&o, gs, 0, &t_int);
+    } else {
+        gd[c] += add_grad_a(&o, gs, 0, &t_int);
+        ge = gd[e->p] + add_grad_b(&o, gs, 0, &t_int);
+    }
+    gd[e->p] = ge;
+    gd[e->a] += exp_grad_a(&o, ge, 0, &t_int);  /* the exp's: out * g */
+}
+
+/* pat (positions): n, the power, its operand s_(n-1), e_0 .. e_(n-1), their
+ * operands x_0 .. x_(n-1), y_0 .. y_(n-1) (-1: not in the graph), the sums
+ * s_1 .. s_(n-1) (s_1 = e_0 + e_1).  Its power as an inexact replay's
+ * (softmaxes are found in no other). */
+typedef struct softmax {
+    int32_t n, pw, last;
+    const int32_t *e, *x, *y, *sums;
+} softmax;
+
+static softmax softmax_of(const int32_t *pat) {
+    int32_t n = pat[0];
+    return (softmax){n, pat[1], pat[2], pat + 3, pat + 3 + n, pat + 3 + 2 * n,
+                     pat + 3 + 3 * n};
+}
+
+int ag__softmax_forward(const ag_graph *g, const int32_t *pat, double *v,
+                        uint8_t *di, double *gd, uint8_t *gi) {
+    const softmax m = softmax_of(pat);
+    double ev[AG_SOFTMAX_MAX], sv[AG_SOFTMAX_MAX], sum = 0.0, inv;
+    for (int32_t j = 0; j < m.n; j++) {       /* sv[t]: s_t's value (s_0: e_0) */
+        int st = exp_of(v[m.x[j]], &ev[j]);
+        if (st != AG_OK) return st;
+        sum = sv[j] = j ? add_value(sum, ev[j], 0) : ev[j];
+    }
+    int st = ag__float_pow(sum, g->k[m.pw], ag__pow_inexact, &inv);
+    if (st != AG_OK) return st;
+    for (int32_t j = 0; j < m.n; j++) {
+        set_fresh(m.e[j], ev[j], v, di, gd, gi);
+        if (j) set_fresh(m.sums[j - 1], sv[j], v, di, gd, gi);
+        if (m.y[j] >= 0) set_fresh(m.y[j], mul_value(ev[j], inv, 0), v, di, gd, gi);
+    }
+    set_fresh(m.pw, inv, v, di, gd, gi);
+    return AG_OK;
+}
+
+void ag__softmax_backward(const ag_graph *g, const int32_t *pat,
+                          const double *v, double *gd) {
+    const softmax m = softmax_of(pat);
+    double ge[AG_SOFTMAX_MAX], inv = v[m.pw], gp = gd[m.pw];
+    int t_int;
+    for (int32_t j = 0; j < m.n; j++) ge[j] = gd[m.e[j]];
+    for (int32_t j = m.n; j-- > 0;) {         /* the products: e_j, then power */
+        if (m.y[j] < 0) continue;
+        ag_operands o = {v[m.e[j]], inv, 0.0, 0.0, 0, 0, 0};
+        double gy = gd[m.y[j]];
+        ge[j] += mul_grad_a(&o, gy, 0, &t_int);
+        gp += mul_grad_b(&o, gy, 0, &t_int);
+    }
+    gd[m.pw] = gp;
+    double gs = gd[m.last] + ag__grad_power_by(ag__pow_inexact, v[m.last], 0,
+                                               g->k[m.pw], 1, gp, 0, &t_int);
+    for (int32_t t = m.n - 1; t >= 1; t--) {  /* s_t = s_(t-1) + e_t */
+        gd[m.sums[t - 1]] = gs;
+        ge[t] += gs;                          /* (a's term first: another node) */
+        if (t > 1) gs = gd[m.sums[t - 2]] + gs;
+        else ge[0] += gs;
+    }
+    for (int32_t j = m.n; j-- > 0;) {         /* the exps: out * g */
+        gd[m.e[j]] = ge[j];
+        gd[m.x[j]] += v[m.e[j]] * ge[j];
+    }
+}
