@@ -123,3 +123,84 @@ static void hand_tape_pass(hand_tape *t) {
         }
     }
 }
+
+/* ---- a bare loop over the captured program ------------------------------- */
+
+/* The replay's own program (read back through the public API: positions,
+ * ops, operand positions, exponents), run by the barest loop there is:
+ * doubles only, no Python types, no error checks, no arena, exact=True's
+ * operations (pow for powers).  What node-by-node replay of this program
+ * could cost at best: the floor under bench_replay's op-mix figure. */
+typedef struct bare_program {
+    int32_t n;
+    uint8_t *op;
+    int32_t *a, *b;
+    double *k, *v, *g;
+} bare_program;
+
+static void bare_free(bare_program *b) {
+    if (!b) return;
+    free(b->op); free(b->a); free(b->b); free(b->k); free(b->v); free(b->g); free(b);
+}
+
+/* g's program, sources' values from the arena; NULL on failure. */
+static bare_program *bare_new(ag_ctx *c, ag_graph *gr) {
+    bare_program *b = calloc(1, sizeof *b);
+    int32_t n = ag_graph_size(gr);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
+    int64_t *h = malloc(sizeof(int64_t) * (size_t)n);
+    if (!b || !pos || !h) return NULL;
+    b->n = n;
+    b->op = malloc((size_t)n);
+    b->a = malloc(sizeof(int32_t) * (size_t)n);
+    b->b = malloc(sizeof(int32_t) * (size_t)n);
+    b->k = malloc(sizeof(double) * (size_t)n);
+    b->v = malloc(sizeof(double) * (size_t)n);
+    b->g = malloc(sizeof(double) * (size_t)n);
+    if (!b->op || !b->a || !b->b || !b->k || !b->v || !b->g) return NULL;
+    for (int32_t p = 0; p < n; p++) pos[p] = p;
+    if (ag_graph_handles(gr, pos, (size_t)n, h) != AG_OK) return NULL;
+    for (int32_t p = 0; p < n; p++) {
+        ag_node node;
+        if (ag_node_info(c, h[p], &node) != AG_OK) return NULL;
+        b->op[p] = (uint8_t)node.op;
+        b->a[p] = node.a >= 0 ? ag_graph_position(gr, node.a) : -1;
+        b->b[p] = node.b >= 0 ? ag_graph_position(gr, node.b) : -1;
+        b->k[p] = node.k;
+        b->v[p] = creal(ag_read(c, h[p], AG_READ_DATA));
+    }
+    ag_release_many(c, h, (size_t)n);
+    free(pos);
+    free(h);
+    return b;
+}
+
+/* Forward over the program, then backward from its last node. */
+static void bare_pass(bare_program *b) {
+    double *restrict v = b->v, *restrict g = b->g;
+    for (int32_t p = 0; p < b->n; p++) {
+        double x = b->a[p] >= 0 ? v[b->a[p]] : 0.0, y = b->b[p] >= 0 ? v[b->b[p]] : 0.0;
+        switch (b->op[p]) {
+        case AG_ADD: v[p] = x + y; break;
+        case AG_MUL: v[p] = x * y; break;
+        case AG_EXP: v[p] = exp(x); break;
+        case AG_LOG: v[p] = log(x); break;
+        case AG_POW_CONST: v[p] = pow(x, b->k[p]); break;
+        default: break;                       /* sources keep their values */
+        }
+        g[p] = 0.0;
+    }
+    g[b->n - 1] = 1.0;
+    for (int32_t p = b->n; p-- > 0;) {
+        int32_t a = b->a[p], c = b->b[p];
+        double gp = g[p];
+        switch (b->op[p]) {
+        case AG_ADD: g[a] += gp; g[c] += gp; break;
+        case AG_MUL: g[a] += v[c] * gp; g[c] += v[a] * gp; break;
+        case AG_EXP: g[a] += v[p] * gp; break;
+        case AG_LOG: g[a] += gp / v[a]; break;
+        case AG_POW_CONST: g[a] += b->k[p] * pow(v[a], b->k[p] - 1.0) * gp; break;
+        default: break;
+        }
+    }
+}
