@@ -170,3 +170,37 @@ def test_options_changed_after_a_backward_keep_the_neurons_grads():
     fresh = float_mlp([Value(v) for v in (0.5, -1.25, 2.0)], random.Random(7))
     fresh.backward()
     assert state(g.root) == state(fresh)
+
+
+def test_a_forked_child_reads_the_grads_a_chain_holds_unstored():
+    """fork() right after a backward whose dot chains hold their inner
+    grads unstored, while another thread replays the graph: the child reads
+    every node as the parent's serial run has it."""
+    import random
+    import threading
+    from support import forked_child_succeeds
+    leaves = [Value(v) for v in (0.5, -1.25, 2.0)]
+    root = float_mlp(leaves, random.Random(3))
+    fresh = float_mlp([Value(v) for v in (0.5, -1.25, 2.0)], random.Random(3))
+    fresh.backward()
+    want = state(fresh)
+    g = Graph(root)
+    g.forward()
+    g.backward()
+    other = Graph(float_mlp([Value(0.25)] * 3, random.Random(4)))
+    stop = threading.Event()
+
+    def hammer():                             # holds the locks now and then
+        while not stop.is_set():
+            other.forward()
+            other.backward()
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        for _ in range(5):
+            assert forked_child_succeeds(lambda: state(g.root) == want)
+    finally:
+        stop.set()
+        t.join()
+    assert state(g.root) == want
+

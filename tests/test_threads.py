@@ -249,3 +249,61 @@ def test_threads_run_one_shared_graph(fast_switching, live_baseline):
     assert (x.data, w.data, x.grad, w.grad) == (0.5, -1.25, 0, total)
     del graph, root, x, w
     assert live_nodes() == live_baseline
+
+
+def test_readers_inside_a_compiled_graph_while_it_runs(fast_switching, live_baseline):
+    """One thread replays a float MLP (its neurons dot chains whose inner
+    grads are held unstored after each backward) while others read its
+    interior nodes -- each first read writes the node back and takes it out
+    of its chain, remaking the program -- and one switches the graph between
+    fused and unfused: every value read is the node's, every grad the
+    node's after a forward (int 0) or after a backward, as a serial run."""
+    from autograd_c._autograd_c import lib
+    from test_graph_compiled import ordered_nodes
+
+    rng = random.Random(11)
+    xs = [Value(rng.uniform(-1, 1)) for _ in range(3)]
+    h = xs
+    for n_out in (6, 5, 1):
+        h = [sum((Value(rng.uniform(-1, 1)) * xi for xi in h), Value(0.5)).relu()
+             for _ in range(n_out)]
+    root = h[0] * 1.5
+    inner = [v for v in ordered_nodes(root) if v._prev]
+    graph = Graph(root)
+    graph.forward()
+    graph.backward()
+    want = {id(v): (v.data, v.grad) for v in inner}   # read once: now visible
+    fresh = Graph(root * 1.0)                          # a graph of unread nodes
+    stop = []
+
+    def work(k):
+        if k == 0:
+            for _ in range(10 * ITERATIONS):
+                fresh.forward()
+                fresh.backward()
+            stop.append(1)
+            return "ran"
+        if k == 1:
+            flip = 0
+            while not stop:
+                flip ^= 1
+                assert lib.ag_graph_set_options(
+                    fresh._g, lib.AG_GRAPH_UNFUSED if flip else 0) == 0
+            return "flipped"
+        r = random.Random(k)
+        reads = 0
+        while not stop:
+            v = inner[r.randrange(len(inner))]
+            data, grad = v.data, v.grad
+            assert data == want[id(v)][0]
+            assert grad == want[id(v)][1] or (grad == 0 and type(grad) is int), (grad, want[id(v)])
+            reads += 1
+        return reads
+
+    results = run_threads(work, 4)
+    assert results[:2] == ["ran", "flipped"] and sum(results[2:]) > 0
+    fresh.forward()
+    fresh.backward()
+    assert [(v.data, v.grad) for v in inner] == [want[id(v)] for v in inner]
+    del graph, fresh, root, inner, h, xs, want
+    assert live_nodes() == live_baseline
