@@ -19,9 +19,9 @@ def unfused(root):
     return g
 
 
-def passes(g, leaves, values):
-    """New leaf data, forward, backward: the exception's type or the state
-    of every node."""
+def passes(g, leaves, values, twice=False):
+    """New leaf data, forward, backward (twice: again, accumulating): the
+    exception's type, or the state of every node."""
     for leaf, v in zip(leaves, values):
         leaf.data = v
     try:
@@ -30,6 +30,8 @@ def passes(g, leaves, values):
         return type(e)
     zero_source_grads(g.root)
     g.backward()
+    if twice:
+        g.backward()
     return state(g.root)
 
 

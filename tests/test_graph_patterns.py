@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from autograd_c import Graph, Value
 from autograd_c._autograd_c import lib
-from support import PYTHON_ERRORS, bits
-from test_graph_compiled import ordered_nodes, state, zero_source_grads
+from test_graph_compiled import state
+from test_graph_fusion import passes as one_pass
 
 
 def graphs(build, values, inexact=False):
@@ -29,22 +29,6 @@ def graphs(build, values, inexact=False):
                 g._g, options | (lib.AG_GRAPH_INEXACT if inexact else 0)) == 0
         made.append((g, leaves))
     return made
-
-
-def one_pass(g, leaves, values, twice=False):
-    """New leaf data, forward, backward (twice: again, accumulating): the
-    exception's type, or the state of every node."""
-    for leaf, v in zip(leaves, values):
-        leaf.data = v
-    try:
-        g.forward()
-    except PYTHON_ERRORS as e:
-        return type(e)
-    zero_source_grads(g.root)
-    g.backward()
-    if twice:
-        g.backward()
-    return state(g.root)
 
 
 def close(ours, theirs, rel=1e-12):
