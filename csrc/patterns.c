@@ -232,8 +232,11 @@ int ag__softmax_forward(const ag_graph *g, const int32_t *pat, double *v,
         if (st != AG_OK) return st;
         sum = sv[j] = j ? add_value(sum, ev[j], 0) : ev[j];
     }
-    int st = ag__float_pow(sum, g->k[m.pw], ag__pow_inexact, &inv);
-    if (st != AG_OK) return st;
+    inv = 1.0 / sum;                /* sum ** -1 as ag__pow_inexact: 1 / sum */
+    if (!(isfinite(sum) && sum != 0.0 && isfinite(inv))) {  /* Python's cases */
+        int st = ag__float_pow(sum, g->k[m.pw], ag__pow_inexact, &inv);
+        if (st != AG_OK) return st;
+    }
     for (int32_t j = 0; j < m.n; j++) {
         set_fresh(m.e[j], ev[j], v, di, gd, gi);
         if (j) set_fresh(m.sums[j - 1], sv[j], v, di, gd, gi);
@@ -257,8 +260,8 @@ void ag__softmax_backward(const ag_graph *g, const int32_t *pat,
         gp += mul_grad_b(&o, gy, 0, &t_int);
     }
     gd[m.pw] = gp;
-    double gs = gd[m.last] + ag__grad_power_by(ag__pow_inexact, v[m.last], 0,
-                                               g->k[m.pw], 1, gp, 0, &t_int);
+    double x = v[m.last];           /* the power's term: ag__grad_power_by's */
+    double gs = gd[m.last] + g->k[m.pw] * (1.0 / (x * x)) * gp;  /* k = -1 */
     for (int32_t t = m.n - 1; t >= 1; t--) {  /* s_t = s_(t-1) + e_t */
         gd[m.sums[t - 1]] = gs;
         ge[t] += gs;                          /* (a's term first: another node) */
