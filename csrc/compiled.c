@@ -8,21 +8,27 @@
  * the root is private: its state lives only here and its arena slot is
  * marked AG_PRIVATE (stale).  The root (read after every pass) and the
  * sources are read from the arena before a pass and written back after it.
- * A graph keeps private nodes only while it is its context's private
- * owner; anything else that reaches one -- a handle naming it (ag__slot:
- * every read, write, op and release), an eager backward, another graph's
- * pass -- first writes them all back (ag__flush_private), and the graph's
- * next pass takes ownership anew.  So Values held on interior nodes cost
- * nothing until they are read, and every result is the eager engine's.
+ * A graph keeps private nodes only while it is one of its context's
+ * private owners.  A handle naming one (ag__slot: every read, write, op
+ * and release) has that node written back and kept visible from then on
+ * (write_back_node: the graph learns what is looked at); an eager backward
+ * reaching one, or another graph's pass over one, has them all written
+ * back (ag__flush_private), and the graph's next pass takes ownership
+ * anew.  So Values held on interior nodes cost nothing until they are
+ * read, and every result is the eager engine's.
  *
  * Python's int types are followed only where they can occur: an analysis
  * for the sources' current types (analysis.c, redone when they change)
  * finds the nodes whose value may be an int and those whose grad may be;
- * every other node runs a float kernel, which gives the same bits, and runs
- * of float sums and products are fused into one step each.  Forward computes
- * into a second set of arrays and commits them only when every node
- * succeeded: all or nothing, no undo log -- or, in a graph none of whose
- * nodes can fail (float sums, products, relu...: analysis.c), in place.
+ * every other node runs a float kernel, which gives the same bits.  Fused
+ * steps do what their members' steps would, in their order: runs of float
+ * sums and products, a neuron's dot chain (analysis.c: its sum and grad in
+ * registers; right after a forward, its inner members' grads held
+ * unstored, ag_graph.dot_grads), softplus and, in an inexact replay,
+ * softmax (patterns.c).  Forward computes into a second set of arrays and
+ * commits them only when every node succeeded: all or nothing, no undo
+ * log -- or, in a graph none of whose nodes can fail (float sums,
+ * products, relu...: analysis.c), in place.
  */
 #include <stdlib.h>
 #include <string.h>
