@@ -55,15 +55,16 @@ def _number(x):
 _new = object.__new__
 _apply, _new_leaf = lib.ag_apply, lib.ag_leaf
 # fewer arguments, cheaper calls (on the facade context)
-_apply1, _apply2, _apply_k = lib.ag_apply1, lib.ag_apply2, lib.ag_apply_k
+_apply_k = lib.ag_apply_k  # and ag_eager_<op> for a Value operand
 _float_leaf, _int_leaf = lib.ag_float_leaf, lib.ag_int_leaf
 _ADD, _MUL, _POW, _POWK = lib.AG_ADD, lib.AG_MUL, lib.AG_POW, lib.AG_POW_CONST
 
 
-def _binary_op(op, const_first=0):
+def _binary_op(op, of_values, const_first=0):
     """The method a.op(b) for a Value a and a Value or number b: one call
-    into C.  NotImplemented for an operand that is no number, so the other
-    operand's reflected method, then Python's TypeError, get their turn."""
+    into C (of_values: op's ag_eager_ function, for a Value b).
+    NotImplemented for an operand that is no number, so the other operand's
+    reflected method, then Python's TypeError, get their turn."""
     float_code = op | (lib.AG_K_FIRST if const_first else 0)  # ag_apply_k's
     int_code = float_code | lib.AG_K_IS_INT
 
@@ -72,9 +73,9 @@ def _binary_op(op, const_first=0):
         if t is float:  # a float (the chain's), one test
             code = float_code
         elif t is Value or (t is not int and isinstance(b, Value)):
-            i = _apply2(op, a._i, b._i)  # a Value (a neuron's w * x, its sum):
-            if i < 0:                    # two tests, 16 ns an op cheaper than
-                i = _retry(i, _apply2, op, a._i, b._i)  # after three
+            i = of_values(a._i, b._i)  # a Value (a neuron's w * x, its sum):
+            if i < 0:                  # two tests, 16 ns an op cheaper than
+                i = _retry(i, of_values, a._i, b._i)  # after three
             v = _new(Value)
             v._i = i
             if not _grad_modes or _recording():  # for _prev: the operands
@@ -100,7 +101,7 @@ def _binary_op(op, const_first=0):
     return method
 
 
-_POW_VALUE = _binary_op(_POW)  # Value.__pow__ for a Value exponent
+_POW_VALUE = _binary_op(_POW, lib.ag_eager_pow)  # Value.__pow__ for a Value exponent
 
 
 def _user_node(data, children, op):
@@ -138,12 +139,13 @@ def _apply_checked(op, a, k, k_int):
     return v
 
 
-def _unary_op(op):
-    """The method a.op() of a one-child op: one call into C."""
+def _unary_op(of_value):
+    """The method a.op() of a one-child op: one call into C, of the op's
+    one-argument ag_eager_ function."""
     def method(a):
-        i = _apply1(op, a._i)
+        i = of_value(a._i)
         if i < 0:
-            i = _retry(i, _apply1, op, a._i)
+            i = _retry(i, of_value, a._i)
         v = _new(Value)
         v._i = i
         if not _grad_modes or _recording():
@@ -472,15 +474,15 @@ class Value:
         _labelled[self._i] = self  # it holds the node: the id is not reused meanwhile
 
     # -- ops: micrograd's, built the same way -----------------------------------
-    __add__ = __radd__ = _binary_op(_ADD)  # micrograd's radd is self + other
-    __mul__ = __rmul__ = _binary_op(_MUL)
-    __rpow__ = _binary_op(_POW, const_first=1)
-    relu = _unary_op(lib.AG_RELU)
-    tanh = _unary_op(lib.AG_TANH)
-    exp = _unary_op(lib.AG_EXP)
-    log = _unary_op(lib.AG_LOG)
-    sigmoid = _unary_op(lib.AG_SIGMOID)
-    __abs__ = _unary_op(lib.AG_ABS)
+    __add__ = __radd__ = _binary_op(_ADD, lib.ag_eager_add)  # micrograd's radd is self + other
+    __mul__ = __rmul__ = _binary_op(_MUL, lib.ag_eager_mul)
+    __rpow__ = _binary_op(_POW, lib.ag_eager_pow, const_first=1)
+    relu = _unary_op(lib.ag_eager_relu)
+    tanh = _unary_op(lib.ag_eager_tanh)
+    exp = _unary_op(lib.ag_eager_exp)
+    log = _unary_op(lib.ag_eager_log)
+    sigmoid = _unary_op(lib.ag_eager_sigmoid)
+    __abs__ = _unary_op(lib.ag_eager_abs)
 
     def __neg__(self): return self * -1
 

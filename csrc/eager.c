@@ -349,6 +349,23 @@ int64_t ag_apply2(int op, int64_t a, int64_t b) {
     return c ? ag_apply(c, op, a, b, 0.0, 0) : AG_ERR_ARG;
 }
 
+/* ag_eager_<rule>: the header's list, each op's function from one macro. */
+#define EAGER_UNARY(rule, code) \
+    int64_t ag_eager_##rule(int64_t a) { return ag_apply2(code, a, -1); }
+#define EAGER_BINARY(rule, code) \
+    int64_t ag_eager_##rule(int64_t a, int64_t b) { return ag_apply2(code, a, b); }
+EAGER_BINARY(add, AG_ADD)
+EAGER_BINARY(mul, AG_MUL)
+EAGER_BINARY(pow, AG_POW)
+EAGER_UNARY(relu, AG_RELU)
+EAGER_UNARY(tanh, AG_TANH)
+EAGER_UNARY(exp, AG_EXP)
+EAGER_UNARY(log, AG_LOG)
+EAGER_UNARY(sigmoid, AG_SIGMOID)
+EAGER_UNARY(abs, AG_ABS)
+#undef EAGER_UNARY
+#undef EAGER_BINARY
+
 int64_t ag_apply_k(int code, int64_t a, double v) {
     ag_ctx *c = ag__facade_ctx();
     return c ? ag_apply_const(c, code & AG_K_OP, a, v, (code & AG_K_IS_INT) != 0,
