@@ -85,9 +85,11 @@ ctx: Any = _new_context()  # one arena for the process; lives until exit
 lib.ag_set_facade_ctx(ctx)  # for the calls with fewer arguments (Value's)
 
 # Handles of dead Values, one reference each, given back to C in batches
-# of DEAD_BATCH: one call per batch instead of one per Value.
+# of DEAD_BATCH: one call per batch instead of one per Value (a batch costs
+# ~1.7 us besides its handles: 4096 of them make that 0.4 ns a handle; the
+# nodes they hold meanwhile, ~0.2 MB at most, are nothing to a graph).
 dead: List[int] = []
-DEAD_BATCH: int = 512
+DEAD_BATCH: int = 4096
 # Batches taken off `dead` and handed to C, each with the C flag that says
 # whether C has released it (ag_release_once releases a batch once per
 # flag); one stays here until its release call has returned.

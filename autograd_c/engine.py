@@ -265,6 +265,8 @@ def _sweep_kept():
     True when it released one (their rules' closures go with them, and the
     Values those held may free more).  Threads may sweep at once: each
     entry is taken by the one thread whose pop gets it."""
+    if not _kept:  # the common case: no ffi.new, run before every release
+        return False
     released = False
     info = ffi.new("ag_node *")
     for i in list(_kept):  # a finalizer may add to it meanwhile
