@@ -15,6 +15,7 @@ that an interrupt can delay but never lose or repeat (see release_dead).
 """
 import operator
 import os
+import struct
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, Type
 
 from ._autograd_c import ffi, lib
@@ -84,9 +85,11 @@ ctx: Any = _new_context()  # one arena for the process; lives until exit
 lib.ag_set_facade_ctx(ctx)  # for the calls with fewer arguments (Value's)
 
 # Handles of dead Values, one reference each, given back to C in batches
-# of DEAD_BATCH: one call per batch instead of one per Value.
+# of DEAD_BATCH: one call per batch instead of one per Value (a batch costs
+# ~1.7 us besides its handles: 4096 of them make that 0.4 ns a handle; the
+# nodes they hold meanwhile, ~0.2 MB at most, are nothing to a graph).
 dead: List[int] = []
-DEAD_BATCH: int = 512
+DEAD_BATCH: int = 4096
 # Batches taken off `dead` and handed to C, each with the C flag that says
 # whether C has released it (ag_release_once releases a batch once per
 # flag); one stays here until its release call has returned.
@@ -131,9 +134,23 @@ def release_dead() -> None:
             return
 
 
+# struct's code for a C int64_t: native long where that has 64 bits (CPython
+# converts an int to a long in a loop, to a long long through a byte array:
+# 8 against 19 ns a handle, measured), else long long
+_INT64 = "l" if struct.calcsize("l") == 8 else "q"
+
+
+def _int64_array(handles: List[int]) -> Any:
+    """The handles as a C int64_t array.  struct packs a list of Python
+    ints faster than cffi converts one passed for an int64_t * (measured:
+    8 against 37 ns a handle), and a batch release is mostly that
+    conversion (C's release: about 6 ns a node)."""
+    return ffi.from_buffer("int64_t[]", struct.pack(f"{len(handles)}{_INT64}", *handles))
+
+
 def _release(entry: Tuple[List[int], Any]) -> None:
     batch, done = entry
-    status = lib.ag_release_once(ctx, batch, len(batch), done)
+    status = lib.ag_release_once(ctx, _int64_array(batch), len(batch), done)
     try:
         _in_flight.remove(entry)
     except ValueError:  # another thread finished it first

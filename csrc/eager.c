@@ -302,8 +302,10 @@ static inline int64_t handed_out(ag_ctx *c, int64_t id) {
     return ag__handle(c, (int32_t)id);
 }
 
-int64_t ag_apply(ag_ctx *c, int op, int64_t ha, int64_t hb, double k,
-                 int k_int) {
+/* ag_apply, inlined where op is a constant (the facade's ag_eager_*): the
+ * switches over ops fold away. */
+static AG_ALWAYS_INLINE int64_t apply(ag_ctx *c, int op, int64_t ha,
+                                      int64_t hb, double k, int k_int) {
     AG_LOCK(c);
     int n = ag__arity(op);
     int64_t a = ag__slot(c, ha), b = n == 2 ? ag__slot(c, hb) : AG_NONE;
@@ -313,6 +315,11 @@ int64_t ag_apply(ag_ctx *c, int op, int64_t ha, int64_t hb, double k,
         r = handed_out(c, make_node(c, op, (int32_t)a, (int32_t)b, k, k_int));
     AG_UNLOCK(c);
     return r;
+}
+
+int64_t ag_apply(ag_ctx *c, int op, int64_t ha, int64_t hb, double k,
+                 int k_int) {
+    return apply(c, op, ha, hb, k, k_int);
 }
 
 int64_t ag_apply_const(ag_ctx *c, int op, int64_t ha, double v, int v_int,
@@ -348,6 +355,27 @@ int64_t ag_apply2(int op, int64_t a, int64_t b) {
     ag_ctx *c = ag__facade_ctx();
     return c ? ag_apply(c, op, a, b, 0.0, 0) : AG_ERR_ARG;
 }
+
+/* ag_eager_<rule>: the header's list, each op's function from one macro. */
+static AG_ALWAYS_INLINE int64_t eager(int op, int64_t a, int64_t b) {
+    ag_ctx *c = ag__facade_ctx();
+    return c ? apply(c, op, a, b, 0.0, 0) : AG_ERR_ARG;
+}
+#define EAGER_UNARY(rule, code) \
+    int64_t ag_eager_##rule(int64_t a) { return eager(code, a, -1); }
+#define EAGER_BINARY(rule, code) \
+    int64_t ag_eager_##rule(int64_t a, int64_t b) { return eager(code, a, b); }
+EAGER_BINARY(add, AG_ADD)
+EAGER_BINARY(mul, AG_MUL)
+EAGER_BINARY(pow, AG_POW)
+EAGER_UNARY(relu, AG_RELU)
+EAGER_UNARY(tanh, AG_TANH)
+EAGER_UNARY(exp, AG_EXP)
+EAGER_UNARY(log, AG_LOG)
+EAGER_UNARY(sigmoid, AG_SIGMOID)
+EAGER_UNARY(abs, AG_ABS)
+#undef EAGER_UNARY
+#undef EAGER_BINARY
 
 int64_t ag_apply_k(int code, int64_t a, double v) {
     ag_ctx *c = ag__facade_ctx();

@@ -435,6 +435,8 @@ static void test_facade_context_calls(void) {
     CHECK_EQ(cimag(r), AG_ERR_ARG);
     CHECK_EQ(ag_float_leaf(1.0), AG_ERR_ARG);
     CHECK_EQ(ag_apply2(AG_ADD, 0, 0), AG_ERR_ARG);
+    CHECK_EQ(ag_eager_mul(0, 0), AG_ERR_ARG);
+    CHECK_EQ(ag_eager_relu(0), AG_ERR_ARG);
     CHECK_EQ(ag_set_float_data(0, 1.0), AG_ERR_ARG);
     ag_ctx *c = ctx_new();
     ag_set_facade_ctx(c);
@@ -445,10 +447,20 @@ static void test_facade_context_calls(void) {
     r = ag_read_data(n);
     CHECK(creal(r) == 3.0 && cimag(r) == 1.0);
     CHECK(isnan(ag_float_grad(n)) && cimag(ag_read_grad(n)) == 1.0);  /* int 0 */
-    int64_t made[8], want[8];
+    int64_t made[20], want[20];
     int k = 0;
     made[k] = ag_apply1(AG_TANH, a);           want[k++] = apply1(c, AG_TANH, a2);
     made[k] = ag_apply2(AG_MUL, a, n);         want[k++] = apply2(c, AG_MUL, a2, n);
+    /* one function per op: the same nodes as ag_apply's */
+    made[k] = ag_eager_add(a, n);              want[k++] = apply2(c, AG_ADD, a2, n);
+    made[k] = ag_eager_mul(n, a);              want[k++] = apply2(c, AG_MUL, n, a2);
+    made[k] = ag_eager_pow(a, n);              want[k++] = apply2(c, AG_POW, a2, n);
+    made[k] = ag_eager_relu(a);                want[k++] = apply1(c, AG_RELU, a2);
+    made[k] = ag_eager_tanh(a);                want[k++] = apply1(c, AG_TANH, a2);
+    made[k] = ag_eager_exp(n);                 want[k++] = apply1(c, AG_EXP, n);
+    made[k] = ag_eager_log(a);                 want[k++] = apply1(c, AG_LOG, a2);
+    made[k] = ag_eager_sigmoid(a);             want[k++] = apply1(c, AG_SIGMOID, a2);
+    made[k] = ag_eager_abs(n);                 want[k++] = apply1(c, AG_ABS, n);
     made[k] = ag_apply_k(AG_ADD | AG_K_IS_INT, n, 2);
     want[k++] = ag_apply_const(c, AG_ADD, n, 2, 1, 0);
     made[k] = ag_apply_k(AG_POW | AG_K_FIRST, a, 2.0);
@@ -465,8 +477,10 @@ static void test_facade_context_calls(void) {
     CHECK(ag_float_grad(a) == -1.0 && ag_float_grad(a2) == -1.0);
     CHECK_EQ(ag_apply_k(AG_LOG, a, 1.0), AG_ERR_ARG);  /* not a binary op */
     CHECK_EQ(ag_apply2(AG_ADD, a, -5), AG_ERR_ARG);
+    CHECK_EQ(ag_eager_add(a, -5), AG_ERR_ARG);
     int64_t z = ag_float_leaf(0.0);
     CHECK_EQ(ag_apply_k(AG_POW, z, -1.0), AG_ERR_ZERODIV);  /* errors as ag_apply */
+    CHECK_EQ(ag_eager_log(z), AG_ERR_DOMAIN);
     CHECK_EQ(ag_release(c, z), AG_OK);
     int64_t after = ag_float_leaf(0.0);         /* the context is still usable */
     CHECK(after >= 0);
@@ -476,6 +490,8 @@ static void test_facade_context_calls(void) {
     CHECK_EQ(ag_release_many(c, made, k), AG_OK);
     CHECK_EQ(ag_release_many(c, want, k), AG_OK);
     CHECK_EQ(cimag(ag_read_data(a)), AG_ERR_STALE);
+    CHECK_EQ(ag_eager_relu(a), AG_ERR_STALE);
+    CHECK_EQ(ag_eager_mul(n, a2), AG_ERR_STALE);
     ag_set_facade_ctx(NULL);
     ctx_done(c);
 }
