@@ -220,13 +220,12 @@ static int64_t opmix(ag_ctx *c, int ops, int64_t inputs[HAND_INPUTS]) {
     return root;
 }
 
-/* Median seconds of `passes` forward+backward passes of g. */
-static double pass_time(ag_graph *g, int passes) {
+/* Median seconds of `passes` calls of pass(arg): one forward+backward. */
+static double median_time(void (*pass)(void *), void *arg, int passes) {
     double *t = malloc(sizeof(double) * (size_t)passes);
     for (int r = 0; r < passes; r++) {
         double t0 = now();
-        check(ag_graph_forward(g), "forward");
-        ag_graph_backward(g);
+        pass(arg);
         t[r] = now() - t0;
     }
     double med = median(t, passes);
@@ -234,18 +233,18 @@ static double pass_time(ag_graph *g, int passes) {
     return med;
 }
 
-/* Median seconds of `passes` forward+backward passes of the hand-written
- * tape. */
-static double hand_time(hand_tape *t, int passes) {
-    double *s = malloc(sizeof(double) * (size_t)passes);
-    for (int r = 0; r < passes; r++) {
-        double t0 = now();
-        hand_tape_pass(t);
-        s[r] = now() - t0;
-    }
-    double med = median(s, passes);
-    free(s);
-    return med;
+/* The passes median_time times: a captured graph's, the hand-written
+ * tape's, the bare loop's (opmix_by_hand.h). */
+static void graph_pass(void *g) {
+    check(ag_graph_forward(g), "forward");
+    ag_graph_backward(g);
+}
+static void hand_pass(void *t) { hand_tape_pass(t); }
+static void bare_loop_pass(void *b) { bare_pass(b); }
+
+/* Median seconds of `passes` forward+backward passes of g. */
+static double pass_time(ag_graph *g, int passes) {
+    return median_time(graph_pass, g, passes);
 }
 
 /* The replay's root value and input grads agree with the hand-written
@@ -291,15 +290,8 @@ static void bench_opmix(int passes) {
         exact[r] = pass_time(g, per);
         ag_graph_set_options(g, AG_GRAPH_INEXACT);
         inexact[r] = pass_time(g, per);
-        hand[r] = hand_time(t, per);
-        double *bt = malloc(sizeof(double) * (size_t)per);
-        for (int i = 0; i < per; i++) {
-            double t0 = now();
-            bare_pass(bare);
-            bt[i] = now() - t0;
-        }
-        bare_t[r] = median(bt, per);
-        free(bt);
+        hand[r] = median_time(hand_pass, t, per);
+        bare_t[r] = median_time(bare_loop_pass, bare, per);
     }
     if (!(fabs(bare->v[bare->n - 1] - t->v[t->n_values - 1]) <=
           1e-9 * fmax(1.0, fabs(t->v[t->n_values - 1])))) {
