@@ -165,11 +165,12 @@ void ag__build_steps(ag_graph *g) {
     for (int32_t i = 0; i < g->n_ins;) {
         if (g->role[i] != AG_ROLE_PLAIN) {      /* patterns.c */
             if (g->role[i] == AG_ROLE_SOFTPLUS)
-                g->steps[n_steps++] = (ag_cins){g->cins[i + 2].p, g->pat_at[i], 3,
-                                                AG_SOFTPLUS, 0, 0};
+                g->steps[n_steps] = (ag_cins){g->cins[i + 2].p, g->pat_at[i], 3,
+                                              AG_SOFTPLUS, 0, 0};
             else if (g->role[i] == AG_ROLE_SOFTMAX)
-                g->steps[n_steps++] = (ag_cins){g->cins[i].p, g->pat_at[i],
-                                                g->pat[g->pat_at[i]], AG_SOFTMAX, 0, 0};
+                g->steps[n_steps] = (ag_cins){g->cins[i].p, g->pat_at[i],
+                                              g->pat[g->pat_at[i]], AG_SOFTMAX, 0, 0};
+            if (g->role[i] != AG_ROLE_INSIDE) ag__mark_inner(g, n_steps++);
             i++;
             continue;
         }

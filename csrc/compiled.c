@@ -24,7 +24,7 @@
  * steps do what their members' steps would, in their order: runs of float
  * sums and products, a neuron's dot chain (analysis.c: its sum and grad in
  * registers; right after a forward, its inner members' grads held
- * unstored, ag_graph.dot_grads), softplus and, in an inexact replay,
+ * unstored, ag_graph.inner_grads), softplus and, in an inexact replay,
  * softmax (patterns.c).  Forward computes into a second set of arrays and
  * commits them only when every node succeeded: all or nothing, no undo
  * log -- or, in a graph none of whose nodes can fail (float sums,
@@ -81,7 +81,7 @@ void ag__compiled_free(ag_graph *g) {
     ag__free(g->inrefs); ag__free(g->uses); ag__free(g->vsrc); ag__free(g->psrc);
     ag__free(g->visible); ag__free(g->member_of); ag__free(g->dot_g);
     ag__free(g->dot_wx); ag__free(g->dot_ms);
-    ag__free(g->role); ag__free(g->pat_at); ag__free(g->pat);
+    ag__free(g->role); ag__free(g->pat_at); ag__free(g->pat); ag__free(g->pat_g);
 }
 
 void ag__compiled_capture(ag_graph *g) {
@@ -103,40 +103,38 @@ void ag__compiled_capture(ag_graph *g) {
     g->options = 0;
     for (int32_t p = 0; p < g->n; p++) g->member_of[p] = -1;  /* no steps yet */
     g->n_steps = 0;
-    g->dot_grads = AG_DOT_GRADS_STORED;
+    g->inner_grads = AG_INNER_STORED;
 }
 
-/* The grad of position p, wherever it is held (ag_graph.dot_grads), and
- * its type in *is_int. */
+/* The grad of position p, wherever it is held (ag_graph.inner_grads), and
+ * its type in *is_int -- but a softmax's inner members' after a backward,
+ * found from what the step kept (store_inner_grads first). */
 static double grad_at(const ag_graph *g, int32_t p, uint8_t *is_int) {
     int32_t step = g->member_of[p];
-    if (step < 0 || g->dot_grads == AG_DOT_GRADS_STORED) {
+    if (step < 0 || g->inner_grads == AG_INNER_STORED) {
         *is_int = g->gi[p];
         return g->gd[p];
     }
-    if (g->dot_grads == AG_DOT_GRADS_FRESH) {
+    if (g->inner_grads == AG_INNER_FRESH) {
         *is_int = 1;
         return 0.0;
     }
-    *is_int = 0;
-    return g->dot_g[step] + 0.0;
+    *is_int = 0;                        /* ONE_PASS */
+    return g->steps[step].op == AG_DOT ? g->dot_g[step] + 0.0 : g->gd[p];
 }
 
-/* Every inner member's grad into gd / gi (dot_grads STORED): before the
+/* Every inner member's grad into gd / gi (inner_grads STORED): before the
  * steps change, and before a pass that reads them. */
-static void store_dot_grads(ag_graph *g) {
-    if (g->dot_grads == AG_DOT_GRADS_STORED) return;
-    for (int32_t s = 0; s < g->n_steps; s++) {
-        const ag_cins *st = &g->steps[s];
-        if (st->op != AG_DOT) continue;
-        for (int32_t k = st->a + 1; k <= st->a + st->b; k++) {
-            const ag_pos2 *ms = &g->dot_ms[k];
-            g->gd[ms->a] = grad_at(g, ms->a, &g->gi[ms->a]);
-            if (k < st->a + st->b)      /* the last sum is no inner member */
-                g->gd[ms->b] = grad_at(g, ms->b, &g->gi[ms->b]);
-        }
-    }
-    g->dot_grads = AG_DOT_GRADS_STORED;
+static void store_inner_grads(ag_graph *g) {
+    if (g->inner_grads == AG_INNER_STORED) return;
+    for (int32_t p = 0; p < g->n; p++)
+        if (g->member_of[p] >= 0) g->gd[p] = grad_at(g, p, &g->gi[p]);
+    if (g->inner_grads == AG_INNER_ONE_PASS)
+        for (int32_t s = 0; s < g->n_steps; s++)
+            if (g->steps[s].op == AG_SOFTMAX)
+                ag__softmax_inner_grads(g, g->pat + g->steps[s].a,
+                                        g->pat_g + g->steps[s].a, g->gd);
+    g->inner_grads = AG_INNER_STORED;
 }
 
 int ag_graph_set_options(ag_graph *g, int options) {
@@ -145,7 +143,7 @@ int ag_graph_set_options(ag_graph *g, int options) {
     AG_LOCK(g->ctx);                    /* write_back_node reads the steps */
     g->options = options;
     if (g->analysed) {
-        store_dot_grads(g);
+        store_inner_grads(g);
         ag__build_steps(g);
     }
     AG_UNLOCK(g->ctx);
@@ -225,14 +223,14 @@ static AG_ALWAYS_INLINE void dot_forward(const prog *q, const ag_pos2 *wx,
         di[ms[i].a] = di[ms[i].b] = 0;
     }
     q->gd[ms[0].b] = 0.0;       /* the last sum's fresh grad; the inner */
-    q->gi[ms[0].b] = 1;         /* members': dot_grads FRESH             */
+    q->gi[ms[0].b] = 1;         /* members': inner_grads FRESH             */
 }
 
 /* A dot chain's terms, last pair first, each pair's sum's and then its
  * product's, a before b (float grads): add_grad_* and mul_grad_* of the
  * members' own steps.  The previous sum's grad (used by this pair's sum
  * alone) goes to the next pair in a register.  `fresh`: the inner members'
- * grads are fresh zeros (dot_grads FRESH), so each becomes 0 + the last
+ * grads are fresh zeros (inner_grads FRESH), so each becomes 0 + the last
  * sum's grad G, the same for all (0 + (0 + G) is 0 + G): the terms come
  * from that alone, nothing is stored, only w and x are read, and G is kept
  * in *g_last. */
@@ -393,8 +391,8 @@ static AG_ALWAYS_INLINE void backprop_pos(const prog *q, const ag_cins *in,
  * terms in reverse order.  all_typed: follow every type (the committed
  * types may differ from the analysis's). */
 static void backward_pass(ag_graph *g, int all_typed) {
-    int fresh = !all_typed && g->dot_grads == AG_DOT_GRADS_FRESH;
-    if (!fresh) store_dot_grads(g);
+    int fresh = !all_typed && g->inner_grads == AG_INNER_FRESH;
+    if (!fresh) store_inner_grads(g);
     const prog q = prog_of(g);
     q.gd[g->n - 1] = 1.0;
     q.gi[g->n - 1] = 1;
@@ -411,11 +409,12 @@ static void backward_pass(ag_graph *g, int all_typed) {
             continue;
         }
         if (in->op == AG_SOFTPLUS) {
-            ag__softplus_backward(g, g->pat + in->a, q.v, q.gd);
+            ag__softplus_backward(g, g->pat + in->a, q.v, q.gd, fresh);
             continue;
         }
         if (in->op == AG_SOFTMAX) {
-            ag__softmax_backward(g, g->pat + in->a, q.v, q.gd);
+            ag__softmax_backward(g, g->pat + in->a, q.v, q.gd, g->pat_g + in->a,
+                                 fresh);
             continue;
         }
         double gr = q.gd[in->p];
@@ -439,7 +438,7 @@ static void backward_pass(ag_graph *g, int all_typed) {
         const uint8_t *restrict keep = q.gkeep;
         for (int32_t p = 0, n = g->n; p < n; p++) gi[p] &= keep[p];
     }
-    g->dot_grads = fresh ? AG_DOT_GRADS_ONE_PASS : AG_DOT_GRADS_STORED;
+    g->inner_grads = fresh ? AG_INNER_ONE_PASS : AG_INNER_STORED;
 }
 
 /* ---- the arena's side: ownership, reading and writing back -------------- */
@@ -480,6 +479,7 @@ static void write_back(const ag_graph *g, ag_ctx *c, int32_t p) {
 static void write_back_all(ag_ctx *c) {
     ag_graph *next;
     for (ag_graph *g = c->private_owner; g; g = next) {
+        store_inner_grads(g);
         for (int32_t i = 0; i < g->n_ins; i++) write_back(g, c, g->cins[i].p);
         for (int32_t i = 0; i < g->n_psrc; i++) write_back(g, c, g->psrc[i]);
         next = g->next_owner;
@@ -490,14 +490,14 @@ static void write_back_all(ag_ctx *c) {
 }
 
 /* Position p of g is kept in the arena from now on: an op node joins the
- * ones written after every pass (vis) -- and leaves its dot chain, if it
- * was inside one -- a source the ones read (vsrc). */
+ * ones written after every pass (vis) -- and leaves its dot chain or
+ * pattern, if it was inside one -- a source the ones read (vsrc). */
 static void make_visible(ag_graph *g, int32_t p) {
     if (!ag__is_source(g->op[p])) {
         g->vis[g->n_vis++] = p;
         g->visible[p] = 1;
-        if (g->member_of[p] >= 0) {   /* a dot chain's inner member: out */
-            store_dot_grads(g);
+        if (g->member_of[p] >= 0) {   /* a fused step's inner member: out */
+            store_inner_grads(g);
             ag__build_steps(g);
         }
         return;
@@ -523,6 +523,7 @@ static void write_back_node(ag_ctx *c, int32_t id) {
     for (ag_graph *g = c->private_owner; g; g = g->next_owner) {
         int32_t p = ag__graph_position(g, h);
         if (p < 0) continue;
+        if (g->member_of[p] >= 0) store_inner_grads(g);  /* it leaves anyway */
         write_back(g, c, p);
         make_visible(g, p);
         return;
@@ -565,7 +566,8 @@ static void acquire(ag_graph *g, ag_ctx *c) {
         c->flags[id] |= AG_PRIVATE;
     }
     for (int32_t p = 0; p < g->n; p++) load_node(g, c, p);
-    g->dot_grads = AG_DOT_GRADS_STORED;
+    memcpy(g->ndi, g->di, (size_t)g->n);  /* pattern members': 0 for good */
+    g->inner_grads = AG_INNER_STORED;
     for (int32_t i = 0; i < g->n_psrc; i++) {  /* the same in both arrays */
         int32_t p = g->psrc[i];
         g->nv[p] = g->v[p];
@@ -592,7 +594,7 @@ int ag__compiled_forward(ag_graph *g) {
         g->src_int[i] = t;
     }
     if (retyped) {
-        store_dot_grads(g);
+        store_inner_grads(g);
         ag__analyse(g);
         g->analysed = 1;
         g->typed_ok = 0;
@@ -616,7 +618,7 @@ int ag__compiled_forward(ag_graph *g) {
         g->gd = g->ngd; g->ngd = gd;
         g->gi = g->ngi; g->ngi = gi;
     }
-    g->dot_grads = AG_DOT_GRADS_FRESH;
+    g->inner_grads = AG_INNER_FRESH;
     for (int32_t i = 0; i < g->n_vis; i++) {
         int32_t p = g->vis[i], id = g->id[p];
         c->data[id] = g->v[p];

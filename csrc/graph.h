@@ -79,10 +79,12 @@ typedef struct ag_pos2 {
     int32_t a, b;
 } ag_pos2;
 
-/* ag_graph.dot_grads: the dot chains' inner members' grads are in gd / gi
- * (STORED), an int 0 (FRESH: a forward, no backward since), or 0 + dot_g
- * of their step (ONE_PASS: one backward since the forward). */
-enum { AG_DOT_GRADS_STORED, AG_DOT_GRADS_FRESH, AG_DOT_GRADS_ONE_PASS };
+/* ag_graph.inner_grads: where the grads of fused steps' inner members
+ * (member_of) are -- in gd / gi (STORED); an int 0 each, not stored (FRESH:
+ * a forward, no backward since); after one backward since the forward
+ * (ONE_PASS), a dot chain's 0 + dot_g of its step, not stored, and a
+ * softplus's or softmax's in gd, floats (their kernels store them). */
+enum { AG_INNER_STORED, AG_INNER_FRESH, AG_INNER_ONE_PASS };
 
 /* ag_cins.typed: the parts of a node's rules that must follow the int
  * types (the others run float kernels: the same bits for float numbers). */
@@ -161,13 +163,20 @@ struct ag_graph {
     ag_pos2 *dot_wx;        /* n: the dot chains' operands, and ...        */
     ag_pos2 *dot_ms;        /* n: ... their members, chain by chain (AG_DOT):
                              * a backward reads 8 bytes a pair              */
-    int32_t *member_of;     /* n: the AG_DOT step p is an inner member of, -1 */
+    int32_t *member_of;     /* n: the fused step (AG_DOT, AG_SOFTPLUS,
+                             * AG_SOFTMAX) p is an inner member of, else -1:
+                             * a member no other step reads, neither its
+                             * last sum nor a pattern's output             */
     uint8_t *role;          /* n_ins: AG_ROLE_* (patterns.c)                */
     int32_t *pat_at;        /* n_ins: a pattern step's offset in pat        */
     int32_t *pat;           /* the patterns' members (instruction indices)  */
+    double *pat_g;          /* pat_cap: at a softmax step's offset, its
+                             * outputs' grads at a backward from fresh
+                             * zeros (its inner members' are found from
+                             * them when asked: inner_grads ONE_PASS)       */
     int32_t n_pat, pat_cap;
     double *dot_g;          /* by step: its last sum's grad at that backward */
-    int dot_grads;          /* AG_DOT_GRADS_*: where the inner members'
+    int inner_grads;        /* AG_INNER_*: where the inner members'
                              * grads are                                    */
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
@@ -226,22 +235,29 @@ int ag__compiled_alloc(ag_graph *g, size_t n);
 /* analysis.c: may_int, gkeep, each cins' typed bits and the steps for the
  * sources' types in src_int; the steps alone (after an option change, a
  * node made visible).  Either remakes member_of: the caller first has the
- * inner members' grads stored (dot_grads STORED). */
+ * inner members' grads stored (inner_grads STORED). */
 void ag__analyse(ag_graph *g);
 void ag__build_steps(ag_graph *g);
 /* patterns.c: role, pat_at and pat for the options and the typed bits (by
  * ag__build_steps); the kernels of a pattern's step at pat (v, di, gd, gi:
  * the arrays the pass works on; forward: AG_OK or the first failing
- * member's status, the fresh grads set). */
+ * member's status, the outputs' fresh grads set; backward: every member's
+ * grad, from fresh zeros when `fresh` -- inner_grads FRESH). */
 void ag__find_patterns(ag_graph *g);
 int ag__softplus_forward(const ag_graph *g, const int32_t *pat, double *v,
                          uint8_t *di, double *gd, uint8_t *gi);
 void ag__softplus_backward(const ag_graph *g, const int32_t *pat,
-                           const double *v, double *gd);
+                           const double *v, double *gd, int fresh);
 int ag__softmax_forward(const ag_graph *g, const int32_t *pat, double *v,
                         uint8_t *di, double *gd, uint8_t *gi);
 void ag__softmax_backward(const ag_graph *g, const int32_t *pat,
-                          const double *v, double *gd);
+                          const double *v, double *gd, double *saved, int fresh);
+/* A softmax's inner members' grads into gd, from its outputs' grads kept
+ * by its last backward from fresh zeros (`saved`: pat_g at its offset). */
+void ag__softmax_inner_grads(const ag_graph *g, const int32_t *pat,
+                             const double *saved, double *gd);
+/* The inner members of pattern step steps[k] into member_of. */
+void ag__mark_inner(ag_graph *g, int32_t k);
 void ag__compiled_free(ag_graph *g);
 void ag__compiled_capture(ag_graph *g);
 int ag__compiled_forward(ag_graph *g);

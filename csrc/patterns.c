@@ -12,9 +12,12 @@
  *           backward gives its terms to the x_j at that point of the reverse
  *           order, not at each exp's -- the same terms, summed in another
  *           order.  The values are the inexact replay's own, bit for bit.
- * Every member's value and grad is stored, as its own step would: a look
- * inside (write-back) sees them.  A step's members are found through
- * g->pat, its entry in g->steps naming its offset there (ag_cins.a).
+ * Every member's value is stored, as its own step would, and its grad
+ * after a backward; the inner ones' fresh grads (int zeros) are not
+ * (compiled.c: inner_grads).  No inner member is visible: one looked at
+ * leaves its pattern (the steps are remade).  A step's members are found
+ * through g->pat, its entry in g->steps naming its offset there
+ * (ag_cins.a).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +37,10 @@ static int put(ag_graph *g, int32_t x) {
     if (g->n_pat == g->pat_cap) {
         size_t cap = g->pat_cap ? 2 * (size_t)g->pat_cap : 256;
         int32_t *pat = ag__realloc(g->pat, cap * sizeof *pat);
-        if (!pat) return 0;
-        g->pat = pat;
+        if (pat) g->pat = pat;
+        double *saved = ag__realloc(g->pat_g, cap * sizeof *saved);
+        if (saved) g->pat_g = saved;
+        if (!pat || !saved) return 0;
         g->pat_cap = (int32_t)cap;
     }
     g->pat[g->n_pat++] = x;
@@ -49,7 +54,8 @@ static int softplus_at(ag_graph *g, int32_t i) {
         return 0;
     const ag_cins *e = &g->cins[i], *s = &g->cins[i + 1], *l = &g->cins[i + 2];
     if ((s->a != e->p) == (s->b != e->p) || l->a != s->p ||
-        g->uses[e->p] != 1 || g->uses[s->p] != 1)
+        g->uses[e->p] != 1 || g->uses[s->p] != 1 || g->visible[e->p] ||
+        g->visible[s->p])
         return 0;
     int32_t at = g->n_pat;
     if (!put(g, i)) return 0;
@@ -64,11 +70,14 @@ static int softplus_at(ag_graph *g, int32_t i) {
  * products of some terms may be missing (not in the graph): y_j -1. */
 static int softmax_at(ag_graph *g, int32_t i, const int32_t *ins_at,
                       const int32_t *first_use, const int32_t *next_use) {
-    if (!free_as(g, i, AG_POW_CONST) || g->k[g->cins[i].p] != -1.0) return 0;
+    if (!free_as(g, i, AG_POW_CONST) || g->k[g->cins[i].p] != -1.0 ||
+        g->visible[g->cins[i].p])
+        return 0;
     int32_t pw = g->cins[i].p;
     int32_t rev_e[AG_SOFTMAX_MAX], rev_s[AG_SOFTMAX_MAX], n = 0;
     int32_t cur = g->cins[i].a;    /* the sum chain, from its last sum down */
-    while (free_as(g, ins_at[cur], AG_ADD) && g->uses[cur] == 1) {
+    while (free_as(g, ins_at[cur], AG_ADD) && g->uses[cur] == 1 &&
+           !g->visible[cur]) {
         const ag_cins *s = &g->cins[ins_at[cur]];
         if (n == AG_SOFTMAX_MAX - 1) return 0;
         rev_s[n] = ins_at[cur];
@@ -81,7 +90,7 @@ static int softmax_at(ag_graph *g, int32_t i, const int32_t *ins_at,
     for (int32_t j = 0; j < n; j++) {
         e[j] = rev_e[n - 1 - j];
         y[j] = -1;
-        if (!free_as(g, e[j], AG_EXP)) return 0;
+        if (!free_as(g, e[j], AG_EXP) || g->visible[g->cins[e[j]].p]) return 0;
         for (int32_t t = 0; t < j; t++) if (e[t] == e[j]) return 0;
     }
     for (int32_t j = 1; j < n; j++) sums[j] = rev_s[n - 1 - j];
@@ -99,13 +108,13 @@ static int softmax_at(ag_graph *g, int32_t i, const int32_t *ins_at,
         if (g->uses[g->cins[e[j]].p] != 1u + (y[j] >= 0)) return 0;
         if (y[j] >= 0 && (head < 0 || y[j] < head)) head = y[j];
     }
-    int32_t at = g->n_pat;       /* positions: see ag__softmax_forward */
+    int32_t at = g->n_pat;       /* positions: see TERM */
     const ag_cins *ci = g->cins;
-    if (!put(g, n) || !put(g, pw) || !put(g, ci[i].a)) return 0;
-    for (int32_t j = 0; j < n; j++) if (!put(g, ci[e[j]].p)) return 0;
-    for (int32_t j = 0; j < n; j++) if (!put(g, ci[e[j]].a)) return 0;
-    for (int32_t j = 0; j < n; j++) if (!put(g, y[j] >= 0 ? ci[y[j]].p : -1)) return 0;
-    for (int32_t j = 1; j < n; j++) if (!put(g, ci[sums[j]].p)) return 0;
+    if (!put(g, n) || !put(g, pw)) return 0;
+    for (int32_t j = 0; j < n; j++)
+        if (!put(g, ci[e[j]].a) || !put(g, ci[e[j]].p) ||
+            !put(g, y[j] >= 0 ? ci[y[j]].p : -1) || !put(g, j ? ci[sums[j]].p : -1))
+            return 0;
     g->role[i] = AG_ROLE_INSIDE;
     for (int32_t j = 0; j < n; j++) {
         g->role[e[j]] = AG_ROLE_INSIDE;
@@ -150,11 +159,39 @@ void ag__find_patterns(ag_graph *g) {
 
 /* ---- their steps ----------------------------------------------------------- */
 
+/* A softmax's pat (positions): n, the power, then n terms of TERM: x_j,
+ * e_j = exp(x_j), y_j = e_j * power (-1: not in the graph) and the sum
+ * s_j = s_(j-1) + e_j (none for j = 0: s_0 is e_0), the power's operand
+ * s_(n-1).  Its power is an inexact replay's (softmaxes are found in no
+ * other). */
+enum { TERM_X, TERM_E, TERM_Y, TERM_S, TERM };
+
+/* Mark the inner members of the pattern step steps[k] (member_of): every
+ * member but its outputs (softplus: the log; softmax: the products). */
+void ag__mark_inner(ag_graph *g, int32_t k) {
+    const ag_cins *st = &g->steps[k];
+    const int32_t *pat = g->pat + st->a;
+    if (st->op == AG_SOFTPLUS) {
+        g->member_of[g->cins[pat[0]].p] = g->member_of[g->cins[pat[0] + 1].p] = k;
+        return;
+    }
+    int32_t n = pat[0];                 /* softmax: see TERM */
+    g->member_of[pat[1]] = k;
+    for (int32_t j = 0; j < n; j++) {
+        const int32_t *t = pat + 2 + TERM * j;
+        g->member_of[t[TERM_E]] = k;
+        if (j) g->member_of[t[TERM_S]] = k;
+    }
+}
+
 /* The kernels keep the members' values and grads in registers from one
- * member to the next (each is used by the next alone) and store them all,
- * as the members' own steps would, in the same operations: the rules' own
- * float expressions.  A member's old grad is read once (a fresh zero after
- * a forward; more after a second backward). */
+ * member to the next (each is used by the next alone), in the same
+ * operations as the members' own steps: the rules' own float expressions.
+ * A forward stores every member's value and its outputs' fresh grads; the
+ * inner members' grads are fresh zeros it does not store (inner_grads
+ * FRESH), their type a float's for good (di 0).  A backward stores every
+ * member's grad: from zeros when `fresh`, else adding to the stored ones
+ * (a second backward). */
 
 /* Position p: value r (float), fresh grad. */
 static void set_fresh(int32_t p, double r, double *v, uint8_t *di, double *gd,
@@ -182,94 +219,122 @@ int ag__softplus_forward(const ag_graph *g, const int32_t *pat, double *v,
     ag_operands o = {sv, 0.0, 0.0, 0.0, 0, 0, 0};
     st = log_eval(&o, &lv, &r_int);
     if (st != AG_OK) return st;
-    set_fresh(e->p, ev, v, di, gd, gi);
-    set_fresh(s->p, sv, v, di, gd, gi);
+    v[e->p] = ev;
+    v[s->p] = sv;
     set_fresh(l->p, lv, v, di, gd, gi);
     return AG_OK;
 }
 
 void ag__softplus_backward(const ag_graph *g, const int32_t *pat,
-                           const double *v, double *gd) {
+                           const double *v, double *gd, int fresh) {
     const ag_cins *e = &g->cins[pat[0]], *s = e + 1, *l = e + 2;
     int t_int;
     ag_operands o = {v[s->p], 0.0, 0.0, v[e->p], 0, 0, 0};
-    double gs = gd[s->p] + log_grad_a(&o, gd[l->p], 0, &t_int);  /* the log's */
+    double gs = (fresh ? 0.0 : gd[s->p]) + log_grad_a(&o, gd[l->p], 0, &t_int);
     gd[s->p] = gs;
     int32_t c = s->a == e->p ? s->b : s->a;   /* the sum's: a, then b */
-    double ge;
+    double ge = fresh ? 0.0 : gd[e->p];
     if (s->a == e->p) {
-        ge = gd[e->p] + add_grad_a(&o, gs, 0, &t_int);
+        ge += add_grad_a(&o, gs, 0, &t_int);
         gd[c] += add_grad_b(&o, gs, 0, &t_int);
     } else {
         gd[c] += add_grad_a(&o, gs, 0, &t_int);
-        ge = gd[e->p] + add_grad_b(&o, gs, 0, &t_int);
+        ge += add_grad_b(&o, gs, 0, &t_int);
     }
     gd[e->p] = ge;
     gd[e->a] += exp_grad_a(&o, ge, 0, &t_int);  /* the exp's: out * g */
 }
 
-/* pat (positions): n, the power, its operand s_(n-1), e_0 .. e_(n-1), their
- * operands x_0 .. x_(n-1), y_0 .. y_(n-1) (-1: not in the graph), the sums
- * s_1 .. s_(n-1) (s_1 = e_0 + e_1).  Its power as an inexact replay's
- * (softmaxes are found in no other). */
-typedef struct softmax {
-    int32_t n, pw, last;
-    const int32_t *e, *x, *y, *sums;
-} softmax;
-
-static softmax softmax_of(const int32_t *pat) {
-    int32_t n = pat[0];
-    return (softmax){n, pat[1], pat[2], pat + 3, pat + 3 + n, pat + 3 + 2 * n,
-                     pat + 3 + 3 * n};
-}
-
 int ag__softmax_forward(const ag_graph *g, const int32_t *pat, double *v,
                         uint8_t *di, double *gd, uint8_t *gi) {
-    const softmax m = softmax_of(pat);
-    double ev[AG_SOFTMAX_MAX], sv[AG_SOFTMAX_MAX], sum = 0.0, inv;
-    for (int32_t j = 0; j < m.n; j++) {       /* sv[t]: s_t's value (s_0: e_0) */
-        int st = exp_of(v[m.x[j]], &ev[j]);
-        if (st != AG_OK) return st;
-        sum = sv[j] = j ? add_value(sum, ev[j], 0) : ev[j];
+    const int32_t n = pat[0], pw = pat[1], *t = pat + 2;
+    double ev[AG_SOFTMAX_MAX], sum = 0.0;
+    for (int32_t j = 0; j < n; j++, t += TERM) {
+        double e = exp_value(v[t[TERM_X]], 0, 0);
+        ev[j] = v[t[TERM_E]] = e;
+        if (j) sum = v[t[TERM_S]] = add_value(sum, e, 0);
+        else sum = e;
     }
-    inv = 1.0 / sum;                /* sum ** -1 as ag__pow_inexact: 1 / sum */
+    double inv = 1.0 / sum;         /* sum ** -1 as ag__pow_inexact: 1 / sum */
     if (!(isfinite(sum) && sum != 0.0 && isfinite(inv))) {  /* Python's cases */
-        int st = ag__float_pow(sum, g->k[m.pw], ag__pow_inexact, &inv);
+        t = pat + 2;
+        for (int32_t j = 0; j < n; j++, t += TERM) {        /* exp's overflow */
+            int st = exp_of(v[t[TERM_X]], &ev[j]);
+            if (st != AG_OK) return st;
+        }
+        int st = ag__float_pow(sum, g->k[pw], ag__pow_inexact, &inv);
         if (st != AG_OK) return st;
     }
-    for (int32_t j = 0; j < m.n; j++) {
-        set_fresh(m.e[j], ev[j], v, di, gd, gi);
-        if (j) set_fresh(m.sums[j - 1], sv[j], v, di, gd, gi);
-        if (m.y[j] >= 0) set_fresh(m.y[j], mul_value(ev[j], inv, 0), v, di, gd, gi);
-    }
-    set_fresh(m.pw, inv, v, di, gd, gi);
+    v[pw] = inv;
+    t = pat + 2;
+    for (int32_t j = 0; j < n; j++, t += TERM)
+        if (t[TERM_Y] >= 0) set_fresh(t[TERM_Y], mul_value(ev[j], inv, 0), v, di, gd, gi);
     return AG_OK;
 }
 
+/* The grads of a softmax's inner members from its outputs' grads gy[j]
+ * (none where y_j is missing), each in its own step's operations and
+ * order, added to its grad in gd (from a fresh zero when `fresh`); e_j's
+ * into ge[j] too. */
+static void softmax_inner(const ag_graph *g, const int32_t *pat,
+                          const double *v, double *gd, const double *gy,
+                          int fresh, double *ge) {
+    const int32_t n = pat[0], pw = pat[1], *t = pat + 2 + TERM * n;
+    double inv = v[pw], gp = fresh ? 0.0 : gd[pw];
+    for (int32_t j = n; j-- > 0;) {   /* the products, e_j's term then power's */
+        t -= TERM;                    /* (mul_grad_a, mul_grad_b: y * g, x * g) */
+        double gj = fresh ? 0.0 : gd[t[TERM_E]];
+        if (t[TERM_Y] >= 0) {
+            gj += inv * gy[j];
+            gp += v[t[TERM_E]] * gy[j];
+        }
+        ge[j] = gj;
+    }
+    gd[pw] = gp;
+    t = pat + 2 + TERM * (n - 1);
+    double x = v[t[TERM_S]];        /* the power's term: ag__grad_power_by's */
+    double gs = (fresh ? 0.0 : gd[t[TERM_S]]) +
+                g->k[pw] * (1.0 / (x * x)) * gp;  /* k = -1 */
+    for (int32_t j = n - 1; j >= 1; j--, t -= TERM) {  /* s_j = s_(j-1) + e_j */
+        gd[t[TERM_S]] = gs;
+        ge[j] += gs;                                /* (a's term first: */
+        if (j > 1) gs = (fresh ? 0.0 : gd[t[TERM_S - TERM]]) + gs;  /* another */
+        else ge[0] += gs;                           /* node) */
+    }
+    t = pat + 2;
+    for (int32_t j = 0; j < n; j++, t += TERM) gd[t[TERM_E]] = ge[j];
+}
+
 void ag__softmax_backward(const ag_graph *g, const int32_t *pat,
-                          const double *v, double *gd) {
-    const softmax m = softmax_of(pat);
-    double ge[AG_SOFTMAX_MAX], inv = v[m.pw], gp = gd[m.pw];
-    int t_int;
-    for (int32_t j = 0; j < m.n; j++) ge[j] = gd[m.e[j]];
-    for (int32_t j = m.n; j-- > 0;) {         /* the products: e_j, then power */
-        if (m.y[j] < 0) continue;
-        ag_operands o = {v[m.e[j]], inv, 0.0, 0.0, 0, 0, 0};
-        double gy = gd[m.y[j]];
-        ge[j] += mul_grad_a(&o, gy, 0, &t_int);
-        gp += mul_grad_b(&o, gy, 0, &t_int);
+                          const double *v, double *gd, double *saved, int fresh) {
+    const int32_t n = pat[0], *t = pat + 2;
+    const double inv = v[pat[1]];
+    if (fresh) {      /* x_j's: y_j * (gy_j - sum_k gy_k y_k), the inner */
+        double dot = 0.0;                   /* members' kept for later    */
+        for (int32_t j = 0; j < n; j++, t += TERM) {
+            double gy = t[TERM_Y] >= 0 ? gd[t[TERM_Y]] : 0.0;
+            saved[j] = gy;
+            dot += gy * (v[t[TERM_E]] * inv);
+        }
+        t = pat + 2;
+        for (int32_t j = 0; j < n; j++, t += TERM) {
+            double y = v[t[TERM_E]] * inv;
+            gd[t[TERM_X]] += y * (saved[j] - dot);
+        }
+        return;
     }
-    gd[m.pw] = gp;
-    double x = v[m.last];           /* the power's term: ag__grad_power_by's */
-    double gs = gd[m.last] + g->k[m.pw] * (1.0 / (x * x)) * gp;  /* k = -1 */
-    for (int32_t t = m.n - 1; t >= 1; t--) {  /* s_t = s_(t-1) + e_t */
-        gd[m.sums[t - 1]] = gs;
-        ge[t] += gs;                          /* (a's term first: another node) */
-        if (t > 1) gs = gd[m.sums[t - 2]] + gs;
-        else ge[0] += gs;
+    double ge[AG_SOFTMAX_MAX];        /* (saved: scratch here) */
+    for (int32_t j = 0; j < n; j++, t += TERM)
+        saved[j] = t[TERM_Y] >= 0 ? gd[t[TERM_Y]] : 0.0;
+    softmax_inner(g, pat, v, gd, saved, 0, ge);
+    for (int32_t j = n; j-- > 0;) {   /* the exps: out * g */
+        t -= TERM;
+        gd[t[TERM_X]] += v[t[TERM_E]] * ge[j];
     }
-    for (int32_t j = m.n; j-- > 0;) {         /* the exps: out * g */
-        gd[m.e[j]] = ge[j];
-        gd[m.x[j]] += v[m.e[j]] * ge[j];
-    }
+}
+
+void ag__softmax_inner_grads(const ag_graph *g, const int32_t *pat,
+                             const double *saved, double *gd) {
+    double ge[AG_SOFTMAX_MAX];
+    softmax_inner(g, pat, g->v, gd, saved, 1, ge);
 }
