@@ -57,8 +57,10 @@ static int softplus_at(ag_graph *g, int32_t i) {
         g->uses[e->p] != 1 || g->uses[s->p] != 1 || g->visible[e->p] ||
         g->visible[s->p])
         return 0;
-    int32_t at = g->n_pat;
-    if (!put(g, i)) return 0;
+    int32_t at = g->n_pat, e_first = s->a == e->p;  /* positions: see SP */
+    if (!put(g, e->a) || !put(g, e->p) || !put(g, e_first ? s->b : s->a) ||
+        !put(g, s->p) || !put(g, l->p) || !put(g, e_first))
+        return 0;
     g->role[i] = AG_ROLE_SOFTPLUS;
     g->role[i + 1] = g->role[i + 2] = AG_ROLE_INSIDE;
     g->pat_at[i] = at;
@@ -166,13 +168,17 @@ void ag__find_patterns(ag_graph *g) {
  * other). */
 enum { TERM_X, TERM_E, TERM_Y, TERM_S, TERM };
 
+/* A softplus's pat: the positions of x, e = exp(x), c, s = e + c (or c +
+ * e), l = log(s), then whether e is the sum's operand a. */
+enum { SP_X, SP_E, SP_C, SP_S, SP_L, SP_E_FIRST };
+
 /* Mark the inner members of the pattern step steps[k] (member_of): every
  * member but its outputs (softplus: the log; softmax: the products). */
 void ag__mark_inner(ag_graph *g, int32_t k) {
     const ag_cins *st = &g->steps[k];
     const int32_t *pat = g->pat + st->a;
     if (st->op == AG_SOFTPLUS) {
-        g->member_of[g->cins[pat[0]].p] = g->member_of[g->cins[pat[0] + 1].p] = k;
+        g->member_of[pat[SP_E]] = g->member_of[pat[SP_S]] = k;
         return;
     }
     int32_t n = pat[0];                 /* softmax: see TERM */
@@ -211,38 +217,38 @@ static int exp_of(double x, double *r) {
 
 int ag__softplus_forward(const ag_graph *g, const int32_t *pat, double *v,
                          uint8_t *di, double *gd, uint8_t *gi) {
-    const ag_cins *e = &g->cins[pat[0]], *s = e + 1, *l = e + 2;
-    double ev, lv;
-    int st = exp_of(v[e->a], &ev), r_int;
+    (void)g;
+    double ev, lv, c = v[pat[SP_C]];
+    int st = exp_of(v[pat[SP_X]], &ev), r_int;
     if (st != AG_OK) return st;
-    double sv = s->a == e->p ? add_value(ev, v[s->b], 0) : add_value(v[s->a], ev, 0);
+    double sv = pat[SP_E_FIRST] ? add_value(ev, c, 0) : add_value(c, ev, 0);
     ag_operands o = {sv, 0.0, 0.0, 0.0, 0, 0, 0};
     st = log_eval(&o, &lv, &r_int);
     if (st != AG_OK) return st;
-    v[e->p] = ev;
-    v[s->p] = sv;
-    set_fresh(l->p, lv, v, di, gd, gi);
+    v[pat[SP_E]] = ev;
+    v[pat[SP_S]] = sv;
+    set_fresh(pat[SP_L], lv, v, di, gd, gi);
     return AG_OK;
 }
 
 void ag__softplus_backward(const ag_graph *g, const int32_t *pat,
                            const double *v, double *gd, int fresh) {
-    const ag_cins *e = &g->cins[pat[0]], *s = e + 1, *l = e + 2;
+    (void)g;
+    const int32_t e = pat[SP_E], s = pat[SP_S], c = pat[SP_C];
     int t_int;
-    ag_operands o = {v[s->p], 0.0, 0.0, v[e->p], 0, 0, 0};
-    double gs = (fresh ? 0.0 : gd[s->p]) + log_grad_a(&o, gd[l->p], 0, &t_int);
-    gd[s->p] = gs;
-    int32_t c = s->a == e->p ? s->b : s->a;   /* the sum's: a, then b */
-    double ge = fresh ? 0.0 : gd[e->p];
-    if (s->a == e->p) {
+    ag_operands o = {v[s], 0.0, 0.0, v[e], 0, 0, 0};
+    double gs = (fresh ? 0.0 : gd[s]) + log_grad_a(&o, gd[pat[SP_L]], 0, &t_int);
+    gd[s] = gs;
+    double ge = fresh ? 0.0 : gd[e];
+    if (pat[SP_E_FIRST]) {                    /* the sum's: a, then b */
         ge += add_grad_a(&o, gs, 0, &t_int);
         gd[c] += add_grad_b(&o, gs, 0, &t_int);
     } else {
         gd[c] += add_grad_a(&o, gs, 0, &t_int);
         ge += add_grad_b(&o, gs, 0, &t_int);
     }
-    gd[e->p] = ge;
-    gd[e->a] += exp_grad_a(&o, ge, 0, &t_int);  /* the exp's: out * g */
+    gd[e] = ge;
+    gd[pat[SP_X]] += exp_grad_a(&o, ge, 0, &t_int);  /* the exp's: out * g */
 }
 
 int ag__softmax_forward(const ag_graph *g, const int32_t *pat, double *v,
