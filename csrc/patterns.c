@@ -10,14 +10,18 @@
  *           the power by the n products alone.  Only in an inexact replay
  *           (AG_GRAPH_INEXACT): its step sits at its first product, so its
  *           backward gives its terms to the x_j at that point of the reverse
- *           order, not at each exp's -- the same terms, summed in another
- *           order.  The values are the inexact replay's own, bit for bit.
+ *           order, not at each exp's; from fresh zeros (right after a
+ *           forward) they are y_j * (g_j - sum_k g_k y_k), the textbook
+ *           form of the same derivative, and the outputs' grads g_j are
+ *           kept (pat_g) to work out the inner members' when asked.  The
+ *           values are the inexact replay's own, bit for bit.
  * Every member's value is stored, as its own step would, and its grad
- * after a backward; the inner ones' fresh grads (int zeros) are not
- * (compiled.c: inner_grads).  No inner member is visible: one looked at
- * leaves its pattern (the steps are remade).  A step's members are found
- * through g->pat, its entry in g->steps naming its offset there
- * (ag_cins.a).
+ * after a backward (but a softmax's inner ones' from fresh zeros); the
+ * inner ones' fresh grads (int zeros) are not (compiled.c: inner_grads).
+ * No inner member is visible: one looked at leaves its pattern (the steps
+ * are remade).  A step's members' positions are in g->pat, its entry in
+ * g->steps naming its offset there (ag_cins.a): compact, so that a step
+ * reads no instruction.
  */
 #include <stdlib.h>
 #include <string.h>
