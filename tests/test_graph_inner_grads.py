@@ -154,3 +154,34 @@ def test_random_programs_unlooked_then_looked(spec, values, backwards, inexact):
         assert agree(ours, theirs, inexact)
     if isinstance(ours, list):
         assert looks_agree(pair, inexact)
+
+
+def test_a_forked_child_finds_the_softmax_grads_kept_unstored():
+    """fork() right after an unlooked backward (a softmax's inner grads kept
+    as its outputs' grads), while another thread replays another graph and
+    holds the locks now and then: the child works them out and reads every
+    node as the unfused program has it."""
+    import threading
+    from support import forked_child_succeeds
+    values = [0.3, -1.2, 2.5, 0.0, 1.0, -0.5]
+    pair = graphs(softmax_net(4, {0, 1, 3}, 1), values, inexact=True)
+    (f, lf), (u, lu) = pair
+    leaf_pass(f, lf, values)
+    leaf_pass(u, lu, values)
+    expected = state(u.root)
+    other, _ = graphs(softmax_net(5, {1, 2}, 1), values, inexact=True)[0]
+    stop = threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            other.forward()
+            other.backward()
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        for _ in range(5):
+            assert forked_child_succeeds(lambda: close(state(f.root), expected))
+    finally:
+        stop.set()
+        t.join()
+    assert close(state(f.root), expected)

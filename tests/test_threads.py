@@ -307,3 +307,67 @@ def test_readers_inside_a_compiled_graph_while_it_runs(fast_switching, live_base
     assert [(v.data, v.grad) for v in inner] == [want[id(v)] for v in inner]
     del graph, fresh, root, inner, h, xs, want
     assert live_nodes() == live_baseline
+
+
+def test_readers_inside_softmaxes_while_they_run(fast_switching, live_baseline):
+    """The same with softplus and softmax steps (exact=False): a softmax's
+    inner grads are worked out from its outputs' when first read; one thread
+    switches the graph between fused and unfused (the softmax's grads then
+    differ by rounding: compared to 1e-9)."""
+    from autograd_c._autograd_c import lib
+    from test_graph_compiled import ordered_nodes
+    from test_graph_patterns import softmax
+
+    rng = random.Random(12)
+    xs = [Value(rng.uniform(-1, 1)) for _ in range(4)]
+    pool = list(xs)
+    for k in range(6):
+        pool.append((pool[-3].exp() + 1).log())
+        pool += softmax([pool[-j] * (1 + 0.5 * j) for j in range(1, 5)], {0, 1, 3})
+    root = pool[-1] * pool[-2] + pool[-3]
+    inner = [v for v in ordered_nodes(root) if v._prev]
+    graph = Graph(root, exact=False)
+    graph.forward()
+    graph.backward()
+    want = {id(v): (v.data, v.grad) for v in inner}
+    current = [Graph(root * 1.0, exact=False)]
+    inexact = lib.AG_GRAPH_INEXACT
+    stop = []
+
+    def close(got, expected):
+        return got == expected or math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-15)
+
+    def work(k):
+        if k == 0:               # a new graph now and then: all unread again
+            for i in range(10 * ITERATIONS):
+                if i % 10 == 0:
+                    current[0] = Graph(root * 1.0, exact=False)
+                current[0].forward()
+                current[0].backward()
+            stop.append(1)
+            return "ran"
+        if k == 1:
+            flip = 0
+            while not stop:
+                flip ^= 1
+                assert lib.ag_graph_set_options(
+                    current[0]._g, inexact | (lib.AG_GRAPH_UNFUSED if flip else 0)) == 0
+            return "flipped"
+        r = random.Random(k)
+        reads = 0
+        while not stop:
+            v = inner[r.randrange(len(inner))]
+            data, grad = v.data, v.grad
+            assert data == want[id(v)][0]
+            assert close(grad, want[id(v)][1]) or (grad == 0 and type(grad) is int), \
+                (grad, want[id(v)])
+            reads += 1
+        return reads
+
+    results = run_threads(work, 4)
+    assert results[:2] == ["ran", "flipped"] and sum(results[2:]) > 0
+    current[0].forward()
+    current[0].backward()
+    assert all(v.data == want[id(v)][0] and close(v.grad, want[id(v)][1]) for v in inner)
+    del graph, current, root, inner, pool, xs, want
+    assert live_nodes() == live_baseline
