@@ -467,6 +467,25 @@ def run_threads(target, n):
     return results
 
 
+@contextlib.contextmanager
+def replaying(graph):
+    """While inside: another thread replays graph (forward, backward) over
+    and over, holding the locks now and then (a fork lands while it does)."""
+    stop = threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            graph.forward()
+            graph.backward()
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
 def forked_child_succeeds(check, timeout=20):
     """Fork; the child runs check() and exits at once (os._exit: no pytest
     machinery), 0 when it returned true.  True when it did so within

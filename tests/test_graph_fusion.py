@@ -19,15 +19,23 @@ def unfused(root):
     return g
 
 
-def passes(g, leaves, values, twice=False):
-    """New leaf data, forward, backward (twice: again, accumulating): the
-    exception's type, or the state of every node."""
+def forward_with(g, leaves, values):
+    """New leaf data, then g's forward: the exception's type, or None."""
     for leaf, v in zip(leaves, values):
         leaf.data = v
     try:
         g.forward()
     except PYTHON_ERRORS as e:
         return type(e)
+    return None
+
+
+def passes(g, leaves, values, twice=False):
+    """New leaf data, forward, backward (twice: again, accumulating): the
+    exception's type, or the state of every node."""
+    failed = forward_with(g, leaves, values)
+    if failed:
+        return failed
     zero_source_grads(g.root)
     g.backward()
     if twice:
@@ -179,8 +187,7 @@ def test_a_forked_child_reads_the_grads_a_chain_holds_unstored():
     grads unstored, while another thread replays the graph: the child reads
     every node as the parent's serial run has it."""
     import random
-    import threading
-    from support import forked_child_succeeds
+    from support import forked_child_succeeds, replaying
     leaves = [Value(v) for v in (0.5, -1.25, 2.0)]
     root = float_mlp(leaves, random.Random(3))
     fresh = float_mlp([Value(v) for v in (0.5, -1.25, 2.0)], random.Random(3))
@@ -189,20 +196,8 @@ def test_a_forked_child_reads_the_grads_a_chain_holds_unstored():
     g = Graph(root)
     g.forward()
     g.backward()
-    other = Graph(float_mlp([Value(0.25)] * 3, random.Random(4)))
-    stop = threading.Event()
-
-    def hammer():                             # holds the locks now and then
-        while not stop.is_set():
-            other.forward()
-            other.backward()
-    t = threading.Thread(target=hammer)
-    t.start()
-    try:
+    with replaying(Graph(float_mlp([Value(0.25)] * 3, random.Random(4)))):
         for _ in range(5):
             assert forked_child_succeeds(lambda: state(g.root) == want)
-    finally:
-        stop.set()
-        t.join()
     assert state(g.root) == want
 

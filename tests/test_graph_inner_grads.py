@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autograd_c import Value
-from support import PYTHON_ERRORS, bits
+from support import bits
 from test_graph_compiled import state
+from test_graph_fusion import forward_with
 from test_graph_patterns import close, graphs, program, softmax_net, softplus_net
 
 
@@ -24,12 +25,9 @@ def leaf_pass(g, leaves, values, backwards=1):
     """New leaf data, forward, the leaves' grads zeroed, `backwards`
     backwards; the exception's type, or the leaves' and the root's data
     and grads.  Only what the test holds is read: no node inside is."""
-    for leaf, v in zip(leaves, values):
-        leaf.data = v
-    try:
-        g.forward()
-    except PYTHON_ERRORS as e:
-        return type(e)
+    failed = forward_with(g, leaves, values)
+    if failed:
+        return failed
     for leaf in leaves:
         leaf.grad = 0
     for _ in range(backwards):
@@ -161,8 +159,7 @@ def test_a_forked_child_finds_the_softmax_grads_kept_unstored():
     as its outputs' grads), while another thread replays another graph and
     holds the locks now and then: the child works them out and reads every
     node as the unfused program has it."""
-    import threading
-    from support import forked_child_succeeds
+    from support import forked_child_succeeds, replaying
     values = [0.3, -1.2, 2.5, 0.0, 1.0, -0.5]
     pair = graphs(softmax_net(4, {0, 1, 3}, 1), values, inexact=True)
     (f, lf), (u, lu) = pair
@@ -170,18 +167,7 @@ def test_a_forked_child_finds_the_softmax_grads_kept_unstored():
     leaf_pass(u, lu, values)
     expected = state(u.root)
     other, _ = graphs(softmax_net(5, {1, 2}, 1), values, inexact=True)[0]
-    stop = threading.Event()
-
-    def hammer():
-        while not stop.is_set():
-            other.forward()
-            other.backward()
-    t = threading.Thread(target=hammer)
-    t.start()
-    try:
+    with replaying(other):
         for _ in range(5):
             assert forked_child_succeeds(lambda: close(state(f.root), expected))
-    finally:
-        stop.set()
-        t.join()
     assert close(state(f.root), expected)

@@ -251,97 +251,31 @@ def test_threads_run_one_shared_graph(fast_switching, live_baseline):
     assert live_nodes() == live_baseline
 
 
-def test_readers_inside_a_compiled_graph_while_it_runs(fast_switching, live_baseline):
-    """One thread replays a float MLP (its neurons dot chains whose inner
-    grads are held unstored after each backward) while others read its
-    interior nodes -- each first read writes the node back and takes it out
-    of its chain, remaking the program -- and one switches the graph between
-    fused and unfused: every value read is the node's, every grad the
-    node's after a forward (int 0) or after a backward, as a serial run."""
+def race_readers_and_replays(root, exact, close):
+    """One thread replays a graph of root (a new one every 10 passes: all
+    its nodes unread again) while others read its interior nodes -- each
+    first read writes the node back and takes it out of its fused step,
+    remaking the program -- and one switches the graph between fused and
+    unfused: every value read is the node's, every grad (close(got, want))
+    the node's after a forward (int 0) or after a backward, as a serial
+    run has them."""
     from autograd_c._autograd_c import lib
     from test_graph_compiled import ordered_nodes
 
-    rng = random.Random(11)
-    xs = [Value(rng.uniform(-1, 1)) for _ in range(3)]
-    h = xs
-    for n_out in (6, 5, 1):
-        h = [sum((Value(rng.uniform(-1, 1)) * xi for xi in h), Value(0.5)).relu()
-             for _ in range(n_out)]
-    root = h[0] * 1.5
     inner = [v for v in ordered_nodes(root) if v._prev]
-    graph = Graph(root)
+    graph = Graph(root, exact=exact)
     graph.forward()
     graph.backward()
     want = {id(v): (v.data, v.grad) for v in inner}   # read once: now visible
-    fresh = Graph(root * 1.0)                          # a graph of unread nodes
+    current = [Graph(root * 1.0, exact=exact)]         # a graph of unread nodes
+    options = 0 if exact else lib.AG_GRAPH_INEXACT
     stop = []
 
     def work(k):
         if k == 0:
-            for _ in range(10 * ITERATIONS):
-                fresh.forward()
-                fresh.backward()
-            stop.append(1)
-            return "ran"
-        if k == 1:
-            flip = 0
-            while not stop:
-                flip ^= 1
-                assert lib.ag_graph_set_options(
-                    fresh._g, lib.AG_GRAPH_UNFUSED if flip else 0) == 0
-            return "flipped"
-        r = random.Random(k)
-        reads = 0
-        while not stop:
-            v = inner[r.randrange(len(inner))]
-            data, grad = v.data, v.grad
-            assert data == want[id(v)][0]
-            assert grad == want[id(v)][1] or (grad == 0 and type(grad) is int), (grad, want[id(v)])
-            reads += 1
-        return reads
-
-    results = run_threads(work, 4)
-    assert results[:2] == ["ran", "flipped"] and sum(results[2:]) > 0
-    fresh.forward()
-    fresh.backward()
-    assert [(v.data, v.grad) for v in inner] == [want[id(v)] for v in inner]
-    del graph, fresh, root, inner, h, xs, want
-    assert live_nodes() == live_baseline
-
-
-def test_readers_inside_softmaxes_while_they_run(fast_switching, live_baseline):
-    """The same with softplus and softmax steps (exact=False): a softmax's
-    inner grads are worked out from its outputs' when first read; one thread
-    switches the graph between fused and unfused (the softmax's grads then
-    differ by rounding: compared to 1e-9)."""
-    from autograd_c._autograd_c import lib
-    from test_graph_compiled import ordered_nodes
-    from test_graph_patterns import softmax
-
-    rng = random.Random(12)
-    xs = [Value(rng.uniform(-1, 1)) for _ in range(4)]
-    pool = list(xs)
-    for k in range(6):
-        pool.append((pool[-3].exp() + 1).log())
-        pool += softmax([pool[-j] * (1 + 0.5 * j) for j in range(1, 5)], {0, 1, 3})
-    root = pool[-1] * pool[-2] + pool[-3]
-    inner = [v for v in ordered_nodes(root) if v._prev]
-    graph = Graph(root, exact=False)
-    graph.forward()
-    graph.backward()
-    want = {id(v): (v.data, v.grad) for v in inner}
-    current = [Graph(root * 1.0, exact=False)]
-    inexact = lib.AG_GRAPH_INEXACT
-    stop = []
-
-    def close(got, expected):
-        return got == expected or math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-15)
-
-    def work(k):
-        if k == 0:               # a new graph now and then: all unread again
             for i in range(10 * ITERATIONS):
                 if i % 10 == 0:
-                    current[0] = Graph(root * 1.0, exact=False)
+                    current[0] = Graph(root * 1.0, exact=exact)
                 current[0].forward()
                 current[0].backward()
             stop.append(1)
@@ -351,7 +285,7 @@ def test_readers_inside_softmaxes_while_they_run(fast_switching, live_baseline):
             while not stop:
                 flip ^= 1
                 assert lib.ag_graph_set_options(
-                    current[0]._g, inexact | (lib.AG_GRAPH_UNFUSED if flip else 0)) == 0
+                    current[0]._g, options | (lib.AG_GRAPH_UNFUSED if flip else 0)) == 0
             return "flipped"
         r = random.Random(k)
         reads = 0
@@ -369,5 +303,34 @@ def test_readers_inside_softmaxes_while_they_run(fast_switching, live_baseline):
     current[0].forward()
     current[0].backward()
     assert all(v.data == want[id(v)][0] and close(v.grad, want[id(v)][1]) for v in inner)
-    del graph, current, root, inner, pool, xs, want
+
+
+def test_readers_inside_a_compiled_graph_while_it_runs(fast_switching, live_baseline):
+    """A float MLP: its neurons dot chains whose inner grads are held
+    unstored after each backward; exact, so every grad bit for bit."""
+    rng = random.Random(11)
+    h = [Value(rng.uniform(-1, 1)) for _ in range(3)]
+    for n_out in (6, 5, 1):
+        h = [sum((Value(rng.uniform(-1, 1)) * xi for xi in h), Value(0.5)).relu()
+             for _ in range(n_out)]
+    race_readers_and_replays(h[0] * 1.5, True, lambda got, want: got == want)
+    del h
+    assert live_nodes() == live_baseline
+
+
+def test_readers_inside_softmaxes_while_they_run(fast_switching, live_baseline):
+    """Softplus and softmax steps (exact=False): a softmax's inner grads are
+    worked out from its outputs' when first read; fused and unfused differ
+    by rounding there (compared to 1e-9)."""
+    from test_graph_patterns import softmax
+
+    rng = random.Random(12)
+    pool = [Value(rng.uniform(-1, 1)) for _ in range(4)]
+    for k in range(6):
+        pool.append((pool[-3].exp() + 1).log())
+        pool += softmax([pool[-j] * (1 + 0.5 * j) for j in range(1, 5)], {0, 1, 3})
+    race_readers_and_replays(
+        pool[-1] * pool[-2] + pool[-3], False,
+        lambda got, want: math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-15))
+    del pool
     assert live_nodes() == live_baseline
