@@ -252,9 +252,10 @@ int64_t ag_eager_log(int64_t a);
 int64_t ag_eager_sigmoid(int64_t a);
 int64_t ag_eager_abs(int64_t a);
 
-/* A node holding v whose children are a and b (-1 where absent) and whose
- * gradient does not flow to them (micrograd's Value(data, children, op)).
- * name (NULL for none) is copied and kept with the node, freed with it
+/* A node holding v whose children are a and b (-1 where absent: none,
+ * a alone, or both -- b without a is AG_ERR_ARG) and whose gradient does
+ * not flow to them (micrograd's Value(data, children, op)).  name (NULL
+ * for none) is copied and kept with the node, freed with it
  * (ag_node_name).  Returns the handle (one reference for the caller) or a
  * status. */
 int64_t ag_opaque(ag_ctx *ctx, double v, int is_int, int64_t a, int64_t b,

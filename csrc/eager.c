@@ -447,7 +447,9 @@ int64_t ag_opaque(ag_ctx *c, double v, int is_int, int64_t ha, int64_t hb,
                   const char *name) {
     AG_LOCK(c);
     int64_t a = child_slot(c, ha), b = child_slot(c, hb);
-    int64_t r = a < AG_NONE ? a : b < AG_NONE ? b : ag__reserve(c, 1);
+    int64_t r = a < AG_NONE ? a : b < AG_NONE ? b
+              : a == AG_NONE && b != AG_NONE ? AG_ERR_ARG  /* b, but no a */
+              : ag__reserve(c, 1);
     char *copy = NULL;
     if (r == AG_OK && name && name[0]) {
         size_t len = strlen(name) + 1;

@@ -173,6 +173,7 @@ static void test_bad_arguments(void) {
     CHECK_EQ(ag_apply_const(c, AG_RELU, a, 1, 1, 0), AG_ERR_ARG);  /* unary */
     CHECK_EQ(ag_opaque(c, 1.0, 0, a, dead, NULL), AG_ERR_STALE);
     CHECK_EQ(ag_opaque(c, 1.0, 0, 1 << 30, -1, NULL), AG_ERR_ARG);
+    CHECK_EQ(ag_opaque(c, 1.0, 0, -1, a, NULL), AG_ERR_ARG);  /* b without a */
     CHECK_EQ(live(c), before);
     ag_release(c, a);
     ctx_done(c);

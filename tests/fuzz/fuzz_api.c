@@ -413,7 +413,8 @@ static void step_opaque(fz *f) {
     int64_t a = any_id(f), b = any_id(f);
     char buf[1024];
     const char *name = opaque_name(sel, buf, sizeof buf);
-    int want = then(a == -1 ? AG_OK : expect(f, a), b == -1 ? AG_OK : expect(f, b));
+    int want = then(then(a == -1 ? AG_OK : expect(f, a), b == -1 ? AG_OK : expect(f, b)),
+                    a == -1 && b != -1 ? AG_ERR_ARG : AG_OK);   /* b without a */
     size_t before = stats(f).live_nodes;
     int64_t r = ag_opaque(f->ctx, v, is_int, a, b, name);
     check_args_status(r, want);
