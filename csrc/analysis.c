@@ -205,4 +205,6 @@ void ag__build_steps(ag_graph *g) {
                 g->cins[i].b};
     }
     g->n_steps = n_steps;
+    g->inner_types_stale = 1;   /* new inner members: their types at the
+                                 * next forward (compiled.c) */
 }

@@ -566,8 +566,9 @@ static void acquire(ag_graph *g, ag_ctx *c) {
         c->flags[id] |= AG_PRIVATE;
     }
     for (int32_t p = 0; p < g->n; p++) load_node(g, c, p);
-    memcpy(g->ndi, g->di, (size_t)g->n);  /* pattern members': 0 for good */
+    memcpy(g->ndi, g->di, (size_t)g->n);  /* both arrays the arena's types */
     g->inner_grads = AG_INNER_STORED;
+    g->inner_types_stale = 1;
     for (int32_t i = 0; i < g->n_psrc; i++) {  /* the same in both arrays */
         int32_t p = g->psrc[i];
         g->nv[p] = g->v[p];
@@ -579,6 +580,15 @@ static void acquire(ag_graph *g, ag_ctx *c) {
     c->private_owner = g;
     c->write_back = write_back_all;
     c->write_back_one = write_back_node;
+}
+
+/* The fused steps' inner members' types, floats after every forward (their
+ * kernels do not write them): once after a forward that follows new steps
+ * or values read from the arena (inner_types_stale), in both arrays. */
+static void clear_inner_types(ag_graph *g) {
+    for (int32_t p = 0; p < g->n; p++)
+        if (g->member_of[p] >= 0) g->di[p] = g->ndi[p] = 0;
+    g->inner_types_stale = 0;
 }
 
 int ag__compiled_forward(ag_graph *g) {
@@ -618,6 +628,7 @@ int ag__compiled_forward(ag_graph *g) {
         g->gd = g->ngd; g->ngd = gd;
         g->gi = g->ngi; g->ngi = gi;
     }
+    if (g->inner_types_stale) clear_inner_types(g);
     g->inner_grads = AG_INNER_FRESH;
     for (int32_t i = 0; i < g->n_vis; i++) {
         int32_t p = g->vis[i], id = g->id[p];

@@ -178,6 +178,8 @@ struct ag_graph {
     double *dot_g;          /* by step: its last sum's grad at that backward */
     int inner_grads;        /* AG_INNER_*: where the inner members'
                              * grads are                                    */
+    int inner_types_stale;  /* the inner members' types (di, ndi) may not be
+                             * floats yet: set at the next forward          */
     /* Batched runs (batch.c). */
     int32_t *slot;          /* n: acc row of a requested op node, else -1   */
     ag_bstep *bsteps;       /* n_ins: a run's program, ins made steps: one

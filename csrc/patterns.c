@@ -197,9 +197,10 @@ void ag__mark_inner(ag_graph *g, int32_t k) {
 /* The kernels keep the members' values and grads in registers from one
  * member to the next (each is used by the next alone), in the same
  * operations as the members' own steps: the rules' own float expressions.
- * A forward stores every member's value and its outputs' fresh grads; the
- * inner members' grads are fresh zeros it does not store (inner_grads
- * FRESH), their type a float's for good (di 0).  A backward stores every
+ * A forward stores every member's value and its outputs' types and fresh
+ * grads; the inner members' grads are fresh zeros it does not store
+ * (inner_grads FRESH), their types floats' (compiled.c sets them once:
+ * inner_types_stale).  A backward stores every
  * member's grad: from zeros when `fresh`, else adding to the stored ones
  * (a second backward). */
 

@@ -171,3 +171,24 @@ def test_a_forked_child_finds_the_softmax_grads_kept_unstored():
         for _ in range(5):
             assert forked_child_succeeds(lambda: close(state(f.root), expected))
     assert close(state(f.root), expected)
+
+
+@pytest.mark.parametrize("inexact", [False, True])
+def test_an_inner_member_an_int_before_the_forward_is_a_float_after(inexact):
+    """A member's arena node holding an int (set before capture) is read
+    into the graph as an int; after a forward the fused step's member is
+    the float it computed, as the unfused program's (found by fuzzing)."""
+    def build(leaves):
+        e = leaves[0].exp()                          # softplus's
+        e.data = 3                                   # an int, for now
+        softplus = (e + 1).log()
+        e0, e1 = leaves[1].exp(), leaves[0].exp()    # softmax's
+        total = e0 + e1
+        e0.data, total.data = 2, 5
+        inv = total ** -1
+        return (e0 * inv * 2.0 + e1 * inv + softplus) * 0.5   # float grads
+    pair = graphs(build, (0.5, -1.0), inexact)
+    (f, lf), (u, lu) = pair
+    assert agree(leaf_pass(f, lf, (0.5, -1.0), 0), leaf_pass(u, lu, (0.5, -1.0), 0),
+                 inexact)
+    assert looks_agree(pair, inexact)
