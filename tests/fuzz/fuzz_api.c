@@ -964,19 +964,23 @@ static void step_compiled(fz *f) {
                     CHECK(same_complex(seen[0][k][j], seen[1][k][j]));
     }
     if (inexact && ag_graph_new(f->ctx, root, &g) == AG_OK) {  /* unfused */
+        int restored = 1;
         for (int i = 0; i < n; i++)
             if (is_src[i]) {
                 CHECK(ag_set_data(f->ctx, order[i], creal(src_data[i]),
                                   cimag(src_data[i]) != 0.0) == AG_OK);
                 CHECK(ag_set_grad(f->ctx, order[i], creal(src_grad[i]),
                                   cimag(src_grad[i]) != 0.0) == AG_OK);
+                /* ag_leaf keeps an int -0.0, ag_set_data makes it +0.0 */
+                restored &= same_complex(ag_read(f->ctx, order[i], AG_READ_DATA),
+                                         src_data[i]);
             }
         script plain = s;
         plain.plan &= (uint8_t)~PLAN_PRE;
         int st2 = script_run(f, &plain, g, AG_GRAPH_INEXACT | AG_GRAPH_UNFUSED, 0,
                              order, n, seen[1]);
-        CHECK(st2 == st);
-        if (st == AG_OK) {
+        CHECK(st2 == st || !restored);        /* not the same start: no compare */
+        if (st == AG_OK && restored) {
             snapshot(f, order, n, data[1], grad[1]);
             double scale = fmax(magnitude(data[0], grad[0], n),
                                 magnitude(data[1], grad[1], n));
