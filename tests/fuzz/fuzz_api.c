@@ -900,11 +900,13 @@ static double magnitude(const double _Complex *data, const double _Complex *grad
     return dm * gm;
 }
 
-/* Two grads of an inexact replay, fused and unfused: the fused softmax sums
- * the same terms in another order, so equal within 1e-9 relative + 1e-12
- * absolute -- or, as a sum's terms may cancel, within 1e-10 of the scale
- * of the terms (scale: the largest |data| * |grad| of the graph; a
- * mismatch of a non-finite one only when that scale may overflow). */
+/* Two grads of an inexact replay, fused and unfused: the fused softmax
+ * gives its terms to the x_j elsewhere in the reverse order (and from fresh
+ * zeros by the textbook y_j * (g_j - sum g_k y_k)), so they are equal
+ * within 1e-9 relative + 1e-12 absolute -- or, as terms may cancel, within
+ * 1e-10 of the scale of the terms (scale: the largest |data| * |grad| of
+ * the graph; a mismatch of a non-finite one only when that scale may
+ * overflow). */
 static int close_grad(double _Complex x, double _Complex y, double scale) {
     if (cimag(x) != cimag(y)) return 0;
     double a = creal(x), b = creal(y);
