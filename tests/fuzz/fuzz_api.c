@@ -769,6 +769,239 @@ static void step_replay_vs_eager(fz *f) {
     ag_graph_free(g);
 }
 
+/* ---- the compiler's options ------------------------------------------------ */
+
+/* A script run over a captured graph and over a reference: forward (maybe
+ * a first one with the default options before the options are set), up to
+ * three looks at nodes between forward and backward, backward, and maybe
+ * up to three more looks and a second backward.  A look reads a node's
+ * data or grad, or sets one (which the graph takes from then on): a node
+ * named through a handle is written back and kept visible, which may break
+ * a dot chain and rebuild the steps. */
+enum {
+    PLAN_PRE = 1,     /* a forward with the default options first */
+    PLAN_LOOK1 = 2,   /* looks between forward and backward       */
+    PLAN_TWICE = 4,   /* a second backward                        */
+    PLAN_LOOK2 = 8,   /* looks between the two backwards          */
+    PLAN_TOGGLE = 16, /* AG_GRAPH_UNFUSED flipped before backward  */
+    PLAN_TOGGLE2 = 32 /* ... and back before the second one        */
+};
+#define LOOKS 3
+
+typedef struct {
+    uint8_t idx, what;  /* node idx % n; AG_READ_DATA/GRAD, 2/3: set them */
+    double v;
+    int v_int;
+} look_at_node;
+
+typedef struct {
+    int opts;           /* of the graph under test */
+    uint8_t plan;
+    int n_look[2];
+    look_at_node look[2][LOOKS];
+} script;
+
+static script script_of(fz *f) {
+    script s;
+    s.opts = u8(f) % 4;  /* 0, INEXACT, UNFUSED, both */
+    s.plan = u8(f);
+    for (int k = 0; k < 2; k++) {
+        s.n_look[k] = u8(f) % (LOOKS + 1);
+        for (int j = 0; j < s.n_look[k]; j++) {
+            look_at_node *l = &s.look[k][j];
+            l->idx = u8(f);
+            l->what = u8(f);
+            l->v = 0.0;
+            l->v_int = 0;
+            if (l->what % 4 >= 2) {
+                l->v = number(f);
+                l->v_int = (l->what >> 2) & 1;
+                if (l->v_int && !is_int_value(l->v)) l->v = 0.0;
+            }
+        }
+    }
+    return s;
+}
+
+/* The looks of group k at nodes h[0..n-1]: what each read gave, in seen. */
+static void looks(fz *f, const script *s, int k, const int64_t *h, int n,
+                  double _Complex *seen) {
+    for (int j = 0; j < s->n_look[k]; j++) {
+        const look_at_node *l = &s->look[k][j];
+        int64_t x = h[l->idx % n];
+        switch (l->what % 4) {
+        case 2: CHECK(ag_set_data(f->ctx, x, l->v, l->v_int) == AG_OK); break;
+        case 3: CHECK(ag_set_grad(f->ctx, x, l->v, l->v_int) == AG_OK); break;
+        }
+        seen[j] = ag_read(f->ctx, x, l->what % 2);
+        CHECK(cimag(seen[j]) == 0.0 || cimag(seen[j]) == 1.0);
+    }
+}
+
+/* The script over graph g (opts; flipping AG_GRAPH_UNFUSED where the plan
+ * says when `toggles`), or over the eager copies h when g is NULL (their
+ * forward was the rebuild: ag_backward for the graph's backward).  Returns
+ * the forward's status; the looks' reads go to seen[0..5]. */
+static int script_run(fz *f, const script *s, ag_graph *g, int opts, int toggles,
+                      const int64_t *h, int n, double _Complex seen[2][LOOKS]) {
+    if (g) {
+        if (s->plan & PLAN_PRE) CHECK(replay_status(ag_graph_forward(g)));
+        CHECK(ag_graph_set_options(g, opts) == AG_OK);
+        int st = ag_graph_forward(g);
+        CHECK(replay_status(st));
+        if (st != AG_OK) return st;
+    }
+    if (s->plan & PLAN_LOOK1) looks(f, s, 0, h, n, seen[0]);
+    if (g && toggles && (s->plan & PLAN_TOGGLE)) {
+        opts ^= AG_GRAPH_UNFUSED;
+        CHECK(ag_graph_set_options(g, opts) == AG_OK);
+    }
+    CHECK((g ? ag_graph_backward(g) : ag_backward(f->ctx, h[n - 1])) == AG_OK);
+    if (s->plan & PLAN_TWICE) {
+        if (s->plan & PLAN_LOOK2) looks(f, s, 1, h, n, seen[1]);
+        if (g && toggles && (s->plan & PLAN_TOGGLE2)) {
+            opts ^= AG_GRAPH_UNFUSED;
+            CHECK(ag_graph_set_options(g, opts) == AG_OK);
+        }
+        CHECK((g ? ag_graph_backward(g) : ag_backward(f->ctx, h[n - 1])) == AG_OK);
+    }
+    return AG_OK;
+}
+
+/* Whether look j of group k ran (after a successful forward). */
+static int looked(const script *s, int k, int j) {
+    int need = k ? PLAN_TWICE | PLAN_LOOK2 : PLAN_LOOK1;
+    return (s->plan & need) == need && j < s->n_look[k];
+}
+
+/* Every node's data and grad (with their types) after a script. */
+static void snapshot(fz *f, const int64_t *h, int n, double _Complex *data,
+                     double _Complex *grad) {
+    for (int i = 0; i < n; i++) {
+        data[i] = ag_read(f->ctx, h[i], AG_READ_DATA);
+        grad[i] = ag_read(f->ctx, h[i], AG_READ_GRAD);
+    }
+}
+
+static int same_complex(double _Complex x, double _Complex y) {
+    return same_number(creal(x), creal(y)) && cimag(x) == cimag(y);
+}
+
+/* The largest finite magnitude of data and grads: how big the terms of a
+ * reassociated sum may be. */
+static double magnitude(const double _Complex *data, const double _Complex *grad,
+                        int n) {
+    double dm = 1.0, gm = 0.0;
+    for (int i = 0; i < n; i++) {
+        double d = fabs(creal(data[i])), g = fabs(creal(grad[i]));
+        if (isfinite(d) && d > dm) dm = d;
+        if (isfinite(g) && g > gm) gm = g;
+    }
+    return dm * gm;
+}
+
+/* Two grads of an inexact replay, fused and unfused: the fused softmax
+ * gives its terms to the x_j elsewhere in the reverse order (and from fresh
+ * zeros by the textbook y_j * (g_j - sum g_k y_k)), so they are equal
+ * within 1e-9 relative + 1e-12 absolute -- or, as terms may cancel, within
+ * 1e-10 of the scale of the terms (scale: the largest |data| * |grad| of
+ * the graph; a mismatch of a non-finite one only when that scale may
+ * overflow). */
+static int close_grad(double _Complex x, double _Complex y, double scale) {
+    if (cimag(x) != cimag(y)) return 0;
+    double a = creal(x), b = creal(y);
+    if (same_number(a, b)) return 1;
+    if (!isfinite(a) || !isfinite(b)) return !(scale < 1e150);
+    double d = fabs(a - b);
+    return d <= 1e-9 * fmax(fabs(a), fabs(b)) + 1e-12 || d <= 1e-10 * scale;
+}
+
+/* The graph of a held root under a script with options from the input:
+ * without AG_GRAPH_INEXACT every node reads (data, grad, their types) as
+ * its eager rebuild's after the same script, bit for bit, and so did every
+ * look; with it, the forward's status is the eager one's, and every node
+ * reads as in a second graph of the root with AG_GRAPH_INEXACT |
+ * AG_GRAPH_UNFUSED after the script: data bit for bit, grads close
+ * (close_grad).  The two graphs share the nodes: the sources' data and
+ * grads are put back between the runs (the eager copies get them first). */
+static void step_compiled(fz *f) {
+    int64_t root = f->pool[u8(f) % POOL].id, order[REBUILD_MAX], copy[REBUILD_MAX];
+    script s = script_of(f);
+    ag_graph *g;
+    if (root < 0) return;
+    int n = program_order(f, root, order, REBUILD_MAX);
+    if (n <= 0 || ag_graph_new(f->ctx, root, &g) != AG_OK) return;
+    CHECK(n == ag_graph_size(g));
+    static double _Complex src_data[REBUILD_MAX], src_grad[REBUILD_MAX];
+    static double _Complex data[2][REBUILD_MAX], grad[2][REBUILD_MAX];
+    double _Complex seen[2][2][LOOKS];
+    int is_src[REBUILD_MAX];
+    for (int i = 0; i < n; i++) {
+        ag_node nd;
+        CHECK(ag_node_info(f->ctx, order[i], &nd) == AG_OK);
+        is_src[i] = ag_op_arity(nd.op) == 0;
+        src_data[i] = ag_read(f->ctx, order[i], AG_READ_DATA);
+        src_grad[i] = ag_read(f->ctx, order[i], AG_READ_GRAD);
+    }
+    int eager_st = rebuild(f, order, n, copy);
+    int eager = replay_status(eager_st);      /* else no room: no comparison */
+    int inexact = s.opts & AG_GRAPH_INEXACT;
+    int st = script_run(f, &s, g, s.opts, 1, order, n, seen[0]);
+    if (eager) CHECK(st == eager_st);
+    if (st == AG_OK) snapshot(f, order, n, data[0], grad[0]);
+    ag_graph_free(g);
+    if (eager && st == AG_OK && !inexact) {   /* against the eager copies */
+        for (int i = 0; i < n; i++)
+            if (is_src[i])
+                CHECK(ag_set_grad(f->ctx, copy[i], creal(src_grad[i]),
+                                  cimag(src_grad[i]) != 0.0) == AG_OK);
+        CHECK(script_run(f, &s, NULL, 0, 0, copy, n, seen[1]) == AG_OK);
+        snapshot(f, copy, n, data[1], grad[1]);
+        for (int i = 0; i < n; i++)
+            CHECK(same_complex(data[0][i], data[1][i]) &&
+                  same_complex(grad[0][i], grad[1][i]));
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < LOOKS; j++)
+                if (looked(&s, k, j))
+                    CHECK(same_complex(seen[0][k][j], seen[1][k][j]));
+    }
+    if (inexact && ag_graph_new(f->ctx, root, &g) == AG_OK) {  /* unfused */
+        int restored = 1;
+        for (int i = 0; i < n; i++)
+            if (is_src[i]) {
+                CHECK(ag_set_data(f->ctx, order[i], creal(src_data[i]),
+                                  cimag(src_data[i]) != 0.0) == AG_OK);
+                CHECK(ag_set_grad(f->ctx, order[i], creal(src_grad[i]),
+                                  cimag(src_grad[i]) != 0.0) == AG_OK);
+                /* ag_leaf keeps an int -0.0, ag_set_data makes it +0.0 */
+                restored &= same_complex(ag_read(f->ctx, order[i], AG_READ_DATA),
+                                         src_data[i]);
+            }
+        script plain = s;
+        plain.plan &= (uint8_t)~PLAN_PRE;
+        int st2 = script_run(f, &plain, g, AG_GRAPH_INEXACT | AG_GRAPH_UNFUSED, 0,
+                             order, n, seen[1]);
+        CHECK(st2 == st || !restored);        /* not the same start: no compare */
+        if (st == AG_OK && restored) {
+            snapshot(f, order, n, data[1], grad[1]);
+            double scale = fmax(magnitude(data[0], grad[0], n),
+                                magnitude(data[1], grad[1], n));
+            for (int i = 0; i < n; i++)
+                CHECK(same_complex(data[0][i], data[1][i]) &&
+                      close_grad(grad[0][i], grad[1][i], scale));
+            for (int k = 0; k < 2; k++)
+                for (int j = 0; j < LOOKS; j++)
+                    if (looked(&s, k, j))
+                        CHECK(s.look[k][j].what % 2 == AG_READ_DATA
+                                  ? same_complex(seen[0][k][j], seen[1][k][j])
+                                  : close_grad(seen[0][k][j], seen[1][k][j], scale));
+        }
+        ag_graph_free(g);
+    }
+    for (int i = 0; i < n; i++)
+        if (copy[i] >= 0) CHECK(ag_release(f->ctx, copy[i]) == AG_OK);
+}
+
 /* ---- stale handles ------------------------------------------------------ */
 
 typedef node_view look;
@@ -1026,7 +1259,7 @@ static const step_fn STEPS[STEP_SLOTS] = {
     step_release, step_release_many, step_take_child, step_backward,
     step_set, step_layer, step_limit, step_grad_mode, step_status_str,
     step_graph, step_bulk, step_stale, step_oom, step_copy, step_saved,
-    step_replay_vs_eager,
+    step_replay_vs_eager, step_compiled,
     /* new steps go here, at the end */
 };
 
