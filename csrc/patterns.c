@@ -13,8 +13,10 @@
  *           order, not at each exp's; from fresh zeros (right after a
  *           forward) they are y_j * (g_j - sum_k g_k y_k), the textbook
  *           form of the same derivative, and the outputs' grads g_j are
- *           kept (pat_g) to work out the inner members' when asked.  The
- *           values are the inexact replay's own, bit for bit.
+ *           kept (pat_g) to work out the inner members' when asked (where
+ *           the power's own derivative, -1 / s^2, overflows or underflows,
+ *           the members' grads do, but the x_j's stay finite and right).
+ *           The values are the inexact replay's own, bit for bit.
  * Every member's value is stored, as its own step would, and its grad
  * after a backward (but a softmax's inner ones' from fresh zeros); the
  * inner ones' fresh grads (int zeros) are not (compiled.c: inner_grads).

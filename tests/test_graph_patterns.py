@@ -211,3 +211,21 @@ def test_random_programs_fused_and_unfused_agree(spec, values, inexact):
             assert close(ours, theirs, rel=1e-9)
         else:
             assert ours == theirs
+
+
+@pytest.mark.parametrize("xs", [(400.0, 399.0), (-400.0, -401.0)])
+def test_softmax_grads_stay_right_where_eagers_power_overflows(xs):
+    """Where eager's s ** -2 (the power's derivative) overflows or
+    underflows, its grads lose that term or become -inf; the fused step's
+    textbook form stays finite, and a softmax's grads sum to zero."""
+    def build(leaves):
+        y0, y1 = softmax([v * 1.0 for v in leaves], {0, 1})
+        return (y0 * 2.0 + y1) * 1.0
+    (f, lf), (u, lu) = graphs(build, xs, inexact=True)
+    for g in (f, u):
+        g.forward()
+        g.backward()
+    fused, unfused = [v.grad for v in lf], [v.grad for v in lu]
+    assert all(math.isfinite(g) for g in fused) and abs(sum(fused)) < 1e-15
+    assert math.isclose(fused[0], 0.19661193324148185, rel_tol=1e-12)
+    assert not all(math.isfinite(g) for g in unfused) or abs(sum(unfused)) > 1.0
