@@ -431,7 +431,8 @@ int64_t ag_leaf(ag_ctx *c, double v, int is_int) {
     AG_LOCK(c);
     int64_t r = ag__reserve(c, 1);
     if (r == AG_OK)
-        r = handed_out(c, ag__alloc(c, AG_LEAF, v, is_int ? AG_DATA_INT : 0,
+        r = handed_out(c, ag__alloc(c, AG_LEAF, is_int ? v + 0.0 : v,  /* no */
+                                    is_int ? AG_DATA_INT : 0,  /* int -0 */
                                     AG_NONE, AG_NONE));
     AG_UNLOCK(c);
     return r;
@@ -458,7 +459,7 @@ int64_t ag_opaque(ag_ctx *c, double v, int is_int, int64_t ha, int64_t hb,
         else r = AG_ERR_NOMEM;
     }
     if (r == AG_OK) {
-        int32_t id = ag__alloc(c, AG_OPAQUE, v,
+        int32_t id = ag__alloc(c, AG_OPAQUE, is_int ? v + 0.0 : v,
                                (is_int ? AG_DATA_INT : 0) | (copy ? AG_NAMED : 0),
                                (int32_t)a, (int32_t)b);
         if (copy) c->names[id] = copy;

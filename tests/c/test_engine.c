@@ -174,6 +174,12 @@ static void test_bad_arguments(void) {
     CHECK_EQ(ag_opaque(c, 1.0, 0, a, dead, NULL), AG_ERR_STALE);
     CHECK_EQ(ag_opaque(c, 1.0, 0, 1 << 30, -1, NULL), AG_ERR_ARG);
     CHECK_EQ(ag_opaque(c, 1.0, 0, -1, a, NULL), AG_ERR_ARG);  /* b without a */
+    int64_t zero = must(ag_leaf(c, -0.0, 1), "leaf"), opq;   /* no int -0 */
+    CHECK(!signbit(data_of(c, zero)));
+    opq = must(ag_opaque(c, -0.0, 1, zero, -1, NULL), "opaque");
+    CHECK(!signbit(data_of(c, opq)));
+    ag_release(c, opq);
+    ag_release(c, zero);
     CHECK_EQ(live(c), before);
     ag_release(c, a);
     ctx_done(c);
