@@ -23,12 +23,14 @@
  * every other node runs a float kernel, which gives the same bits.  Fused
  * steps do what their members' steps would, in their order: runs of float
  * sums and products, a neuron's dot chain (analysis.c: its sum and grad in
- * registers; right after a forward, its inner members' grads held
- * unstored, ag_graph.inner_grads), softplus and, in an inexact replay,
- * softmax (patterns.c).  Forward computes into a second set of arrays and
- * commits them only when every node succeeded: all or nothing, no undo
- * log -- or, in a graph none of whose nodes can fail (float sums,
- * products, relu...: analysis.c), in place.
+ * registers), softplus and, in an inexact replay, softmax (patterns.c);
+ * the fused steps' inner members' grads are not stored by a forward, nor
+ * by the backward right after it for a dot chain or a softmax: each is
+ * worked out when something reads it (ag_graph.inner_grads).  Forward
+ * computes into a second set of arrays and commits them only when every
+ * node succeeded: all or nothing, no undo log -- or, in a graph none of
+ * whose nodes can fail (float sums, products, relu...: analysis.c), in
+ * place.
  */
 #include <stdlib.h>
 #include <string.h>
