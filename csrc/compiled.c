@@ -210,22 +210,22 @@ static AG_ALWAYS_INLINE void run_backward(const prog *q, const ag_link *link,
 }
 
 /* A dot chain's values (floats): each pair's product and sum, the sum
- * carried to the next pair in a register; the last sum's fresh grad.  Its
+ * carried to the next pair in a register; the last sum's type and fresh
+ * grad (the inner members': clear_inner_types, inner_grads FRESH).  Its
  * `pairs` pairs follow the header at wx / ms (analysis.c). */
 static AG_ALWAYS_INLINE void dot_forward(const prog *q, const ag_pos2 *wx,
                                          const ag_pos2 *ms, int32_t pairs) {
     double *v = q->v;
-    uint8_t *di = q->di;
     double s = v[wx[0].a];
     for (int32_t i = 1; i <= pairs; i++) {
         double m = mul_value(v[wx[i].a], v[wx[i].b], 0.0);
         s = add_value(s, m, 0.0);
         v[ms[i].a] = m;
         v[ms[i].b] = s;
-        di[ms[i].a] = di[ms[i].b] = 0;
     }
-    q->gd[ms[0].b] = 0.0;       /* the last sum's fresh grad; the inner */
-    q->gi[ms[0].b] = 1;         /* members': inner_grads FRESH             */
+    q->di[ms[0].b] = 0;
+    q->gd[ms[0].b] = 0.0;
+    q->gi[ms[0].b] = 1;
 }
 
 /* A dot chain's terms, last pair first, each pair's sum's and then its
@@ -525,9 +525,8 @@ static void write_back_node(ag_ctx *c, int32_t id) {
     for (ag_graph *g = c->private_owner; g; g = g->next_owner) {
         int32_t p = ag__graph_position(g, h);
         if (p < 0) continue;
-        if (g->member_of[p] >= 0) store_inner_grads(g);  /* it leaves anyway */
+        make_visible(g, p);   /* first: out of its fused step, grads stored */
         write_back(g, c, p);
-        make_visible(g, p);
         return;
     }
     ag__flush_private(c);  /* no owner has it: make the arena whole anyway */

@@ -186,7 +186,10 @@ def test_an_inner_member_an_int_before_the_forward_is_a_float_after(inexact):
         total = e0 + e1
         e0.data, total.data = 2, 5
         inv = total ** -1
-        return (e0 * inv * 2.0 + e1 * inv + softplus) * 0.5   # float grads
+        m1 = leaves[0] * 1.5                         # a dot chain's
+        m1.data = 7
+        chain = leaves[1] * 0.25 + m1 + leaves[1] * leaves[0]
+        return (e0 * inv * 2.0 + e1 * inv + softplus + chain) * 0.5   # float grads
     pair = graphs(build, (0.5, -1.0), inexact)
     (f, lf), (u, lu) = pair
     assert agree(leaf_pass(f, lf, (0.5, -1.0), 0), leaf_pass(u, lu, (0.5, -1.0), 0),
