@@ -328,8 +328,8 @@ int64_t ag_apply_const(ag_ctx *c, int op, int64_t ha, double v, int v_int,
     int64_t a = ag__slot(c, ha);
     int64_t r = ag__arity(op) != 2 ? AG_ERR_ARG : a < 0 ? a : ag__reserve(c, 2);
     if (r == AG_OK) {
-        int32_t leaf = ag__alloc(c, AG_LEAF, v, v_int ? AG_DATA_INT : 0,
-                                 AG_NONE, AG_NONE);
+        int32_t leaf = ag__alloc(c, AG_LEAF, v_int ? v + 0.0 : v,  /* no int -0 */
+                                 v_int ? AG_DATA_INT : 0, AG_NONE, AG_NONE);
         c->refs[leaf] = 1;                   /* held while building */
         r = handed_out(c, const_first ? make_node(c, op, leaf, (int32_t)a, 0.0, 0)
                                       : make_node(c, op, (int32_t)a, leaf, 0.0, 0));

@@ -178,6 +178,11 @@ static void test_bad_arguments(void) {
     CHECK(!signbit(data_of(c, zero)));
     opq = must(ag_opaque(c, -0.0, 1, zero, -1, NULL), "opaque");
     CHECK(!signbit(data_of(c, opq)));
+    ag_release(c, opq);                   /* x * -0: the constant is 0 */
+    opq = must(ag_apply_const(c, AG_MUL, zero, -0.0, 1, 0), "apply_const");
+    ag_node constant;
+    CHECK(ag_node_info(c, opq, &constant) == AG_OK);
+    CHECK(!signbit(data_of(c, constant.b)));
     ag_release(c, opq);
     ag_release(c, zero);
     CHECK_EQ(live(c), before);
