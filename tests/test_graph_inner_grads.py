@@ -1,6 +1,6 @@
 """The grads a compiled replay does not store (csrc/compiled.c:
-inner_grads): after a forward every op node's grad is an int 0 nobody
-wrote; after one backward a softmax's inner members' (its exps, sums and
+inner_grads): after a forward the fused steps' inner members' grads are
+int 0s nobody wrote; after one backward a softmax's inner members' (its exps, sums and
 power) are found, when asked, from its outputs' grads kept by the step.
 
 Here the passes run with nobody looking inside the graph -- only the
@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograd_c import Value
-from support import bits
+from autograd_c import Graph, Value
+from autograd_c._autograd_c import lib
+from support import bits, forked_child_succeeds, replaying
 from test_graph_compiled import state
 from test_graph_fusion import forward_with
-from test_graph_patterns import close, graphs, program, softmax_net, softplus_net
+from test_graph_patterns import close, graphs, pieces, program, softmax_net, softplus_net
 
 
 def leaf_pass(g, leaves, values, backwards=1):
@@ -96,7 +97,6 @@ def test_options_changed_after_an_unlooked_backward():
     values = [0.3, -1.2, 2.5, 0.0, 1.0, -0.5]
     pair = graphs(softmax_net(4, {0, 2, 3}, 1), values, inexact=True)
     (f, lf), (u, lu) = pair
-    from autograd_c._autograd_c import lib
     leaf_pass(f, lf, values)
     leaf_pass(u, lu, values)
     assert lib.ag_graph_set_options(f._g, 0) == 0
@@ -122,11 +122,10 @@ def test_a_look_at_one_inner_member_only():
         total = e[0] + e[1] + e[2] + e[3]
         inv = total ** -1
         root = e[1] * inv * 2.0 + e[3] * inv * leaves[5]
-        from autograd_c import Graph
-        from autograd_c._autograd_c import lib
         g = Graph(root, exact=False)
         if options:
-            lib.ag_graph_set_options(g._g, lib.AG_GRAPH_UNFUSED | lib.AG_GRAPH_INEXACT)
+            assert lib.ag_graph_set_options(
+                g._g, lib.AG_GRAPH_UNFUSED | lib.AG_GRAPH_INEXACT) == 0
         held = e[2]                        # a member nobody reads before the end
         del xs, e, total, inv, root
         made.append((g, leaves, held))
@@ -138,11 +137,7 @@ def test_a_look_at_one_inner_member_only():
 
 
 @settings(max_examples=60, deadline=None)
-@given(spec=st.lists(st.tuples(st.sampled_from(["softplus", "softmax", "mul", "sum"]),
-                               st.lists(st.integers(0, 30), min_size=4, max_size=4),
-                               st.integers(2, 5), st.sets(st.integers(0, 4), min_size=1)),
-                     min_size=1, max_size=8),
-       values=st.lists(st.floats(-3, 3), min_size=4, max_size=4),
+@given(spec=pieces, values=st.lists(st.floats(-3, 3), min_size=4, max_size=4),
        backwards=st.integers(0, 2), inexact=st.booleans())
 def test_random_programs_unlooked_then_looked(spec, values, backwards, inexact):
     pair = graphs(program(spec), [0.5] * 4, inexact)
@@ -159,7 +154,6 @@ def test_a_forked_child_finds_the_softmax_grads_kept_unstored():
     as its outputs' grads), while another thread replays another graph and
     holds the locks now and then: the child works them out and reads every
     node as the unfused program has it."""
-    from support import forked_child_succeeds, replaying
     values = [0.3, -1.2, 2.5, 0.0, 1.0, -0.5]
     pair = graphs(softmax_net(4, {0, 1, 3}, 1), values, inexact=True)
     (f, lf), (u, lu) = pair
